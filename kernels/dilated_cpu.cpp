@@ -1,0 +1,105 @@
+// The `dilated` kernel (LongNet): per level, every segment's kept rows form a dense sub-problem.
+// Kept rows are r apart, so each sub-problem is a strided view of Q, K, V (no gather copy); its
+// (o, lse) lands in per-thread scratch and is merged into the output (SPEC §1). Memory O(N d).
+#include "kernels/dilated_cpu.h"
+
+#include <omp.h>
+
+#include <limits>
+
+#include "kernels/flash_cpu.h"
+#include "kernels/merge.h"
+
+namespace longattn {
+
+std::vector<DilatedSegment> dilated_segments(const DilatedLevel& lv, int64_t h, int64_t begin, int64_t end,
+                                             int64_t n) {
+  std::vector<DilatedSegment> out;
+  const int64_t o = h % lv.r;
+  for (int64_t g0 = (begin / lv.w) * lv.w; g0 < end; g0 += lv.w) {
+    const int64_t g1 = std::min(g0 + lv.w, n);
+    const int64_t first = g0 + o;  // first kept position of the segment
+    if (first >= g1) continue;
+    const int64_t count = (g1 - first + lv.r - 1) / lv.r;
+    // Kept positions inside [begin, end): first + t*r for t in [t0, t1).
+    const int64_t t0 = first >= begin ? 0 : (begin - first + lv.r - 1) / lv.r;
+    const int64_t t1 = std::min(count, (end - first + lv.r - 1) / lv.r);
+    if (t0 < t1) out.push_back({g0, g1, first, count, t0, t1});
+  }
+  return out;
+}
+
+void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedLevel& lv, const DilatedSegment& seg,
+                    const float* k_rows, const float* v_rows, int64_t kv_stride, int64_t q_first, int64_t q_count,
+                    DilatedScratch& s) {
+  const Shape sh = a.shape;
+  const int64_t row = sh.H * sh.d;
+  // Query t of the segment (global position first + t*r) is local row q_first + t*r of this tensor.
+  HeadProblem p;
+  p.q = a.q + (b * sh.N + q_first) * row + h * sh.d;
+  p.q_stride = lv.r * row;
+  p.nq = q_count;
+  p.k = k_rows;
+  p.v = v_rows;
+  p.kv_stride = kv_stride;
+  p.nk = seg.count;
+  p.d = sh.d;
+  p.scale = a.scale;
+  s.o.resize(q_count * sh.d);
+  s.lse.resize(q_count);
+  p.o = s.o.data();
+  p.o_stride = sh.d;
+  p.lse = s.lse.data();
+  // Causal by global position is causal by kept index, since kept positions ascend.
+  s.mask = Pattern{};
+  s.mask.causal = a.pattern.causal;
+  p.mask = &s.mask;
+  p.q_pos0 = seg.t0;
+  p.mask_n = seg.count;
+  flash_head(p, s.kv, s.flash);
+  for (int64_t t = 0; t < q_count; ++t) {
+    const int64_t i = q_first + t * lv.r;  // local row
+    merge_row(a.o + (b * sh.N + i) * row + h * sh.d, a.lse[(b * sh.H + h) * sh.N + i], s.o.data() + t * sh.d,
+              s.lse[t], sh.d);
+  }
+}
+
+void dilated_attention(const AttentionArgs& args) {
+  const Shape sh = args.shape;
+  AttentionArgs a = args;
+  std::vector<float> own_lse;  // levels merge through the lse, so keep one even if the caller did not ask
+  if (!a.lse) {
+    own_lse.resize(sh.B * sh.H * sh.N);
+    a.lse = own_lse.data();
+  }
+  std::fill(a.o, a.o + sh.numel(), 0.0f);
+  std::fill(a.lse, a.lse + sh.B * sh.H * sh.N, -std::numeric_limits<float>::infinity());
+  const int64_t row = sh.H * sh.d;
+  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+  for (const DilatedLevel& lv : a.pattern.dilated_levels(sh.N)) {
+    const int64_t segs = (sh.N + lv.w - 1) / lv.w;
+    // One task per (batch, head, segment); a query row belongs to one segment per level, so the
+    // merges of one level never race.
+#pragma omp parallel num_threads(threads)
+    {
+      DilatedScratch s;
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < sh.B * sh.H * segs; ++t) {
+        const int64_t b = t / (sh.H * segs), h = (t / segs) % sh.H, g = t % segs;
+        for (const DilatedSegment& seg : dilated_segments(lv, a.head0 + h, g * lv.w, (g + 1) * lv.w, sh.N)) {
+          const float* k_rows = a.k + (b * sh.N + seg.first) * row + h * sh.d;
+          const float* v_rows = a.v + (b * sh.N + seg.first) * row + h * sh.d;
+          attend_segment(a, b, h, lv, seg, k_rows, v_rows, lv.r * row, seg.first, seg.count, s);
+        }
+      }
+    }
+  }
+}
+
+std::string dilated_unsupported(const Pattern& p, const Shape& s) {
+  if (p.kind != PatternKind::dilated) return "the dilated kernel runs dilated patterns only";
+  if (s.d > kFlashMaxD) return "dilated supports head dims up to " + std::to_string(kFlashMaxD);
+  return {};
+}
+
+}  // namespace longattn

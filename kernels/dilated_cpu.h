@@ -1,0 +1,42 @@
+#pragma once
+// LongNet's dilated attention on the CPU, and the per-segment step that dist-dilated reuses.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/flash_cpu.h"
+
+namespace longattn {
+
+// One segment of one level for one head: kept global positions first + t*r, t in [0, count);
+// [t0, t1) are the kept indices that fall inside the range the segments were asked for.
+struct DilatedSegment {
+  int64_t begin, end;  // the segment [begin, end)
+  int64_t first;       // first kept position
+  int64_t count;       // kept positions in the whole segment
+  int64_t t0, t1;      // kept indices inside the asked range
+};
+
+// Segments of level lv (head h: offset h mod r) that keep at least one position in [begin, end).
+std::vector<DilatedSegment> dilated_segments(const DilatedLevel& lv, int64_t h, int64_t begin, int64_t end,
+                                             int64_t n);
+
+struct DilatedScratch {
+  PackedKV kv;
+  FlashScratch flash;
+  std::vector<float> o, lse;
+  Pattern mask;
+};
+
+// Queries t in [seg.t0, seg.t0 + q_count) of a segment attend to all its kept rows and are merged
+// into a.o / a.lse. Local row of query t0 is q_first (rows r apart); the segment's kept K/V rows
+// are at k_rows / v_rows, kv_stride apart. a.lse must be set.
+void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedLevel& lv, const DilatedSegment& seg,
+                    const float* k_rows, const float* v_rows, int64_t kv_stride, int64_t q_first, int64_t q_count,
+                    DilatedScratch& s);
+
+void dilated_attention(const AttentionArgs& args);
+std::string dilated_unsupported(const Pattern& p, const Shape& s);
+
+}  // namespace longattn

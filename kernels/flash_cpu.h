@@ -1,0 +1,56 @@
+#pragma once
+// Tiled online-softmax attention of one head on the CPU: the building block that the `flash` and
+// `dilated` kernels, ring steps and LongNet segments all call. Never forms an N x N buffer.
+#include <cstdint>
+#include <vector>
+
+#include "kernels/attention.h"
+
+namespace longattn {
+
+constexpr int64_t kFlashBq = 64;  // query rows per tile
+constexpr int64_t kFlashBk = 64;  // keys per block (a multiple of 64: the QK^T strip is 64 wide)
+constexpr int64_t kFlashMaxD = 256;
+
+// One head's problem on strided rows. Rows of q, k, v, o are `*_stride` floats apart, so a head of
+// a [B, N, H, d] tensor, or every r-th row of it (a dilated level), is a view, not a copy.
+struct HeadProblem {
+  const float* q = nullptr;
+  int64_t q_stride = 0, nq = 0;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t kv_stride = 0, nk = 0;
+  float* o = nullptr;  // normalised output rows
+  int64_t o_stride = 0;
+  float* lse = nullptr;  // lse[i] for query row i (natural log), may be null
+  int64_t d = 0;
+  float scale = 0;
+  // The mask: single-level `mask` in its own coordinates, query row i at position q_pos0 + i and
+  // key row j at k_pos0 + j, sequence length mask_n, head mask_head.
+  const Pattern* mask = nullptr;
+  int64_t q_pos0 = 0, k_pos0 = 0, mask_n = 0, mask_head = 0;
+};
+
+// K transposed per key block and V, both zero-padded to dp = d rounded up to 16 lanes.
+struct PackedKV {
+  int64_t nk = 0, dp = 0, blocks = 0;
+  std::vector<float> kt;  // [blocks][dp][kFlashBk]
+  std::vector<float> v;   // [blocks * kFlashBk][dp]
+};
+
+// Per-thread working memory, reused across calls.
+struct FlashScratch {
+  std::vector<float> q, s, o, m, l, alpha;
+};
+
+void pack_kv(const HeadProblem& p, PackedKV& out);
+// Attend query rows [q_begin, q_end) of p to all of its keys (packed in kv).
+void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64_t q_end, FlashScratch& s);
+// pack_kv then flash_rows over every query row, on the calling thread.
+void flash_head(const HeadProblem& p, PackedKV& kv, FlashScratch& s);
+
+// The `flash` kernel: every head of args, threads over batch x head x query tile.
+void flash_attention(const AttentionArgs& args);
+std::string flash_unsupported(const Pattern& p, const Shape& s);
+
+}  // namespace longattn

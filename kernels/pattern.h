@@ -1,0 +1,55 @@
+#pragma once
+// Pattern: the one value type that says which keys each query attends to (SPEC §2). Every kernel,
+// the oracle and every distributed algorithm read it; nothing else describes a mask.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace longattn {
+
+enum class PatternKind { full, local, strided, fixed, dilated };
+
+struct DilatedLevel {
+  int64_t w = 0;  // segment length
+  int64_t r = 0;  // dilation rate: keep every r-th row, head h starting at h mod r
+};
+
+// How a block of (query, key) positions relates to a single-level pattern.
+enum class BlockKind { empty, full, partial };
+
+struct Pattern {
+  PatternKind kind = PatternKind::full;
+  bool causal = false;
+  int64_t left = 0, right = 0;          // local
+  int64_t stride = 0;                   // strided
+  int64_t block = 0, summary = 0;       // fixed
+  std::vector<DilatedLevel> levels;     // dilated, explicit levels
+  bool longnet = false;                 // dilated, the named configuration (resolved per N)
+
+  // Levels for sequence length n: explicit levels as given, `longnet` per SPEC §2.
+  std::vector<DilatedLevel> dilated_levels(int64_t n) const;
+  int level_count(int64_t n) const;
+
+  // Is key j in level `level`'s set for query i of head h (sequence length n)?
+  bool contains(int level, int64_t h, int64_t i, int64_t j, int64_t n) const;
+  // The keys of that set, ascending, appended to `out` (cost proportional to the set's size).
+  void keys(int level, int64_t h, int64_t i, int64_t n, std::vector<int64_t>& out) const;
+  // Exact number of (query, key) pairs of head h, summed over levels (SPEC §1).
+  int64_t pairs(int64_t h, int64_t n) const;
+  // Sum of pairs() over heads [0, H).
+  int64_t pairs_all_heads(int64_t H, int64_t n) const;
+  // Single-level patterns only: is the block queries [i0, i1) x keys [j0, j1) empty, full or
+  // partial? `full` and `empty` are exact; `partial` may be returned conservatively.
+  BlockKind classify(int64_t i0, int64_t i1, int64_t j0, int64_t j1) const;
+
+  std::string name() const;  // short, printable, unique per value: "local(256,0)+causal"
+};
+
+// SPEC §5 spelling. `where` is the field path used in error messages ("pattern", "cases[3].pattern").
+Pattern parse_pattern(const nlohmann::json& j, const std::string& where = "pattern");
+nlohmann::json to_json(const Pattern& p);
+const char* kind_name(PatternKind k);
+
+}  // namespace longattn

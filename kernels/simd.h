@@ -1,0 +1,54 @@
+#pragma once
+// 16-lane float vectors as GCC vector extensions: one AVX-512 register where the build targets
+// AVX-512, two AVX2 registers otherwise. The compiler picks the instructions (LONGATTN_NATIVE
+// builds with -march=native), the source stays one.
+#include <cstdint>
+#include <cstring>
+
+namespace longattn::simd {
+
+constexpr int kLanes = 16;
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+
+inline vf load(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+inline vf splat(float x) { return vf{} + x; }
+inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+
+inline float hmax(vf v) {
+  float m = v[0];
+  for (int i = 1; i < kLanes; ++i) m = v[i] > m ? v[i] : m;
+  return m;
+}
+inline float hsum(vf v) {
+  float s = 0;
+  for (int i = 0; i < kLanes; ++i) s += v[i];
+  return s;
+}
+
+// 2^x for x <= 0 (scores minus their running max); exactly 0 below 2^-126, relative error ~2e-7.
+inline vf exp2(vf x) {
+  const vf xc = x < -127.0f ? splat(-127.0f) : x;
+  const vf n = (xc + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23 trick)
+  const vf f = xc - n;                             // f in [-0.5, 0.5]
+  // Taylor series of 2^f = e^(f ln2) to degree 6: truncation error < 2e-7 on [-0.5, 0.5].
+  vf p = splat(1.5403530393381606e-4f);
+  p = p * f + 1.3333558146428443e-3f;
+  p = p * f + 9.6181291076284772e-3f;
+  p = p * f + 5.5504108664821580e-2f;
+  p = p * f + 2.4022650695910071e-1f;
+  p = p * f + 6.9314718055994531e-1f;
+  p = p * f + 1.0f;
+  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  vf scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  const vf r = p * scale;
+  return x < -126.0f ? vf{} : r;
+}
+
+}  // namespace longattn::simd

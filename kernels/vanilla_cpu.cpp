@@ -1,0 +1,68 @@
+// The `vanilla` kernel: multi-head attention the way a framework runs it without fusion. Per head:
+// S = scale Q K^T with one threaded sgemm (N x N), mask, softmax in place, O = P V with a second
+// sgemm writing straight into O. Heads are read in place through the leading dimension H*d.
+#include "kernels/vanilla_cpu.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace longattn {
+
+void vanilla_attention(const AttentionArgs& a) {
+  const Shape sh = a.shape;
+  const int64_t N = sh.N, ld = sh.H * sh.d;
+  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+  openblas_set_num_threads(threads);
+  std::vector<float> scores(N * N);
+  const bool dense = a.pattern.kind == PatternKind::full;
+  const int levels = a.pattern.level_count(N);
+  for (int64_t b = 0; b < sh.B; ++b) {
+    for (int64_t h = 0; h < sh.H; ++h) {
+      const int64_t off = b * N * ld + h * sh.d;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, sh.d, a.scale, a.q + off, ld, a.k + off, ld, 0.0f,
+                  scores.data(), N);
+#pragma omp parallel num_threads(threads)
+      {
+        // weight[j]: how many levels hold key j (SPEC §1: a key in two levels counts twice).
+        std::vector<float> weight;
+        std::vector<int64_t> keys;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < N; ++i) {
+          float* s = scores.data() + i * N;
+          const int64_t last = a.pattern.causal ? i : N - 1;
+          if (!dense) {
+            weight.assign(N, 0.0f);
+            for (int l = 0; l < levels; ++l) {
+              keys.clear();
+              a.pattern.keys(l, a.head0 + h, i, N, keys);
+              for (int64_t j : keys) weight[j] += 1.0f;
+            }
+          }
+          auto w = [&](int64_t j) { return dense ? (j <= last ? 1.0f : 0.0f) : weight[j]; };
+          float mx = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j < N; ++j)
+            if (w(j) > 0) mx = std::max(mx, s[j]);
+          double sum = 0;
+          for (int64_t j = 0; j < N; ++j) {
+            const float wj = w(j);
+            s[j] = wj > 0 ? wj * std::exp(s[j] - mx) : 0.0f;
+            sum += s[j];
+          }
+          const float inv = sum > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
+          for (int64_t j = 0; j < N; ++j) s[j] *= inv;
+          if (a.lse)
+            a.lse[(b * sh.H + h) * N + i] =
+                sum > 0 ? mx + static_cast<float>(std::log(sum)) : -std::numeric_limits<float>::infinity();
+        }
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, sh.d, N, 1.0f, scores.data(), N, a.v + off, ld, 0.0f,
+                  a.o + off, ld);
+    }
+  }
+}
+
+}  // namespace longattn

@@ -1,0 +1,67 @@
+#pragma once
+// Shared by the tests: deterministic N(0,1) inputs, the oracle's answer, and SPEC §4's measures.
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/reference.h"
+
+namespace longattn::test {
+
+struct Problem {
+  Shape shape;
+  std::vector<float> q, k, v;
+  Problem(Shape s, uint64_t seed) : shape(s), q(s.numel()), k(s.numel()), v(s.numel()) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto* t : {&q, &k, &v})
+      for (float& x : *t) x = nd(rng);
+  }
+  AttentionArgs args(const Pattern& p, std::vector<float>& o, std::vector<float>& lse) const {
+    o.assign(shape.numel(), std::nanf(""));
+    lse.assign(shape.B * shape.H * shape.N, std::nanf(""));
+    AttentionArgs a;
+    a.shape = shape;
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.o = o.data();
+    a.lse = lse.data();
+    a.pattern = p;
+    a.scale = default_scale(shape.d);
+    return a;
+  }
+};
+
+struct Errors {
+  double o = 0, lse = 0;  // max abs differences; inf where one side is non-finite and the other not
+};
+
+inline Errors compare(const std::vector<float>& o, const std::vector<float>& lse, const std::vector<float>& o_ref,
+                      const std::vector<float>& lse_ref) {
+  Errors e;
+  for (size_t i = 0; i < o.size(); ++i) {
+    const double d = std::isfinite(o[i]) ? std::abs(double(o[i]) - o_ref[i]) : INFINITY;
+    e.o = std::max(e.o, d);
+  }
+  for (size_t i = 0; i < lse.size(); ++i) {
+    if (std::isinf(lse_ref[i]) && lse[i] == lse_ref[i]) continue;  // both -inf: empty set
+    const double d = std::isfinite(lse[i]) ? std::abs(double(lse[i]) - lse_ref[i]) : INFINITY;
+    e.lse = std::max(e.lse, d);
+  }
+  return e;
+}
+
+inline double max_abs(const std::vector<float>& x) {
+  double m = 0;
+  for (float v : x) m = std::max(m, double(std::abs(v)));
+  return m;
+}
+
+// SPEC §4, fp32 kernels against the double-precision oracle.
+inline double o_tolerance_fp32(const std::vector<float>& v) { return 1e-4 * std::max(1.0, max_abs(v)); }
+constexpr double kLseToleranceFp32 = 1e-4;
+
+}  // namespace longattn::test
