@@ -1,0 +1,50 @@
+// Microbenchmarks of the CPU kernels with a fixed iteration count, GFLOP/s from exact pair counts
+// (SPEC §1), and an OpenBLAS sgemm in the same binary so every figure reads as a fraction of this
+// machine's BLAS peak. Arguments: N (sequence length); B=1, H=8, d=64, fp32.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+#include <omp.h>
+
+#include "kernels/registry.h"
+#include "tests/check.h"
+
+using namespace longattn;
+
+namespace {
+
+constexpr int64_t kH = 8, kD = 64;
+
+void attention(benchmark::State& st, const char* kernel, nlohmann::json pattern) {
+  const Shape s{1, st.range(0), kH, kD};
+  const test::Problem prob(s, 1);
+  const Pattern p = parse_pattern(pattern);
+  std::vector<float> o, lse;
+  AttentionArgs a = prob.args(p, o, lse);
+  const Kernel* k = find_kernel(kernel);
+  for (auto _ : st) k->run(a);
+  const double flops = 4.0 * kD * p.pairs_all_heads(kH, s.N);
+  st.counters["GFLOPs"] = benchmark::Counter(flops * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
+void sgemm(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  std::vector<float> a(n * n, 1.0f), b(n * n, 1.0f), c(n * n);
+  openblas_set_num_threads(omp_get_max_threads());
+  for (auto _ : st)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+  st.counters["GFLOPs"] = benchmark::Counter(2.0 * n * n * n * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
+const nlohmann::json kFull = {{"kind", "full"}};
+const nlohmann::json kCausal = {{"kind", "full"}, {"causal", true}};
+const nlohmann::json kLongnet = {{"kind", "dilated"}, {"levels", "longnet"}};
+
+}  // namespace
+
+BENCHMARK(sgemm)->Arg(2048)->Iterations(10)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(attention, vanilla_full, "vanilla", kFull)->Arg(4096)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(attention, flash_full, "flash", kFull)->Arg(4096)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(attention, flash_causal, "flash", kCausal)->Arg(4096)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(attention, dilated_longnet, "dilated", kLongnet)->Arg(16384)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();
