@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "kernels/flash_cpu.h"
@@ -12,19 +13,26 @@
 
 namespace longattn {
 
+DilatedSegment dilated_segment(const DilatedLevel& lv, int64_t h, int64_t seg_begin, int64_t n, int64_t lo,
+                               int64_t hi) {
+  DilatedSegment s{seg_begin, std::min(seg_begin + lv.w, n), seg_begin + h % lv.r, 0, 0, 0};
+  if (s.first >= s.end) return s;
+  s.count = (s.end - s.first + lv.r - 1) / lv.r;
+  auto kept_below = [&](int64_t x) {  // kept indices t with first + t r < x
+    return std::clamp<int64_t>((x - s.first + lv.r - 1) / lv.r, 0, s.count);
+  };
+  s.t0 = lo <= s.first ? 0 : kept_below(lo);
+  s.t1 = hi <= s.first ? 0 : kept_below(hi);
+  s.t0 = std::min(s.t0, s.t1);
+  return s;
+}
+
 std::vector<DilatedSegment> dilated_segments(const DilatedLevel& lv, int64_t h, int64_t begin, int64_t end,
                                              int64_t n) {
   std::vector<DilatedSegment> out;
-  const int64_t o = h % lv.r;
   for (int64_t g0 = (begin / lv.w) * lv.w; g0 < end; g0 += lv.w) {
-    const int64_t g1 = std::min(g0 + lv.w, n);
-    const int64_t first = g0 + o;  // first kept position of the segment
-    if (first >= g1) continue;
-    const int64_t count = (g1 - first + lv.r - 1) / lv.r;
-    // Kept positions inside [begin, end): first + t*r for t in [t0, t1).
-    const int64_t t0 = first >= begin ? 0 : (begin - first + lv.r - 1) / lv.r;
-    const int64_t t1 = std::min(count, (end - first + lv.r - 1) / lv.r);
-    if (t0 < t1) out.push_back({g0, g1, first, count, t0, t1});
+    const DilatedSegment s = dilated_segment(lv, h, g0, n, begin, end);
+    if (s.t0 < s.t1) out.push_back(s);
   }
   return out;
 }

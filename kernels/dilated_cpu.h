@@ -18,6 +18,10 @@ struct DilatedSegment {
   int64_t t0, t1;      // kept indices inside the asked range
 };
 
+// The segment of level lv starting at seg_begin, for head h (global index), with t0, t1 the kept
+// indices inside [lo, hi).
+DilatedSegment dilated_segment(const DilatedLevel& lv, int64_t h, int64_t seg_begin, int64_t n, int64_t lo,
+                               int64_t hi);
 // Segments of level lv (head h: offset h mod r) that keep at least one position in [begin, end).
 std::vector<DilatedSegment> dilated_segments(const DilatedLevel& lv, int64_t h, int64_t begin, int64_t end,
                                              int64_t n);

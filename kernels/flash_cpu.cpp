@@ -185,23 +185,28 @@ std::string flash_unsupported(const Pattern& p, const Shape& s) {
   return {};
 }
 
-void flash_attention(const AttentionArgs& a) {
+void flash_attention(const AttentionArgs& a) { flash_attention_at(a, a.k, a.v, a.shape.N, 0, 0, a.shape.N); }
+
+void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, int64_t nk, int64_t q_pos0,
+                        int64_t k_pos0, int64_t n_mask) {
   const Shape sh = a.shape;
   const int64_t row = sh.H * sh.d;  // stride between consecutive tokens of one head
   auto head = [&](int64_t b, int64_t h) {
     HeadProblem p;
-    const int64_t off = b * sh.N * row + h * sh.d;
-    p.q = a.q + off;
-    p.k = a.k + off;
-    p.v = a.v + off;
-    p.o = a.o + off;
+    p.q = a.q + b * sh.N * row + h * sh.d;
+    p.o = a.o + b * sh.N * row + h * sh.d;
+    p.k = k + b * nk * row + h * sh.d;
+    p.v = v + b * nk * row + h * sh.d;
     p.q_stride = p.kv_stride = p.o_stride = row;
-    p.nq = p.nk = sh.N;
+    p.nq = sh.N;
+    p.nk = nk;
     p.lse = a.lse ? a.lse + (b * sh.H + h) * sh.N : nullptr;
     p.d = sh.d;
     p.scale = a.scale;
     p.mask = &a.pattern;
-    p.mask_n = sh.N;
+    p.q_pos0 = q_pos0;
+    p.k_pos0 = k_pos0;
+    p.mask_n = n_mask;
     p.mask_head = a.head0 + h;
     return p;
   };

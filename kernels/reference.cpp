@@ -7,11 +7,12 @@
 
 namespace longattn {
 
-void reference_row(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, double* o_row, double* lse) {
+void reference_row(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, double* o_row, double* lse,
+                   const float* q_row) {
   const Shape sh = a.shape;
   const int64_t ld = sh.H * sh.d;
   auto row = [&](const float* t, int64_t pos) { return t + (b * sh.N + pos) * ld + h * sh.d; };
-  const float* q = row(a.q, i);
+  const float* q = q_row ? q_row : row(a.q, i);
   // The disjoint union of the levels: a key in two levels appears twice.
   std::vector<int64_t> keys;
   for (int l = 0; l < a.pattern.level_count(sh.N); ++l) a.pattern.keys(l, a.head0 + h, i, sh.N, keys);

@@ -1,0 +1,131 @@
+#include "harness/attend.h"
+
+#include <omp.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness/npy.h"
+#include "kernels/input_error.h"
+#include "kernels/registry.h"
+#include "suite/method.h"
+
+namespace longattn {
+namespace {
+
+Pattern load_pattern(const std::string& text) {
+  nlohmann::json j;
+  const bool inline_json = !text.empty() && text.front() == '{';
+  try {
+    if (inline_json) {
+      j = nlohmann::json::parse(text);
+    } else {
+      std::ifstream in(text);
+      if (!in) throw InputError("--pattern: \"" + text + "\" is neither inline JSON nor a readable file");
+      j = nlohmann::json::parse(in);
+    }
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError("--pattern: malformed JSON: " + std::string(e.what()));
+  }
+  return parse_pattern(j, "--pattern");
+}
+
+Shape shape_of(const NpyArray& a, const std::string& flag) {
+  if (a.shape.size() != 4)
+    throw InputError(flag + ": expected a 4-d array [B, N, H, d], got " + std::to_string(a.shape.size()) + " dims");
+  for (int64_t s : a.shape)
+    if (s <= 0) throw InputError(flag + ": every dimension must be positive");
+  return {a.shape[0], a.shape[1], a.shape[2], a.shape[3]};
+}
+
+std::string dims(const Shape& s) {
+  return "[" + std::to_string(s.B) + ", " + std::to_string(s.N) + ", " + std::to_string(s.H) + ", " +
+         std::to_string(s.d) + "]";
+}
+
+}  // namespace
+
+void attend(Communicator& comm, const AttendOptions& opt) {
+  const Pattern pattern = load_pattern(opt.pattern);
+  const NpyArray q = read_npy(opt.q), k = read_npy(opt.k), v = read_npy(opt.v);
+  const Shape g = shape_of(q, "--q");
+  for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}})
+    if (shape_of(*a, flag).numel() != g.numel() || a->shape != q.shape)
+      throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+  if (opt.scale < 0) throw InputError("--scale: must be positive");
+  const float scale = opt.scale > 0 ? opt.scale : default_scale(g.d);
+  const int P = comm.size();
+  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+
+  // Single-device kernels by name (and auto); distributed methods from the suite table.
+  const Kernel* kernel = opt.method == "auto" ? &auto_kernel(pattern, g) : find_kernel(opt.method);
+  const Method* method = kernel ? nullptr : find_method(opt.method);
+  if (!kernel && !method)
+    throw InputError("--method: unknown method \"" + opt.method +
+                     "\"; use reference, vanilla, flash, dilated, auto, dist-heads, dist-ulysses, dist-ring or "
+                     "dist-dilated");
+  if (kernel) {
+    if (auto why = kernel->unsupported(pattern, g); !why.empty())
+      throw InputError("--method: " + std::string(kernel->name) + " cannot run " + pattern.name() + ": " + why +
+                       "; use --method auto");
+  } else {
+    if (auto why = method->unsupported(pattern, g, P); !why.empty())
+      throw InputError("--method: " + opt.method + " cannot run this case on " + std::to_string(P) +
+                       " ranks: " + why);
+    if (!opt.lse.empty() && !method->returns_lse)
+      throw InputError("--lse: " + opt.method + " does not return LSE; drop --lse");
+  }
+
+  // Fail before computing if an output cannot be written (nothing is written on error).
+  for (const auto& [path, flag] : {std::pair{opt.out, "--out"}, std::pair{opt.lse, "--lse"}}) {
+    if (path.empty()) continue;
+    const auto dir = std::filesystem::absolute(path).parent_path();
+    if (!std::filesystem::is_directory(dir))
+      throw InputError(std::string(flag) + ": directory " + dir.string() + " does not exist; create it first");
+  }
+
+  std::vector<float> o(g.numel()), lse(g.B * g.H * g.N);
+  if (kernel || method->layout != Layout::sharded) {
+    // Every rank holds the whole problem; single-device kernels run on rank 0.
+    if (kernel && comm.rank() == 0) {
+      AttentionArgs a;
+      a.shape = g, a.q = q.data.data(), a.k = k.data.data(), a.v = v.data.data(), a.o = o.data(), a.lse = lse.data();
+      a.pattern = pattern, a.scale = scale, a.threads = threads;
+      kernel->run(a);
+    } else if (method) {
+      Workspace ws;
+      MethodCall c{g, pattern, scale, threads, q.data.data(), k.data.data(), v.data.data(), o.data(), lse.data(),
+                   &comm, &ws};
+      method->run(c);
+    }
+  } else {
+    // Sharded: each rank takes its tokens, rank 0 gathers the output.
+    const int64_t n = g.N / P, p0 = comm.rank() * n, row = g.H * g.d;
+    auto slice = [&](const NpyArray& a) {
+      std::vector<float> s(g.B * n * row);
+      for (int64_t b = 0; b < g.B; ++b)
+        std::copy_n(a.data.data() + (b * g.N + p0) * row, n * row, s.data() + b * n * row);
+      return s;
+    };
+    const auto ql = slice(q), kl = slice(k), vl = slice(v);
+    std::vector<float> ol(g.B * n * row), ll(g.B * g.H * n);
+    Workspace ws;
+    MethodCall c{g, pattern, scale, threads, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &ws};
+    method->run(c);
+    std::vector<float> og(ol.size() * P), lg(ll.size() * P);
+    comm.all_gather(ol.data(), ol.size() * sizeof(float), og.data());
+    comm.all_gather(ll.data(), ll.size() * sizeof(float), lg.data());
+    for (int r = 0; r < P; ++r)
+      for (int64_t b = 0; b < g.B; ++b) {
+        std::copy_n(og.data() + (r * g.B + b) * n * row, n * row, o.data() + (b * g.N + r * n) * row);
+        for (int64_t h = 0; h < g.H; ++h)
+          std::copy_n(lg.data() + ((r * g.B + b) * g.H + h) * n, n, lse.data() + (b * g.H + h) * g.N + r * n);
+      }
+  }
+  if (comm.rank() == 0) {
+    write_npy(opt.out, {g.B, g.N, g.H, g.d}, o.data());
+    if (!opt.lse.empty()) write_npy(opt.lse, {g.B, g.H, g.N}, lse.data());
+  }
+}
+
+}  // namespace longattn

@@ -1,0 +1,115 @@
+#include "harness/context.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#ifdef LONGATTN_HAVE_CUDA
+#include "kernels/cuda/cuda_attention.h"
+#endif
+
+namespace longattn {
+
+RunEnvironment detect_environment(Communicator& comm, int threads_option) {
+  RunEnvironment env;
+  env.world = comm.size();
+  env.local_ranks = comm.size();
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
+    if (const char* v = std::getenv(var)) {
+      env.local_ranks = std::max(1, std::atoi(v));
+      break;
+    }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  env.threads_per_rank = threads_option > 0 ? threads_option : std::max(1, cores / env.local_ranks);
+  omp_set_num_threads(env.threads_per_rank);
+  openblas_set_num_threads(env.threads_per_rank);
+  return env;
+}
+
+double calibrate_sgemm(Communicator& comm, int threads) {
+  const int n = 1024;
+  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
+  openblas_set_num_threads(threads);
+  double best = 1e30;
+  comm.barrier();
+  for (int rep = 0; rep < 4; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  // Median over ranks: every rank's rate, gathered.
+  std::vector<double> rates(comm.size());
+  const double mine = 2.0 * n * n * n / best / 1e9;
+  comm.all_gather(&mine, sizeof mine, rates.data());
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+namespace {
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+std::string now_iso8601() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+nlohmann::json run_context(Communicator& comm, const RunEnvironment& env, const std::string& command_line) {
+  // Host names of every rank, gathered as fixed-size records.
+  char host[64] = {};
+  gethostname(host, sizeof host - 1);
+  std::vector<char> all(64 * comm.size());
+  comm.all_gather(host, 64, all.data());
+  std::vector<std::string> hosts;
+  for (int r = 0; r < comm.size(); ++r) hosts.emplace_back(all.data() + 64 * r);
+  std::vector<std::string> unique = hosts;
+  std::sort(unique.begin(), unique.end());
+  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+
+  nlohmann::json gpu = nullptr;
+#ifdef LONGATTN_HAVE_CUDA
+  std::string why;
+  if (cuda_available(&why)) gpu = cuda_device_description();
+  else gpu = nlohmann::json{{"available", false}, {"reason", why}};
+#endif
+  return {
+      {"date", now_iso8601()},
+      {"host_names", unique},
+      {"cpu_model", cpu_model()},
+      {"cores", std::thread::hardware_concurrency()},
+      {"gpu", gpu},
+      {"compiler", std::string("g++ ") + __VERSION__},
+      {"compiler_flags", LONGATTN_CXX_FLAGS},
+      {"build_type", LONGATTN_BUILD_TYPE},
+      {"communicator", comm.kind()},
+      {"mpi_library", comm.library()},
+      {"world_size", env.world},
+      {"ranks_per_node", env.local_ranks},
+      {"threads_per_rank", env.threads_per_rank},
+      {"oversubscribed", env.local_ranks * env.threads_per_rank > static_cast<int>(std::thread::hardware_concurrency())},
+      {"git_commit", LONGATTN_GIT_COMMIT},
+      {"command_line", command_line},
+      {"sgemm_gflops_per_rank", env.sgemm_gflops},
+      {"sgemm_shape", "1024x1024x1024, fp32, OpenBLAS, threads_per_rank threads"},
+  };
+}
+
+}  // namespace longattn

@@ -1,0 +1,127 @@
+// longattn: the benchmark suite's one program. Subcommands: attend, run, list, compare, plot.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "comm/communicator.h"
+#include "harness/attend.h"
+#include "harness/compare.h"
+#include "harness/run.h"
+#include "harness/suite_file.h"
+#include "kernels/input_error.h"
+#include "kernels/registry.h"
+#include "suite/method.h"
+
+using namespace longattn;
+
+namespace {
+
+int list_everything() {
+  std::printf("Methods (longattn run; attend takes them too):\n");
+  for (const Method& m : methods()) std::printf("  %-13s %s\n", m.name, m.summary);
+  std::printf("\nKernels (longattn attend --method; auto picks the fastest that supports the pattern):\n");
+  for (const Kernel& k : cpu_kernels()) std::printf("  %-13s %s\n", k.name, k.summary);
+  std::printf("\nPatterns (SPEC §5; \"causal\": true on any):\n");
+  for (const char* p : {R"({"kind": "full"})", R"({"kind": "local", "left": 256, "right": 0})",
+                        R"({"kind": "strided", "stride": 128})", R"({"kind": "fixed", "block": 128, "summary": 8})",
+                        R"({"kind": "dilated", "levels": [[2048, 1], [4096, 2]]})",
+                        R"({"kind": "dilated", "levels": "longnet"})"})
+    std::printf("  %s\n", p);
+  std::printf("\nSuites (%s):\n", suite_dir().c_str());
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(suite_dir()))
+    if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) std::printf("  %s\n", n.c_str());
+  return 0;
+}
+
+std::string joined(int argc, char** argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) s += (i ? " " : "") + std::string(argv[i]);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string command_line = joined(argc, argv);
+  CLI::App app{"longattn: long-sequence attention benchmarks, verified against an oracle"};
+  app.require_subcommand(1);
+
+  AttendOptions at;
+  auto* attend_cmd = app.add_subcommand("attend", "one attention from .npy inputs to .npy outputs");
+  attend_cmd->add_option("--q", at.q, "queries [B, N, H, d], float32 or float64 .npy")->required();
+  attend_cmd->add_option("--k", at.k, "keys [B, N, H, d]")->required();
+  attend_cmd->add_option("--v", at.v, "values [B, N, H, d]")->required();
+  attend_cmd->add_option("--pattern", at.pattern, "pattern as inline JSON or a file (SPEC §5)")->required();
+  attend_cmd->add_option("--method", at.method, "reference, vanilla, flash, dilated, auto, or a dist-* method");
+  attend_cmd->add_option("--out", at.out, "output O [B, N, H, d], float32 .npy")->required();
+  attend_cmd->add_option("--lse", at.lse, "output LSE [B, H, N], float32 .npy");
+  attend_cmd->add_option("--scale", at.scale, "score scale (default 1/sqrt(d))");
+  attend_cmd->add_option("--threads", at.threads, "threads (default: all)");
+
+  RunOptions ro;
+  auto* run_cmd = app.add_subcommand("run", "time and verify every case of a suite; write a results JSON");
+  run_cmd->add_option("suite", ro.suite, "suite file, or a name from suite/ (longattn list)")->required();
+  run_cmd->add_option("--out", ro.out, "results file (default results/<suite>.json)");
+  run_cmd->add_flag("--quiet", ro.quiet, "no progress lines or table");
+  run_cmd->add_option("--threads", ro.threads, "threads per rank (default: cores / ranks on the node)");
+
+  auto* list_cmd = app.add_subcommand("list", "methods, kernels, patterns and suites");
+
+  CompareOptions co;
+  auto* compare_cmd = app.add_subcommand("compare", "regression gate: compare two results files");
+  compare_cmd->add_option("base", co.base, "baseline results JSON")->required();
+  compare_cmd->add_option("new", co.candidate, "new results JSON")->required();
+  compare_cmd->add_option("--threshold", co.threshold_pct, "slowdown (percent) that counts as a regression");
+  compare_cmd->add_option("--alpha", co.alpha, "significance level of the Mann-Whitney U test");
+  compare_cmd->add_option("--metric", co.metric, "time | vs-vanilla | vs-sgemm (default vs-sgemm)");
+
+  std::vector<std::string> plot_inputs;
+  std::string plot_out = "plots";
+  auto* plot_cmd = app.add_subcommand("plot", "charts from results files (PNG and SVG)");
+  plot_cmd->add_option("results", plot_inputs, "results JSON files")->required();
+  plot_cmd->add_option("--out", plot_out, "output directory");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  try {
+    if (list_cmd->parsed()) return list_everything();
+    if (compare_cmd->parsed()) return compare_results(co);
+    if (plot_cmd->parsed()) {
+      std::string cmd = "/usr/bin/python3 " LONGATTN_SOURCE_DIR "/plots/plot.py --out '" + plot_out + "'";
+      for (const auto& f : plot_inputs) cmd += " '" + f + "'";
+      const int rc = std::system(cmd.c_str());
+      return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
+    }
+  } catch (const InputError& e) {
+    std::fprintf(stderr, "longattn: error: %s\n", e.what());
+    return 2;
+  }
+
+  // attend and run may span ranks.
+  auto comm = make_world_communicator(&argc, &argv);
+  int code = 0;
+  try {
+    if (attend_cmd->parsed()) attend(*comm, at);
+    if (run_cmd->parsed()) {
+      ro.command_line = command_line;
+      code = run_suite(*comm, ro);
+    }
+  } catch (const InputError& e) {
+    // Every rank reads the same input and fails the same way: rank 0 says it, all exit 2.
+    if (comm->rank() == 0) std::fprintf(stderr, "longattn: error: %s\n", e.what());
+    code = 2;
+  } catch (const std::exception& e) {
+    comm->abort(std::string("failed: ") + e.what(), 3);
+  }
+  comm.reset();  // MPI_Finalize
+  return code;
+}

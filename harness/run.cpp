@@ -1,0 +1,423 @@
+#include "harness/run.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+
+#include "harness/atomic_file.h"
+#include "harness/context.h"
+#include "harness/inputs.h"
+#include "harness/memory.h"
+#include "harness/stats.h"
+#include "harness/suite_file.h"
+#include "kernels/input_error.h"
+#include "kernels/reference.h"
+#include "suite/method.h"
+#ifdef LONGATTN_HAVE_CUDA
+#include "kernels/cuda/cuda_attention.h"
+#endif
+
+namespace longattn {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+const char* layout_name(Layout l) {
+  switch (l) {
+    case Layout::single: return "single";
+    case Layout::replicated: return "replicated";
+    case Layout::sharded: return "sharded";
+  }
+  return "?";
+}
+
+// Ranks that compute a case: one for single-device methods, all for distributed ones.
+int computing_ranks(const Method& m, int world) { return m.layout == Layout::single ? 1 : world; }
+
+// Tokens this rank holds: [pos0, pos0 + rows).
+struct Holding {
+  int64_t pos0 = 0, rows = 0;
+};
+Holding holding(const Method& m, const Shape& g, int rank, int world) {
+  switch (m.layout) {
+    case Layout::single: return rank == 0 ? Holding{0, g.N} : Holding{0, 0};
+    case Layout::replicated: return {0, g.N};
+    case Layout::sharded: return {rank * (g.N / world), g.N / world};
+  }
+  return {};
+}
+
+// Bytes per rank a case needs, roughly: its tensors, the method's buffers, and verification.
+double estimate_bytes(const Case& c, const Method& m, int world) {
+  const double full = 4.0 * c.shape.numel(), part = full / world;
+  const double n = static_cast<double>(c.shape.N);
+  const std::string& name = m.name;
+  double b = 0;
+  if (name == "vanilla") b = 4 * full + 4 * n * n;
+  else if (name == "flash") b = 6 * full;
+  else if (name == "dilated" || name == "reference") b = 4 * full;
+  else if (name == "dist-heads") b = 4 * full + 6 * part + full;
+  else if (name == "dist-ulysses") b = 4 * part + 10 * part + 2 * full;  // + the kernel's packed K/V
+  else if (name == "dist-ring") b = 4 * part + 6 * part;
+  else b = 4 * part + 4 * part;
+  if (c.verify && m.layout == Layout::sharded) b += 2 * full;
+  return 1.2 * b + 64e6;
+}
+
+// Rough seconds per iteration, for skipping hopeless cases before they start.
+double estimate_seconds(const Case& c, const Method& m, int world, double sgemm_gflops) {
+  const Shape s = c.shape;
+  const double exact = 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
+  const double dense = 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
+  const double rate = std::max(1.0, sgemm_gflops) * 1e9;
+  if (std::string(m.name) == "reference") return exact / 0.3e9;
+  if (std::string(m.name) == "vanilla") return dense / (0.1 * rate);
+  return exact / (0.2 * rate * computing_ranks(m, world));
+}
+
+struct CaseResult {
+  json j;
+  bool failed = false;
+};
+
+json skipped(json j, const std::string& why) {
+  j["status"] = "skipped";
+  j["reason"] = why;
+  return j;
+}
+
+class Runner {
+ public:
+  Runner(Communicator& comm, const RunEnvironment& env) : comm_(comm), env_(env) {}
+
+  CaseResult run(const Case& c) {
+    const Method& m = *find_method(c.method);
+    const int P = comm_.size(), rank = comm_.rank();
+    const Shape g = c.shape;
+    json j = describe(c, m);
+    if (auto why = m.unsupported(c.pattern, g, P); !why.empty()) return {skipped(j, why)};
+    if (c.device == "cuda") return run_cuda(c, m, j);
+    if (const double est = estimate_seconds(c, m, P, env_.sgemm_gflops) * (c.warmup + c.iterations);
+        est > c.budget_s)
+      return {skipped(j, "budget: estimated " + fmt(est) + " s exceeds budget_s " + fmt(c.budget_s))};
+
+    reset_peak_rss();
+    const Holding hold = holding(m, g, rank, P);
+    const int64_t local = g.B * hold.rows * g.H * g.d;
+    std::vector<float> q(local), k(local), v(local), o(local), lse(g.B * g.H * hold.rows);
+    generate_slice(kQ, c.seed, g, hold.pos0, hold.rows, q.data());
+    generate_slice(kK, c.seed, g, hold.pos0, hold.rows, k.data());
+    generate_slice(kV, c.seed, g, hold.pos0, hold.rows, v.data());
+    Workspace ws;
+    MethodCall call;
+    call.global = g;
+    call.pattern = c.pattern;
+    call.scale = c.scale > 0 ? c.scale : default_scale(g.d);
+    call.threads = env_.threads_per_rank;
+    call.q = q.data(), call.k = k.data(), call.v = v.data(), call.o = o.data();
+    call.lse = m.returns_lse ? lse.data() : nullptr;
+    call.comm = &comm_;
+    call.ws = &ws;
+
+    // One iteration: barrier, then the method, timed per rank; the slowest rank is the time.
+    auto iterate = [&](double* comm_seconds) {
+      comm_.barrier();
+      const double c0 = comm_.counters.seconds;
+      const auto t0 = Clock::now();
+      m.run(call);
+      const double t = seconds_since(t0);
+      if (comm_seconds) *comm_seconds = comm_.counters.seconds - c0;
+      return t;
+    };
+    const double remaining_budget = c.budget_s;
+    const auto case_start = Clock::now();
+    for (int w = 0; w < c.warmup; ++w) {
+      const double t = comm_.max(iterate(nullptr));
+      if (w == 0 && t * (c.warmup + c.iterations - 1) > remaining_budget - seconds_since(case_start))
+        return {skipped(j, "budget: one iteration took " + fmt(t) + " s; " +
+                               std::to_string(c.warmup + c.iterations) + " exceed budget_s " + fmt(c.budget_s))};
+    }
+    comm_.reset_counters();
+    std::vector<double> samples(c.iterations), comm_samples(c.iterations);
+    for (int it = 0; it < c.iterations; ++it) samples[it] = iterate(&comm_samples[it]);
+    comm_.max(samples.data(), samples.size());
+    comm_.max(comm_samples.data(), comm_samples.size());
+    for (double& s : samples) s *= 1e3;
+    for (double& s : comm_samples) s *= 1e3;
+
+    // Bytes per iteration; the heaviest rank's.
+    double bytes[2 + 2 * static_cast<int>(CommOp::count_)] = {
+        double(comm_.counters.total_received()) / c.iterations, double(comm_.counters.total_sent()) / c.iterations};
+    for (int op = 0; op < static_cast<int>(CommOp::count_); ++op)
+      bytes[2 + op] = double(comm_.counters.bytes_received[op]) / c.iterations;
+    comm_.max(bytes, 2 + static_cast<int>(CommOp::count_));
+    const double peak = comm_.max(static_cast<double>(peak_rss_bytes()));
+
+    const Stats st = summarize(samples);
+    j["time_ms"] = to_json(st);
+    j["samples_ms"] = samples;
+    j["gflops"] = j["flops"].get<double>() / (st.median * 1e-3) / 1e9;
+    json by_op = json::object();
+    for (int op = 0; op < static_cast<int>(CommOp::count_); ++op)
+      if (bytes[2 + op] > 0) by_op[op_name(static_cast<CommOp>(op))] = bytes[2 + op];
+    const Stats cs = summarize(comm_samples);
+    j["comm"] = {{"bytes_received_per_rank", bytes[0]}, {"bytes_sent_per_rank", bytes[1]},
+                 {"received_by_op", by_op},           {"time_ms", cs.median},
+                 {"samples_ms", comm_samples},        {"share", st.median > 0 ? cs.median / st.median : 0.0}};
+    j["peak_memory_bytes_per_rank"] = peak;
+
+    bool ok = true;
+    if (c.verify) ok = verify(c, m, hold, q, k, v, o, lse, j);
+    j["status"] = ok ? "ok" : "failed";
+    if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 tolerance";
+    return {j, !ok};
+  }
+
+ private:
+  static std::string fmt(double x) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", x);
+    return b;
+  }
+
+  json describe(const Case& c, const Method& m) const {
+    const Shape s = c.shape;
+    const double exact = 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
+    const double n = static_cast<double>(s.N);
+    const double dense = 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B;
+    return {{"name", c.id(computing_ranks(m, comm_.size()))},
+            {"method", c.method},
+            {"layout", layout_name(m.layout)},
+            {"device", c.device},
+            {"dtype", c.dtype},
+            {"B", s.B},
+            {"H", s.H},
+            {"N", s.N},
+            {"d", s.d},
+            {"pattern", to_json(c.pattern)},
+            {"pattern_name", c.pattern.name()},
+            {"world", computing_ranks(m, comm_.size())},
+            {"ranks", comm_.size()},
+            {"threads_per_rank", env_.threads_per_rank},
+            {"warmup", c.warmup},
+            {"iterations", c.iterations},
+            {"flops", exact},
+            {"flops_dense", dense},
+            {"status", "ok"}};
+  }
+
+  // Checks this rank's rows against the oracle: every row for small cases, a fixed sample of
+  // query rows (the same on every rank) for large ones. Errors are reduced by max over ranks.
+  bool verify(const Case& c, const Method& m, const Holding& hold, const std::vector<float>& q,
+              const std::vector<float>& k, const std::vector<float>& v, const std::vector<float>& o,
+              const std::vector<float>& lse, json& j) {
+    const Shape g = c.shape;
+    struct Row {
+      int64_t b, h, i;
+    };
+    std::vector<Row> rows;
+    const bool all = g.B * g.H * g.N <= 4096;
+    std::mt19937_64 rng(c.seed + 17);
+    for (int64_t t = 0; t < (all ? g.B * g.H * g.N : 256); ++t) {
+      const int64_t x = all ? t : static_cast<int64_t>(rng() % static_cast<uint64_t>(g.B * g.H * g.N));
+      const Row r{x / (g.H * g.N), (x / g.N) % g.H, x % g.N};
+      const bool mine = r.i >= hold.pos0 && r.i < hold.pos0 + hold.rows;
+      const bool checker = m.layout == Layout::sharded || comm_.rank() == 0;
+      if (mine && checker) rows.push_back(r);
+    }
+    // Global K and V for the oracle: the rank's own when it holds every token, else made again.
+    std::vector<float> kg, vg;
+    const bool whole = hold.rows == g.N;
+    if (!rows.empty() && !whole) {
+      kg.resize(g.numel()), vg.resize(g.numel());
+      generate_slice(kK, c.seed, g, 0, g.N, kg.data());
+      generate_slice(kV, c.seed, g, 0, g.N, vg.data());
+    }
+    const std::vector<float>& K = whole ? k : kg;
+    const std::vector<float>& V = whole ? v : vg;
+    AttentionArgs ref;
+    ref.shape = g;
+    ref.k = K.data(), ref.v = V.data();
+    ref.pattern = c.pattern;
+    ref.scale = c.scale > 0 ? c.scale : default_scale(g.d);
+    double err[3] = {0, 0, 0};  // O, LSE, max |V|
+    for (float x : V) err[2] = std::max(err[2], double(std::abs(x)));
+#pragma omp parallel
+    {
+      std::vector<double> orow(g.d);
+      double eo = 0, el = 0;
+#pragma omp for schedule(dynamic)
+      for (size_t t = 0; t < rows.size(); ++t) {
+        const Row r = rows[t];
+        const int64_t li = r.i - hold.pos0;
+        const int64_t at = ((r.b * hold.rows + li) * g.H + r.h) * g.d;
+        double l;
+        reference_row(ref, r.b, r.h, r.i, orow.data(), &l, q.data() + at);
+        for (int64_t x = 0; x < g.d; ++x) {
+          const double e = std::isfinite(o[at + x]) ? std::abs(o[at + x] - orow[x]) : INFINITY;
+          eo = std::max(eo, e);
+        }
+        if (m.returns_lse) {
+          const float got = lse[(r.b * g.H + r.h) * hold.rows + li];
+          const double e = (std::isinf(l) && got == l) ? 0 : std::isfinite(got) ? std::abs(got - l) : INFINITY;
+          el = std::max(el, e);
+        }
+      }
+#pragma omp critical
+      err[0] = std::max(err[0], eo), err[1] = std::max(err[1], el);
+    }
+    comm_.max(err, 3);
+    const double checked = comm_.sum(static_cast<double>(rows.size()));
+    const double tol_o = (c.dtype == "fp32" ? 1e-4 : 2e-2) * std::max(1.0, err[2]);
+    const double tol_lse = c.dtype == "fp32" ? 1e-4 : 2e-2;
+    const bool passed = err[0] <= tol_o && (!m.returns_lse || err[1] <= tol_lse);
+    j["error"] = {{"o_max_abs", err[0]},
+                  {"lse_max_abs", m.returns_lse ? json(err[1]) : json(nullptr)},
+                  {"o_tolerance", tol_o},
+                  {"lse_tolerance", tol_lse},
+                  {"rows_checked", checked},
+                  {"passed", passed}};
+    return passed;
+  }
+
+  CaseResult run_cuda(const Case& c, const Method& m, json j) {
+#ifdef LONGATTN_HAVE_CUDA
+    std::string why;
+    if (!cuda_available(&why)) return {skipped(j, "no GPU: " + why)};
+    if (m.layout != Layout::single)
+      return {skipped(j, "the distributed methods run on CPU buffers; the NCCL path is not wired into them yet")};
+    // ... GPU single-device cases are run by run_cuda_single (rank 0).
+    return run_cuda_single(c, m, j);
+#else
+    (void)c;
+    (void)m;
+    return {skipped(j, "no GPU: built without CUDA")};
+#endif
+  }
+
+#ifdef LONGATTN_HAVE_CUDA
+  CaseResult run_cuda_single(const Case& c, const Method& m, json j) {
+    const Shape g = c.shape;
+    const GpuDType dt = c.dtype == "bf16" ? GpuDType::bf16 : c.dtype == "fp16" ? GpuDType::fp16 : GpuDType::fp32;
+    if (auto why = cuda_unsupported(c.method, c.pattern, g, dt); !why.empty()) return {skipped(j, why)};
+    std::vector<double> samples;
+    std::vector<float> q, k, v, o, lse;
+    if (comm_.rank() == 0) {
+      q.resize(g.numel()), k.resize(g.numel()), v.resize(g.numel()), o.resize(g.numel()), lse.resize(g.B * g.H * g.N);
+      generate_slice(kQ, c.seed, g, 0, g.N, q.data());
+      generate_slice(kK, c.seed, g, 0, g.N, k.data());
+      generate_slice(kV, c.seed, g, 0, g.N, v.data());
+      AttentionArgs a;
+      a.shape = g, a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = lse.data();
+      a.pattern = c.pattern, a.scale = c.scale > 0 ? c.scale : default_scale(g.d);
+      samples = cuda_attention(c.method, a, dt, c.warmup, c.iterations).ms_samples;
+    }
+    samples.resize(c.iterations);
+    comm_.max(samples.data(), samples.size());
+    const Stats st = summarize(samples);
+    j["time_ms"] = to_json(st);
+    j["samples_ms"] = samples;
+    j["gflops"] = j["flops"].get<double>() / (st.median * 1e-3) / 1e9;
+    j["comm"] = {{"bytes_received_per_rank", 0}, {"bytes_sent_per_rank", 0}, {"received_by_op", json::object()},
+                 {"time_ms", 0}, {"samples_ms", std::vector<double>(c.iterations, 0.0)}, {"share", 0}};
+    j["peak_memory_bytes_per_rank"] = comm_.max(static_cast<double>(peak_rss_bytes()));
+    bool ok = true;
+    if (c.verify) ok = verify(c, m, holding(m, g, comm_.rank(), comm_.size()), q, k, v, o, lse, j);
+    j["status"] = ok ? "ok" : "failed";
+    if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 tolerance";
+    return {j, !ok};
+  }
+#endif
+
+  Communicator& comm_;
+  const RunEnvironment& env_;
+};
+
+void print_table(const json& cases) {
+  std::printf("%-62s %8s %11s %9s %9s\n", "case", "status", "median ms", "GFLOP/s", "max err");
+  for (const json& c : cases) {
+    const bool timed = c.contains("time_ms");
+    std::printf("%-62s %8s %11s %9s %9s\n", c["name"].get<std::string>().c_str(),
+                c["status"].get<std::string>().c_str(),
+                timed ? std::to_string(c["time_ms"]["median"].get<double>()).substr(0, 9).c_str() : "-",
+                timed ? std::to_string(c["gflops"].get<double>()).substr(0, 7).c_str() : "-",
+                c.contains("error") ? std::to_string(c["error"]["o_max_abs"].get<double>()).substr(0, 9).c_str()
+                                    : "-");
+  }
+}
+
+}  // namespace
+
+int run_suite(Communicator& comm, const RunOptions& opt) {
+  RunEnvironment env = detect_environment(comm, opt.threads);
+  const Suite suite = load_suite(opt.suite, comm.size());
+  const int P = comm.size();
+  const double avail = static_cast<double>(available_memory_bytes()) / env.local_ranks;
+  for (size_t i = 0; i < suite.cases.size(); ++i) {
+    const Case& c = suite.cases[i];
+    const std::string at = suite.path + ": case " + std::to_string(i + 1) + " (" + c.id(P) + "): ";
+    const Method* m = find_method(c.method);
+    if (!m) throw InputError(at + "methods: unknown method \"" + c.method + "\"; `longattn list` shows the methods");
+    if (const auto why = m->unsupported(c.pattern, c.shape, P); why.rfind("shape:", 0) == 0)
+      throw InputError(at + why.substr(7));
+    if (const double need = estimate_bytes(c, *m, P); c.device == "cpu" && need > avail)
+      throw InputError(at + "memory: needs about " + std::to_string(int64_t(need / 1e9 * 10) / 10.0).substr(0, 5) +
+                       " GB per rank, this node has " + std::to_string(int64_t(avail / 1e9 * 10) / 10.0).substr(0, 5) +
+                       " GB per rank available; lower N, B or H, or use more nodes");
+  }
+  const std::string out = opt.out.empty() ? "results/" + suite.name + ".json" : opt.out;
+  env.sgemm_gflops = calibrate_sgemm(comm, env.threads_per_rank);
+  omp_set_num_threads(env.threads_per_rank);
+  json results = {{"schema_version", 1},
+                  {"suite", suite.name},
+                  {"context", run_context(comm, env, opt.command_line)},
+                  {"cases", json::array()}};
+  results["context"]["suite_file"] = suite.source;
+
+  Runner runner(comm, env);
+  bool any_failed = false;
+  const auto start = Clock::now();
+  for (size_t i = 0; i < suite.cases.size(); ++i) {
+    CaseResult r;
+    try {
+      r = runner.run(suite.cases[i]);
+    } catch (const InputError&) {
+      throw;
+    } catch (const std::exception& e) {
+      // A rank-local failure: the other ranks may be inside a collective; abort them all.
+      comm.abort("case " + suite.cases[i].id(P) + " failed: " + e.what(), 3);
+    }
+    any_failed |= r.failed;
+    if (comm.rank() == 0 && !opt.quiet) {
+      const double el = seconds_since(start), left = el / (i + 1) * (suite.cases.size() - i - 1);
+      const json& c = r.j;
+      std::string what = c["status"].get<std::string>();
+      if (c.contains("time_ms")) {
+        char b[96];
+        std::snprintf(b, sizeof b, "%.3f ms, %.2f GFLOP/s", c["time_ms"]["median"].get<double>(), c["gflops"].get<double>());
+        what = b;
+      } else if (c.contains("reason")) {
+        what += ": " + c["reason"].get<std::string>();
+      }
+      std::fprintf(stderr, "[%zu/%zu] %s: %s | elapsed %.0f s, ~%.0f s left\n", i + 1, suite.cases.size(),
+                   c["name"].get<std::string>().c_str(), what.c_str(), el, left);
+    }
+    results["cases"].push_back(std::move(r.j));
+  }
+  if (comm.rank() == 0) {
+    AtomicFile f(out);
+    f.out << results.dump(1) << "\n";
+    f.commit();
+    if (!opt.quiet) print_table(results["cases"]);
+    std::fprintf(stderr, "longattn: wrote %s (%zu cases)\n", out.c_str(), suite.cases.size());
+  }
+  return any_failed ? 1 : 0;
+}
+
+}  // namespace longattn

@@ -1,0 +1,185 @@
+#include "harness/suite_file.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "kernels/input_error.h"
+
+namespace longattn {
+namespace {
+
+using nlohmann::json;
+
+std::vector<int64_t> int_axis(const json& j, const std::string& key, const std::string& where) {
+  const auto& v = j.at(key);
+  std::vector<int64_t> out;
+  auto one = [&](const json& x, const std::string& at) {
+    if (!x.is_number_integer() || x.get<int64_t>() <= 0)
+      throw InputError(at + ": must be a positive integer, got " + x.dump());
+    out.push_back(x.get<int64_t>());
+  };
+  if (v.is_array()) {
+    if (v.empty()) throw InputError(where + key + ": must not be empty");
+    for (size_t i = 0; i < v.size(); ++i) one(v[i], where + key + "[" + std::to_string(i) + "]");
+  } else {
+    one(v, where + key);
+  }
+  return out;
+}
+
+std::vector<std::string> string_axis(const json& j, const std::string& key, const std::string& where) {
+  const auto& v = j.at(key);
+  std::vector<std::string> out;
+  for (const auto& x : v.is_array() ? v : json::array({v})) {
+    if (!x.is_string()) throw InputError(where + key + ": must be a string or a list of strings, got " + x.dump());
+    out.push_back(x.get<std::string>());
+  }
+  if (out.empty()) throw InputError(where + key + ": must not be empty");
+  return out;
+}
+
+const std::set<std::string> kCaseKeys = {"method", "methods", "pattern", "patterns", "B", "H", "N", "N_per_rank",
+                                         "d", "dtype", "device", "warmup", "iterations", "verify", "budget_s",
+                                         "scale", "seed"};
+
+// Expands one block (the suite's top level, or one entry of `cases`) into cases; `base` supplies
+// the defaults a block does not set.
+void expand(const json& j, const std::string& where, const Case& base, int world, std::vector<Case>& out) {
+  for (const auto& [key, value] : j.items())
+    if (!kCaseKeys.count(key) && key != "name" && key != "description" && key != "cases")
+      throw InputError(where + key + ": unknown field; known fields: method(s), pattern(s), B, H, N, N_per_rank, d, "
+                                     "dtype, device, warmup, iterations, verify, budget_s, scale, seed, cases");
+  Case c = base;
+  auto get_int = [&](const char* key, int& field, int min) {
+    if (!j.contains(key)) return;
+    if (!j[key].is_number_integer() || j[key].get<int64_t>() < min)
+      throw InputError(where + key + ": must be an integer >= " + std::to_string(min) + ", got " + j[key].dump());
+    field = j[key].get<int>();
+  };
+  get_int("warmup", c.warmup, 0);
+  get_int("iterations", c.iterations, 1);
+  if (j.contains("verify")) {
+    if (!j["verify"].is_boolean()) throw InputError(where + "verify: must be true or false");
+    c.verify = j["verify"].get<bool>();
+  }
+  if (j.contains("budget_s")) {
+    if (!j["budget_s"].is_number() || j["budget_s"].get<double>() <= 0)
+      throw InputError(where + "budget_s: must be a positive number of seconds");
+    c.budget_s = j["budget_s"].get<double>();
+  }
+  if (j.contains("scale")) {
+    if (!j["scale"].is_number() || j["scale"].get<double>() <= 0) throw InputError(where + "scale: must be positive");
+    c.scale = j["scale"].get<float>();
+  }
+  if (j.contains("seed")) {
+    if (!j["seed"].is_number_unsigned()) throw InputError(where + "seed: must be a non-negative integer");
+    c.seed = j["seed"].get<uint64_t>();
+  }
+
+  auto pick = [&](const char* one, const char* many) -> const char* {
+    if (j.contains(one) && j.contains(many)) throw InputError(where + many + ": give either " + one + " or " + many);
+    return j.contains(one) ? one : j.contains(many) ? many : nullptr;
+  };
+  const char* mkey = pick("method", "methods");
+  const char* pkey = pick("pattern", "patterns");
+  if (!mkey) throw InputError(where + "methods: missing; list the methods to time (longattn list shows them)");
+  if (!pkey) throw InputError(where + "patterns: missing; list patterns as in SPEC §5, e.g. [{\"kind\": \"full\"}]");
+  const auto methods = string_axis(j, mkey, where);
+  std::vector<Pattern> patterns;
+  const json pj = j.at(pkey).is_array() && std::string(pkey) == "patterns" ? j.at(pkey) : json::array({j.at(pkey)});
+  for (size_t i = 0; i < pj.size(); ++i)
+    patterns.push_back(parse_pattern(pj[i], where + pkey + (std::string(pkey) == "patterns" ? "[" + std::to_string(i) + "]" : "")));
+
+  if (j.contains("N") && j.contains("N_per_rank")) throw InputError(where + "N_per_rank: give either N or N_per_rank");
+  for (const char* key : {"B", "H", "d"})
+    if (!j.contains(key)) throw InputError(where + key + ": missing; give a positive integer or a list of them");
+  if (!j.contains("N") && !j.contains("N_per_rank"))
+    throw InputError(where + "N: missing; give N (global tokens) or N_per_rank (weak scaling)");
+  std::vector<int64_t> Ns = j.contains("N") ? int_axis(j, "N", where) : int_axis(j, "N_per_rank", where);
+  if (!j.contains("N"))
+    for (int64_t& n : Ns) n *= world;
+  const auto Bs = int_axis(j, "B", where), Hs = int_axis(j, "H", where), ds = int_axis(j, "d", where);
+  const auto dtypes = j.contains("dtype") ? string_axis(j, "dtype", where) : std::vector<std::string>{base.dtype};
+  const auto devices = j.contains("device") ? string_axis(j, "device", where) : std::vector<std::string>{base.device};
+  for (const auto& dev : devices)
+    if (dev != "cpu" && dev != "cuda") throw InputError(where + "device: unknown device \"" + dev + "\"; use cpu or cuda");
+  for (const auto& dt : dtypes)
+    if (dt != "fp32" && dt != "bf16" && dt != "fp16")
+      throw InputError(where + "dtype: unknown dtype \"" + dt + "\"; use fp32, bf16 or fp16");
+  for (int64_t d : ds)
+    if (d > 256) throw InputError(where + "d: head dim " + std::to_string(d) + " is not supported; use 1..256");
+
+  for (const auto& m : methods)
+    for (const auto& p : patterns)
+      for (int64_t B : Bs)
+        for (int64_t H : Hs)
+          for (int64_t N : Ns)
+            for (int64_t d : ds)
+              for (const auto& dt : dtypes)
+                for (const auto& dev : devices) {
+                  if (dev == "cpu" && dt != "fp32")
+                    throw InputError(where + "dtype: " + dt + " runs on device cuda only; the CPU kernels are fp32");
+                  Case x = c;
+                  x.method = m, x.pattern = p, x.shape = {B, N, H, d}, x.dtype = dt, x.device = dev;
+                  out.push_back(x);
+                }
+}
+
+}  // namespace
+
+std::string Case::id(int world) const {
+  return method + " " + pattern.name() + " B=" + std::to_string(shape.B) + " N=" + std::to_string(shape.N) +
+         " H=" + std::to_string(shape.H) + " d=" + std::to_string(shape.d) + " " + dtype + " " + device +
+         " P=" + std::to_string(world);
+}
+
+std::string suite_dir() { return LONGATTN_SOURCE_DIR "/suite"; }
+
+Suite load_suite(const std::string& name_or_path, int world) {
+  Suite s;
+  namespace fs = std::filesystem;
+  s.path = name_or_path;
+  if (!fs::exists(s.path)) {
+    const fs::path named = fs::path(suite_dir()) / (name_or_path + ".json");
+    if (name_or_path.find('/') != std::string::npos || !fs::exists(named))
+      throw InputError(name_or_path + ": no such suite file; give a path or a name from `longattn list`");
+    s.path = named.string();
+  }
+  std::ifstream in(s.path);
+  try {
+    s.source = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw InputError(s.path + ": malformed JSON: " + e.what());
+  }
+  if (!s.source.is_object()) throw InputError(s.path + ": a suite is a JSON object");
+  s.name = s.source.value("name", fs::path(s.path).stem().string());
+  s.description = s.source.value("description", "");
+  const std::string where = s.path + ": ";
+  Case defaults;
+  json top = s.source;
+  top.erase("cases");
+  if (top.contains("methods") || top.contains("method")) expand(top, where, defaults, world, s.cases);
+  if (s.source.contains("cases")) {
+    const auto& cs = s.source["cases"];
+    if (!cs.is_array()) throw InputError(where + "cases: must be a list of case objects");
+    // Explicit cases inherit the top level's settings (warm-up, iterations, axes they do not set).
+    json inherit = top;
+    for (size_t i = 0; i < cs.size(); ++i) {
+      if (!cs[i].is_object()) throw InputError(where + "cases[" + std::to_string(i) + "]: must be an object");
+      json merged = inherit;
+      for (const auto& [key, value] : cs[i].items()) {
+        if (key == "N" || key == "N_per_rank") merged.erase("N"), merged.erase("N_per_rank");
+        if (key == "method" || key == "methods") merged.erase("method"), merged.erase("methods");
+        if (key == "pattern" || key == "patterns") merged.erase("pattern"), merged.erase("patterns");
+        merged[key] = value;
+      }
+      merged.erase("name"), merged.erase("description");
+      expand(merged, where + "cases[" + std::to_string(i) + "].", defaults, world, s.cases);
+    }
+  }
+  if (s.cases.empty()) throw InputError(where + "no cases: give methods, patterns and shapes, or a cases list");
+  return s;
+}
+
+}  // namespace longattn

@@ -1,0 +1,42 @@
+#pragma once
+// Suite files: which methods, patterns and shapes to time, and how. Axes expand as a product
+// (Google Benchmark's ArgsProduct); `cases` adds explicit ones. See suite/README.md.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/attention.h"
+
+namespace longattn {
+
+struct Case {
+  std::string method;
+  Pattern pattern;
+  Shape shape;
+  std::string dtype = "fp32";  // fp32 on cpu; bf16, fp16, fp32 on cuda
+  std::string device = "cpu";  // cpu | cuda
+  int warmup = 1;
+  int iterations = 3;
+  bool verify = true;
+  double budget_s = 60;  // per case; a case that would exceed it is skipped ("budget")
+  float scale = 0;       // 0: 1/sqrt(d)
+  uint64_t seed = 1;
+  // Identity for comparisons across results files.
+  std::string id(int world) const;
+};
+
+struct Suite {
+  std::string name, description, path;
+  nlohmann::json source;  // the file itself, recorded in the results
+  std::vector<Case> cases;
+};
+
+// `name_or_path`: a file, or the name of a file in suite/ ("smoke"). `world` is the rank count
+// (N_per_rank axes multiply by it). Throws InputError naming the field and the fix.
+Suite load_suite(const std::string& name_or_path, int world);
+// Where named suites live (the source tree's suite/).
+std::string suite_dir();
+
+}  // namespace longattn

@@ -1,0 +1,47 @@
+// dist-heads (He & Kabic's distributed multi-head attention, SPEC §3): every rank holds the whole
+// Q, K, V; rank p computes heads [p H/P, (p+1) H/P) over the full sequence with the fastest kernel
+// for the pattern, and one all-gather gives every rank the whole O.
+// Communication per rank: (P-1) B N (H/P) d elements.
+#include <omp.h>
+
+#include <algorithm>
+
+#include "kernels/registry.h"
+#include "suite/method.h"
+
+namespace longattn {
+
+// Copy heads [h0, h0 + hp) of a [B, N, H, d] tensor to or from a [B, N, hp, d] one.
+static void copy_heads(const float* src, int64_t src_heads, float* dst, int64_t dst_heads, int64_t rows,
+                       int64_t hp, int64_t src_h0, int64_t dst_h0, int64_t d, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t t = 0; t < rows; ++t)
+    std::copy_n(src + (t * src_heads + src_h0) * d, hp * d, dst + (t * dst_heads + dst_h0) * d);
+}
+
+void dist_heads(const MethodCall& c) {
+  const Shape g = c.global;
+  const int P = c.comm->size(), p = c.comm->rank();
+  const int64_t hp = g.H / P, rows = g.B * g.N, slab = rows * hp * g.d;
+  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  auto& q = c.ws->buf[0];
+  auto& k = c.ws->buf[1];
+  auto& v = c.ws->buf[2];
+  auto& o = c.ws->buf[3];
+  auto& gathered = c.ws->buf[4];
+  q.resize(slab), k.resize(slab), v.resize(slab), o.resize(slab), gathered.resize(slab * P);
+  copy_heads(c.q, g.H, q.data(), hp, rows, hp, p * hp, 0, g.d, threads);
+  copy_heads(c.k, g.H, k.data(), hp, rows, hp, p * hp, 0, g.d, threads);
+  copy_heads(c.v, g.H, v.data(), hp, rows, hp, p * hp, 0, g.d, threads);
+
+  AttentionArgs a = c.local_args(g.N);
+  a.shape.H = hp;
+  a.head0 = p * hp;
+  a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = nullptr;
+  auto_kernel(a.pattern, a.shape).run(a);
+
+  c.comm->all_gather(o.data(), slab * sizeof(float), gathered.data());
+  for (int r = 0; r < P; ++r) copy_heads(gathered.data() + r * slab, hp, c.o, g.H, rows, hp, 0, r * hp, g.d, threads);
+}
+
+}  // namespace longattn

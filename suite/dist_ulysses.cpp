@@ -1,0 +1,61 @@
+// dist-ulysses (DeepSpeed-Ulysses, SPEC §3): sequence-sharded Q, K, V; one all-to-all turns
+// [n, H, d] token shards into [N, H/P, d] head shards, each rank runs the fastest kernel for the
+// pattern on its heads over the whole sequence, and a second all-to-all returns O to token shards.
+// Communication per rank: 4 B n H d (P-1)/P elements (Q, K, V in; O out).
+#include <omp.h>
+
+#include <algorithm>
+
+#include "kernels/registry.h"
+#include "suite/method.h"
+
+namespace longattn {
+
+void dist_ulysses(const MethodCall& c) {
+  const Shape g = c.global;
+  const int P = c.comm->size(), p = c.comm->rank();
+  const int64_t n = c.shard(), hp = g.H / P, d = g.d;
+  const int64_t block = g.B * n * hp * d;  // one rank's tokens x another rank's heads
+  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  auto& send = c.ws->buf[0];
+  auto& recv = c.ws->buf[1];
+  auto& qkv = c.ws->buf[2];  // [3][B, N, hp, d]
+  auto& o = c.ws->buf[3];
+  send.resize(3 * block * P), recv.resize(3 * block * P), qkv.resize(3 * block * P), o.resize(block * P);
+
+  // send[r][t][b][i][hh][:] = X_t[b, i, r hp + hh, :] for X = Q, K, V.
+  const float* in[3] = {c.q, c.k, c.v};
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int r = 0; r < P; ++r)
+    for (int64_t bi = 0; bi < g.B * n; ++bi)
+      for (int t = 0; t < 3; ++t)
+        std::copy_n(in[t] + (bi * g.H + r * hp) * d, hp * d, send.data() + ((r * 3 + t) * g.B * n + bi) * hp * d);
+  c.comm->all_to_all(send.data(), 3 * block * sizeof(float), recv.data());
+  // recv[s][t][b][i] holds tokens s n + i: lay them out as [t][b][N][hp][d].
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int s = 0; s < P; ++s)
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int t = 0; t < 3; ++t)
+        std::copy_n(recv.data() + ((s * 3 + t) * g.B + b) * n * hp * d, n * hp * d,
+                    qkv.data() + ((t * g.B + b) * g.N + s * n) * hp * d);
+
+  AttentionArgs a = c.local_args(g.N);
+  a.shape.H = hp;
+  a.head0 = p * hp;
+  a.q = qkv.data(), a.k = qkv.data() + P * block, a.v = qkv.data() + 2 * P * block;
+  a.o = o.data(), a.lse = nullptr;
+  auto_kernel(a.pattern, a.shape).run(a);
+
+  // Back: send[r][b][i][hh] = O[b, r n + i, hh]; receive [s][b][i][hh] = my tokens, heads of s.
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int r = 0; r < P; ++r)
+    for (int64_t b = 0; b < g.B; ++b)
+      std::copy_n(o.data() + (b * g.N + r * n) * hp * d, n * hp * d, send.data() + (r * g.B + b) * n * hp * d);
+  c.comm->all_to_all(send.data(), block * sizeof(float), recv.data());
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int s = 0; s < P; ++s)
+    for (int64_t bi = 0; bi < g.B * n; ++bi)
+      std::copy_n(recv.data() + (s * g.B * n + bi) * hp * d, hp * d, c.o + (bi * g.H + s * hp) * d);
+}
+
+}  // namespace longattn

@@ -1,0 +1,66 @@
+#pragma once
+// A method under test: a single-device kernel, or a distributed algorithm composed of kernels and
+// a communicator. Like the kernel table, one entry answers both "does it run this case?" and "run".
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "kernels/attention.h"
+
+namespace longattn {
+
+// How a method's inputs and outputs are spread over ranks.
+enum class Layout {
+  single,      // rank 0 holds and computes everything; other ranks wait (one device)
+  replicated,  // every rank holds the whole Q, K, V and ends with the whole O
+  sharded,     // rank p holds tokens [p n, (p+1) n) of Q, K, V and O, n = N / P (SPEC §3)
+};
+
+// Buffers a method reuses across iterations, so allocation is not timed.
+struct Workspace {
+  std::vector<float> buf[6];
+};
+
+// One call. `global` is the whole problem; q/k/v/o/lse are this rank's part as `layout` says:
+// single and replicated: [B, N, H, d] (lse [B, H, N]); sharded: [B, n, H, d] (lse [B, H, n]).
+struct MethodCall {
+  Shape global;
+  Pattern pattern;
+  float scale = 0;
+  int threads = 0;
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  float* o = nullptr;
+  float* lse = nullptr;  // written only by methods with returns_lse
+  Communicator* comm = nullptr;
+  Workspace* ws = nullptr;
+
+  int64_t shard() const { return global.N / comm->size(); }  // n
+  // The local tensors as kernel arguments ([B, rows, H, d]).
+  AttentionArgs local_args(int64_t rows) const;
+};
+
+struct Method {
+  const char* name;
+  const char* summary;
+  Layout layout;
+  bool returns_lse;
+  // Empty when the method runs this pattern on `world` ranks; otherwise why not. Shape violations
+  // (P not dividing N or H) are reported as "shape:" reasons, which the harness treats as errors.
+  std::string (*unsupported)(const Pattern&, const Shape&, int world);
+  void (*run)(const MethodCall&);
+};
+
+std::span<const Method> methods();
+const Method* find_method(const std::string& name);
+
+// The distributed algorithms (SPEC §3), one file each.
+void dist_heads(const MethodCall& c);
+void dist_ulysses(const MethodCall& c);
+void dist_ring(const MethodCall& c);
+void dist_dilated(const MethodCall& c);
+
+}  // namespace longattn

@@ -1,0 +1,90 @@
+// The table of methods `longattn run` can time. Single-device methods run a kernel on rank 0;
+// dist-* methods spread one problem over every rank.
+#include "suite/method.h"
+
+#include "kernels/registry.h"
+
+namespace longattn {
+
+AttentionArgs MethodCall::local_args(int64_t rows) const {
+  AttentionArgs a;
+  a.shape = {global.B, rows, global.H, global.d};
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.o = o;
+  a.lse = lse;
+  a.pattern = pattern;
+  a.scale = scale;
+  a.threads = threads;
+  return a;
+}
+
+namespace {
+
+template <const char* Kernel>
+void run_kernel(const MethodCall& c) {
+  if (c.comm->rank() == 0) find_kernel(Kernel)->run(c.local_args(c.global.N));
+}
+template <const char* Kernel>
+std::string kernel_unsupported(const Pattern& p, const Shape& s, int) {
+  return find_kernel(Kernel)->unsupported(p, s);
+}
+
+std::string divides(const char* what, int64_t value, int world) {
+  if (value % world == 0) return {};
+  return std::string("shape: ") + what + " = " + std::to_string(value) + " is not divisible by the world size " +
+         std::to_string(world) + "; choose " + what + " a multiple of the rank count or run with another -np";
+}
+
+std::string heads_unsupported(const Pattern& p, const Shape& s, int world) {
+  (void)p;
+  (void)s;
+  return divides("H", s.H, world);
+}
+std::string ulysses_unsupported(const Pattern& p, const Shape& s, int world) {
+  if (auto r = divides("N", s.N, world); !r.empty()) return r;
+  return heads_unsupported(p, s, world);
+}
+std::string ring_unsupported(const Pattern& p, const Shape& s, int world) {
+  if (auto r = divides("N", s.N, world); !r.empty()) return r;
+  if (p.kind == PatternKind::dilated) return "dist-ring passes whole K/V shards; dilated patterns run on dist-dilated";
+  return find_kernel("flash")->unsupported(p, s);
+}
+std::string dilated_unsupported_dist(const Pattern& p, const Shape& s, int world) {
+  if (auto r = divides("N", s.N, world); !r.empty()) return r;
+  return find_kernel("dilated")->unsupported(p, s);
+}
+
+constexpr char kVanilla[] = "vanilla", kFlash[] = "flash", kDilated[] = "dilated", kReference[] = "reference";
+
+const Method kMethods[] = {
+    {"vanilla", "unfused multi-head attention on one rank: sgemm, mask, softmax, sgemm", Layout::single, true,
+     kernel_unsupported<kVanilla>, run_kernel<kVanilla>},
+    {"flash", "tiled online-softmax attention on one rank", Layout::single, true, kernel_unsupported<kFlash>,
+     run_kernel<kFlash>},
+    {"dilated", "LongNet dilated attention on one rank", Layout::single, true, kernel_unsupported<kDilated>,
+     run_kernel<kDilated>},
+    {"reference", "the double-precision oracle on one rank (slow)", Layout::single, true,
+     kernel_unsupported<kReference>, run_kernel<kReference>},
+    {"dist-heads", "distributed multi-head attention: H/P heads per rank on full Q, K, V; all-gather O",
+     Layout::replicated, false, heads_unsupported, dist_heads},
+    {"dist-ulysses", "all-to-all to head shards, any kernel on the full sequence, all-to-all back", Layout::sharded,
+     false, ulysses_unsupported, dist_ulysses},
+    {"dist-ring", "ring attention: K/V shards circulate, (o, lse) merged, next shard in flight", Layout::sharded, true,
+     ring_unsupported, dist_ring},
+    {"dist-dilated", "LongNet distributed: local segments locally, multi-rank segments all-gather kept K/V",
+     Layout::sharded, true, dilated_unsupported_dist, dist_dilated},
+};
+
+}  // namespace
+
+std::span<const Method> methods() { return kMethods; }
+
+const Method* find_method(const std::string& name) {
+  for (const Method& m : kMethods)
+    if (name == m.name) return &m;
+  return nullptr;
+}
+
+}  // namespace longattn
