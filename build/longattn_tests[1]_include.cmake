@@ -1,5 +1,0 @@
-if(EXISTS "/work/main/build/longattn_tests[1]_tests.cmake")
-  include("/work/main/build/longattn_tests[1]_tests.cmake")
-else()
-  add_test(longattn_tests_NOT_BUILT longattn_tests_NOT_BUILT)
-endif()

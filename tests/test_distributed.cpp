@@ -1,0 +1,209 @@
+// Run under mpirun with 1, 2, 3 and 4 ranks (ctest does). Every distributed method's output equals
+// the single-rank kernel's on the same global inputs within SPEC §4's 1e-5 (fp32), causal and not,
+// dilated levels spanning 1 to P ranks, awkward head offsets; and the bytes each rank received,
+// from the communicator's own counts, equal SPEC §3's formulas exactly.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "comm/communicator.h"
+#include "harness/inputs.h"
+#include "kernels/dilated_cpu.h"
+#include "kernels/registry.h"
+#include "suite/method.h"
+
+using namespace longattn;
+using nlohmann::json;
+
+namespace {
+
+Communicator* g_comm = nullptr;
+
+struct Outcome {
+  double o_err = 0, lse_err = 0;
+  uint64_t received = 0;
+};
+
+// Runs method m on this rank's part of the global problem and compares with `kernel` run on the
+// whole problem here.
+Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, const Shape& g) {
+  Communicator& comm = *g_comm;
+  const int P = comm.size(), rank = comm.rank();
+  std::vector<float> q(g.numel()), k(g.numel()), v(g.numel()), o_ref(g.numel()), lse_ref(g.B * g.H * g.N);
+  generate_slice(kQ, 5, g, 0, g.N, q.data());
+  generate_slice(kK, 5, g, 0, g.N, k.data());
+  generate_slice(kV, 5, g, 0, g.N, v.data());
+  AttentionArgs a;
+  a.shape = g, a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o_ref.data(), a.lse = lse_ref.data();
+  a.pattern = p, a.scale = default_scale(g.d);
+  (kernel ? *find_kernel(kernel) : auto_kernel(p, g)).run(a);
+
+  const bool sharded = m.layout == Layout::sharded;
+  const int64_t n = sharded ? g.N / P : g.N, pos0 = sharded ? rank * n : 0, row = g.H * g.d;
+  std::vector<float> ql(g.B * n * row), kl(ql.size()), vl(ql.size()), ol(ql.size()), ll(g.B * g.H * n);
+  generate_slice(kQ, 5, g, pos0, n, ql.data());
+  generate_slice(kK, 5, g, pos0, n, kl.data());
+  generate_slice(kV, 5, g, pos0, n, vl.data());
+  Workspace ws;
+  MethodCall c{g, p, default_scale(g.d), 0, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &ws};
+  comm.reset_counters();
+  m.run(c);
+  Outcome out;
+  out.received = comm.counters.total_received();
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t x = 0; x < row; ++x) {
+        const float got = ol[(b * n + i) * row + x], want = o_ref[(b * g.N + pos0 + i) * row + x];
+        out.o_err = std::max(out.o_err, std::isfinite(got) ? double(std::abs(got - want)) : INFINITY);
+      }
+  if (m.returns_lse)
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int64_t h = 0; h < g.H; ++h)
+        for (int64_t i = 0; i < n; ++i) {
+          const float got = ll[(b * g.H + h) * n + i], want = lse_ref[(b * g.H + h) * g.N + pos0 + i];
+          if (std::isinf(want) && got == want) continue;
+          out.lse_err = std::max(out.lse_err, std::isfinite(got) ? double(std::abs(got - want)) : INFINITY);
+        }
+  return out;
+}
+
+// SPEC §3's dist-dilated volume, counted independently of the algorithm: per level, per head, the
+// kept rows of this rank's multi-rank segments that lie on other ranks; x 2 (K and V) x d x B.
+uint64_t dilated_formula(const Pattern& p, const Shape& g, int P, int rank) {
+  const int64_t n = g.N / P, my0 = rank * n, my1 = my0 + n;
+  uint64_t rows = 0;
+  for (const DilatedLevel& lv : p.dilated_levels(g.N))
+    for (int64_t s0 = 0; s0 < g.N; s0 += lv.w) {
+      const int64_t s1 = std::min(s0 + lv.w, g.N);
+      const bool mine = s0 < my1 && s1 > my0, multi = s0 / n != (s1 - 1) / n;
+      if (!mine || !multi) continue;
+      for (int64_t h = 0; h < g.H; ++h)
+        for (int64_t j = s0 + h % lv.r; j < s1; j += lv.r) rows += (j < my0 || j >= my1);
+    }
+  return rows * 2 * g.d * g.B * sizeof(float);
+}
+
+uint64_t formula(const std::string& m, const Pattern& p, const Shape& g, int P, int rank) {
+  const uint64_t f = sizeof(float), n = g.N / P;
+  if (m == "dist-heads") return (P - 1) * g.N * (g.H / P) * g.d * g.B * f;
+  if (m == "dist-ulysses") return 4 * n * g.H * g.d * (P - 1) / P * g.B * f;
+  if (m == "dist-ring") return 2 * (P - 1) * n * g.H * g.d * g.B * f;
+  return dilated_formula(p, g, P, rank);
+}
+
+struct DistCase {
+  const char* method;
+  const char* kernel;  // single-rank kernel it must equal (null: auto)
+  json pattern;
+  Shape shape;
+};
+
+}  // namespace
+
+TEST(Distributed, EqualsSingleRankAndCountsBytesExactly) {
+  const int P = g_comm->size();
+  // N = 132 is divisible by 1..4 ranks and by no flash block; H = 12 is divisible by 1..4.
+  const Shape s12{1, 132, 12, 16}, s1{2, 132, 1, 80}, s_odd{1, 132, 4, 3};
+  const std::vector<json> patterns = {
+      {{"kind", "full"}},
+      {{"kind", "full"}, {"causal", true}},
+      {{"kind", "local"}, {"left", 40}, {"right", 7}},
+      {{"kind", "local"}, {"left", 50}, {"right", 0}, {"causal", true}},
+      {{"kind", "strided"}, {"stride", 9}},
+      {{"kind", "fixed"}, {"block", 20}, {"summary", 3}, {"causal", true}},
+  };
+  // Levels whose segments lie within one rank, straddle shard boundaries, and span all ranks;
+  // rates 3 and 5 give head offsets that wrap differently across 12 heads.
+  const std::vector<json> dilated = {
+      {{"kind", "dilated"}, {"levels", {{11, 1}, {44, 3}, {132, 5}}}},
+      {{"kind", "dilated"}, {"levels", {{33, 1}, {66, 2}, {200, 5}}}, {"causal", true}},
+      {{"kind", "dilated"}, {"levels", "longnet"}, {"causal", true}},
+  };
+  std::vector<DistCase> cases;
+  for (const Shape& s : {s12, s1, s_odd}) {
+    for (const json& p : patterns) {
+      if (s.H % P == 0) cases.push_back({"dist-heads", nullptr, p, s});
+      if (s.H % P == 0) cases.push_back({"dist-ulysses", nullptr, p, s});
+      cases.push_back({"dist-ring", "flash", p, s});
+    }
+    for (const json& p : dilated) {
+      if (s.H % P == 0) cases.push_back({"dist-heads", nullptr, p, s});
+      if (s.H % P == 0) cases.push_back({"dist-ulysses", nullptr, p, s});
+      cases.push_back({"dist-dilated", "dilated", p, s});
+    }
+  }
+  for (const DistCase& c : cases) {
+    const Pattern p = parse_pattern(c.pattern);
+    SCOPED_TRACE(std::string(c.method) + " " + p.name() + " P=" + std::to_string(P) + " B=" +
+                 std::to_string(c.shape.B) + " H=" + std::to_string(c.shape.H) + " d=" + std::to_string(c.shape.d));
+    const Method& m = *find_method(c.method);
+    ASSERT_EQ(m.unsupported(p, c.shape, P), "");
+    const Outcome out = run_and_compare(m, c.kernel, p, c.shape);
+    EXPECT_LE(out.o_err, 1e-5);
+    EXPECT_LE(out.lse_err, 1e-5);
+    EXPECT_EQ(out.received, formula(c.method, p, c.shape, P, g_comm->rank()));
+  }
+}
+
+TEST(Distributed, DilatedLevelsSpanningSeveralRanksReallyCommunicate) {
+  // Guard against a formula and an algorithm that agree on zero: with P > 1 and a level spanning
+  // the whole sequence, every rank must receive something.
+  const int P = g_comm->size();
+  if (P == 1) GTEST_SKIP() << "one rank: nothing to exchange";
+  const Shape s{1, 132, 4, 16};
+  const Pattern p = parse_pattern(json{{"kind", "dilated"}, {"levels", {{132, 2}}}});
+  const Outcome out = run_and_compare(*find_method("dist-dilated"), "dilated", p, s);
+  EXPECT_GT(out.received, 0u);
+  EXPECT_LE(out.o_err, 1e-5);
+}
+
+TEST(Distributed, ShapeViolationsAreNamed) {
+  const int P = g_comm->size();
+  if (P == 1) GTEST_SKIP() << "every shape divides by one rank";
+  const Pattern full = parse_pattern(json{{"kind", "full"}});
+  const Shape bad_h{1, 12 * P, P + 1, 16}, bad_n{1, P * 10 + 1, P, 16};
+  EXPECT_NE(find_method("dist-heads")->unsupported(full, bad_h, P).find("shape: H = "), std::string::npos);
+  EXPECT_NE(find_method("dist-ring")->unsupported(full, bad_n, P).find("shape: N = "), std::string::npos);
+  EXPECT_NE(find_method("dist-ulysses")->unsupported(full, bad_h, P).find("shape: H = "), std::string::npos);
+}
+
+TEST(Communicator, ReductionsAndCountsAgreeAcrossRanks) {
+  Communicator& c = *g_comm;
+  const int P = c.size(), r = c.rank();
+  double v[2] = {double(r), double(r + 1)};
+  c.max(v, 2);
+  EXPECT_EQ(v[0], P - 1);
+  EXPECT_EQ(c.sum(1.0), P);
+  c.reset_counters();
+  std::vector<int> mine(3, r), all(3 * P);
+  c.all_gather(mine.data(), 3 * sizeof(int), all.data());
+  for (int q = 0; q < P; ++q) EXPECT_EQ(all[3 * q], q);
+  EXPECT_EQ(c.counters.total_received(), uint64_t(3 * sizeof(int) * (P - 1)));
+  // Variable sizes: rank q sends q + 1 ints.
+  std::vector<size_t> counts;
+  size_t total = 0;
+  for (int q = 0; q < P; ++q) counts.push_back((q + 1) * sizeof(int)), total += (q + 1);
+  std::vector<int> send(r + 1, r * 10), recv(total);
+  c.all_gather_v(send.data(), counts, recv.data());
+  EXPECT_EQ(recv.back(), (P - 1) * 10);
+  // Ring exchange.
+  int out = r, in = -1;
+  auto ex = c.start_send_recv(&out, sizeof out, (r + 1) % P, &in, sizeof in, (r - 1 + P) % P);
+  ex->wait();
+  EXPECT_EQ(in, (r - 1 + P) % P);
+}
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  auto comm = make_world_communicator(&argc, &argv);
+  g_comm = comm.get();
+  // Only rank 0 prints; every rank runs every test, and a failure on any rank fails the job.
+  if (comm->rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  int rc = RUN_ALL_TESTS();
+  const double worst = comm->max(static_cast<double>(rc));
+  comm.reset();
+  return worst != 0 ? 1 : 0;
+}
