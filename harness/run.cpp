@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <random>
 
@@ -125,6 +126,10 @@ class Runner {
     call.comm = &comm_;
     call.ws = &ws;
 
+    // Fault injection for the tests: LONGATTN_FAULT_RANK=r makes rank r fail inside its first case,
+    // while the other ranks wait in a collective; the job must abort with the message, not hang.
+    if (const char* f = std::getenv("LONGATTN_FAULT_RANK"); f && std::atoi(f) == rank)
+      throw std::runtime_error("injected fault (LONGATTN_FAULT_RANK=" + std::string(f) + ")");
     // One iteration: barrier, then the method, timed per rank; the slowest rank is the time.
     auto iterate = [&](double* comm_seconds) {
       comm_.barrier();

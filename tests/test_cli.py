@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""The longattn program as a user meets it: `attend` against NumPy, distributed `attend` against
+single-rank, and bad input / faults -> a message naming the problem, exit code 2 (3 for a failing
+rank), and no output file. Usage: test_cli.py BUILD/longattn"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+EXE = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/longattn")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+MPIRUN = shutil.which("mpirun")
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, detail=""):
+    results["passed" if ok else "failed"] += 1
+    print(("ok    " if ok else "FAIL  ") + name + ("" if ok else "\n      " + detail))
+
+
+def run(args, np_=None, timeout=120, env=None):
+    cmd = ([MPIRUN, "-np", str(np_), "--oversubscribe"] if np_ else []) + [EXE] + args
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or ENV)
+
+
+def numpy_attention(q, k, v, causal=False, left=None, right=None):
+    """[B, N, H, d] attention in float64, the textbook way; returns O and LSE [B, H, N]."""
+    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+    n, d = q.shape[1], q.shape[3]
+    s = np.einsum("bihd,bjhd->bhij", q, k) / np.sqrt(d)
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    keep = np.ones((n, n), bool)
+    if causal:
+        keep &= j <= i
+    if left is not None:
+        keep &= (j >= i - left) & (j <= i + right)
+    s = np.where(keep, s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    p = np.exp(s - m)
+    z = p.sum(-1, keepdims=True)
+    o = np.einsum("bhij,bjhd->bihd", p / z, v)
+    return o, (m + np.log(z))[..., 0]
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="longattn-cli-")
+    rng = np.random.default_rng(3)
+    B, N, H, d = 2, 75, 3, 24
+    paths = {}
+    for name in "qkv":
+        paths[name] = os.path.join(tmp, name + ".npy")
+        np.save(paths[name], rng.standard_normal((B, N, H, d)).astype(np.float32))
+    q, k, v = (np.load(paths[x]) for x in "qkv")
+    np.save(os.path.join(tmp, "q64.npy"), q.astype(np.float64))
+    out, lse = os.path.join(tmp, "o.npy"), os.path.join(tmp, "lse.npy")
+    base = ["attend", "--q", paths["q"], "--k", paths["k"], "--v", paths["v"], "--out", out, "--lse", lse]
+
+    # attend against NumPy (SPEC §4 fp32 bounds: O 1e-4 max(1, max|V|), LSE 1e-4).
+    tol = 1e-4 * max(1.0, float(np.abs(v).max()))
+    for spec, kw in [({"kind": "full"}, {}), ({"kind": "full", "causal": True}, {"causal": True}),
+                     ({"kind": "local", "left": 9, "right": 4}, {"left": 9, "right": 4})]:
+        want_o, want_lse = numpy_attention(q, k, v, **kw)
+        for method in ["auto", "vanilla", "flash", "reference"]:
+            r = run(base + ["--pattern", json.dumps(spec), "--method", method])
+            ok = r.returncode == 0
+            if ok:
+                eo = np.abs(np.load(out) - want_o).max()
+                el = np.abs(np.load(lse) - want_lse).max()
+                ok = eo <= tol and el <= 1e-4
+            check(f"attend {method} {spec} matches NumPy", ok, r.stderr + (f" err {eo} {el}" if r.returncode == 0 else ""))
+    # float64 input is accepted (converted).
+    r = run(["attend", "--q", os.path.join(tmp, "q64.npy"), "--k", paths["k"], "--v", paths["v"], "--out", out,
+             "--pattern", '{"kind": "full"}'])
+    check("attend reads float64 .npy", r.returncode == 0 and np.abs(np.load(out) - numpy_attention(q, k, v)[0]).max() <= tol, r.stderr)
+    # Pattern from a file.
+    pfile = os.path.join(tmp, "pattern.json")
+    json.dump({"kind": "dilated", "levels": [[16, 1], [40, 2]], "causal": True}, open(pfile, "w"))
+    r1 = run(base + ["--pattern", pfile, "--method", "dilated"])
+    o_dil = np.load(out) if r1.returncode == 0 else None
+    r2 = run(base + ["--pattern", pfile, "--method", "reference"])
+    check("attend dilated (pattern file) matches the oracle",
+          r1.returncode == 0 and r2.returncode == 0 and np.abs(o_dil - np.load(out)).max() <= tol, r1.stderr + r2.stderr)
+
+    # Distributed attend: rank 0 writes the whole output, equal to single rank within 1e-5.
+    if MPIRUN:
+        for method, spec in [("dist-ring", {"kind": "full", "causal": True}),
+                             ("dist-dilated", {"kind": "dilated", "levels": [[16, 1], [75, 3]], "causal": True}),
+                             ("dist-ulysses", {"kind": "local", "left": 20, "right": 0}),
+                             ("dist-heads", {"kind": "full"})]:
+            single = run(base + ["--pattern", json.dumps(spec), "--method", "auto"])
+            want = np.load(out) if single.returncode == 0 else None
+            extra = [] if method in ("dist-ring", "dist-dilated") else ["--lse", ""]
+            args = base if not extra else base[:-2]
+            r = run(args + ["--pattern", json.dumps(spec), "--method", method], np_=3)
+            ok = r.returncode == 0 and single.returncode == 0 and np.abs(np.load(out) - want).max() <= 1e-5
+            check(f"mpirun -np 3 attend {method} equals single rank", ok, r.stderr[-600:])
+
+    # Bad input: exit code 2, a message naming the problem, no output written.
+    bad_dir = os.path.join(tmp, "bad")
+    os.makedirs(bad_dir)
+    def bad_npy(name, writer):
+        path = os.path.join(bad_dir, name)
+        writer(path)
+        return path
+    garbage = bad_npy("garbage.npy", lambda p: open(p, "wb").write(b"not numpy at all"))
+    good_bytes = open(paths["q"], "rb").read()
+    truncated = bad_npy("truncated.npy", lambda p: open(p, "wb").write(good_bytes[: len(good_bytes) // 2]))
+    ints = bad_npy("ints.npy", lambda p: np.save(p, np.zeros((B, N, H, d), np.int32)))
+    rank3 = bad_npy("rank3.npy", lambda p: np.save(p, np.zeros((N, H, d), np.float32)))
+    other = bad_npy("other.npy", lambda p: np.save(p, np.zeros((B, N + 1, H, d), np.float32)))
+    fortran = bad_npy("fortran.npy", lambda p: np.save(p, np.asfortranarray(q)))
+    bad_out = os.path.join(bad_dir, "o.npy")
+    cases = [
+        ("malformed .npy", ["--q", garbage], "bad magic"),
+        ("truncated .npy", ["--q", truncated], "truncated"),
+        ("wrong dtype", ["--q", ints], "dtype <i4"),
+        ("wrong rank", ["--q", rank3], "expected a 4-d array"),
+        ("mismatched shapes", ["--k", other], "--k: shape"),
+        ("Fortran order", ["--q", fortran], "Fortran order"),
+        ("missing file", ["--q", os.path.join(bad_dir, "nope.npy")], "cannot open"),
+        ("unknown pattern kind", ["--pattern", '{"kind": "banded"}'], 'unknown kind "banded"'),
+        ("unknown pattern field", ["--pattern", '{"kind": "full", "window": 3}'], "--pattern.window: unknown field"),
+        ("non-positive size", ["--pattern", '{"kind": "strided", "stride": 0}'], "--pattern.stride: must be positive"),
+        ("malformed pattern JSON", ["--pattern", '{"kind": '], "malformed JSON"),
+        ("unknown method", ["--method", "fastest"], 'unknown method "fastest"'),
+        ("kernel that cannot run the pattern", ["--method", "flash", "--pattern", '{"kind": "dilated", "levels": "longnet"}'], "flash cannot run"),
+        ("output directory missing", ["--out", os.path.join(bad_dir, "no", "o.npy")], "does not exist"),
+    ]
+    for name, override, needle in cases:
+        args = {"--q": paths["q"], "--k": paths["k"], "--v": paths["v"], "--out": bad_out,
+                "--pattern": '{"kind": "full"}', "--method": "auto"}
+        for i in range(0, len(override), 2):
+            args[override[i]] = override[i + 1]
+        r = run(["attend"] + [x for kv in args.items() for x in kv])
+        ok = r.returncode == 2 and needle in r.stderr and not os.path.exists(bad_out)
+        check(f"attend rejects {name}", ok, f"rc={r.returncode} stderr={r.stderr.strip()[-300:]}")
+    r = run(["attend", "--q", paths["q"]])
+    check("attend with missing options exits 2", r.returncode == 2, r.stderr[-200:])
+
+    # Bad suites: exit 2 before anything runs, no results file.
+    def suite(name, body):
+        path = os.path.join(bad_dir, name + ".json")
+        open(path, "w").write(body if isinstance(body, str) else json.dumps(body))
+        return path
+    ok_suite = {"methods": ["flash"], "patterns": [{"kind": "full"}], "B": 1, "H": 2, "N": 64, "d": 16}
+    res = os.path.join(bad_dir, "results.json")
+    suites = [
+        ("malformed JSON", suite("malformed", "{\"methods\": ["), 1, "malformed JSON"),
+        ("unknown method", suite("m", dict(ok_suite, methods=["warp"])), 1, 'unknown method "warp"'),
+        ("unknown field", suite("f", dict(ok_suite, repeats=3)), 1, "repeats: unknown field"),
+        ("unknown pattern", suite("p", dict(ok_suite, patterns=[{"kind": "banded"}])), 1, "patterns[0].kind"),
+        ("non-positive N", suite("n", dict(ok_suite, N=[64, 0])), 1, "N[1]: must be a positive integer"),
+        ("unsupported d", suite("d", dict(ok_suite, d=512)), 1, "d: head dim 512 is not supported"),
+        ("bf16 on cpu", suite("t", dict(ok_suite, dtype="bf16")), 1, "dtype: bf16 runs on device cuda only"),
+        ("memory over the machine's", suite("mem", dict(ok_suite, methods=["vanilla"], N=1 << 20)), 1, "memory: needs about"),
+        ("missing suite", os.path.join(bad_dir, "none.json"), 1, "no such suite file"),
+    ]
+    if MPIRUN:
+        suites.append(("H not divisible by the world size", suite("h", dict(ok_suite, methods=["dist-heads"], H=4)), 3,
+                       "H = 4 is not divisible by the world size 3"))
+        suites.append(("N not divisible by the world size", suite("nn", dict(ok_suite, methods=["dist-ring"], N=100)), 3,
+                       "N = 100 is not divisible by the world size 3"))
+    for name, path, np_, needle in suites:
+        r = run(["run", path, "--out", res, "--quiet"], np_=np_ if np_ > 1 else None)
+        ok = r.returncode == 2 and needle in r.stderr and not os.path.exists(res)
+        check(f"run rejects {name}", ok, f"rc={r.returncode} stderr={r.stderr.strip()[-300:]}")
+
+    # Budget: a case that cannot fit its budget is skipped, and the sweep goes on.
+    r = run(["run", suite("budget", dict(ok_suite, methods=["reference", "flash"], N=2048, budget_s=0.05)), "--out", res, "--quiet"])
+    ok = r.returncode == 0 and os.path.exists(res)
+    if ok:
+        cs = json.load(open(res))["cases"]
+        ok = cs[0]["status"] == "skipped" and cs[0]["reason"].startswith("budget") and cs[1]["status"] in ("ok", "skipped")
+    check("a case over its budget is skipped: budget", ok, r.stderr[-300:])
+
+    # A failing rank aborts the whole job with its message; no hang, no results file.
+    if MPIRUN:
+        if os.path.exists(res):
+            os.remove(res)
+        env = dict(ENV, LONGATTN_FAULT_RANK="1")
+        try:
+            r = run(["run", suite("fault", dict(ok_suite, methods=["dist-ring"])), "--out", res, "--quiet"], np_=2,
+                    timeout=60, env=env)
+            ok = r.returncode != 0 and "injected fault" in r.stderr and not os.path.exists(res)
+            detail = f"rc={r.returncode} stderr={r.stderr[-300:]}"
+        except subprocess.TimeoutExpired:
+            ok, detail = False, "hung for 60 s"
+        check("a failing rank aborts the job with its message", ok, detail)
+
+    shutil.rmtree(tmp)
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
