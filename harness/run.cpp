@@ -39,6 +39,8 @@ const char* layout_name(Layout l) {
 }
 
 // Ranks that compute a case: one for single-device methods, all for distributed ones.
+bool is_comm_bench(const Method& m) { return std::string(m.name).rfind("comm-", 0) == 0; }
+
 int computing_ranks(const Method& m, int world) { return m.layout == Layout::single ? 1 : world; }
 
 // Tokens this rank holds: [pos0, pos0 + rows).
@@ -73,6 +75,7 @@ double estimate_bytes(const Case& c, const Method& m, int world) {
 
 // Rough seconds per iteration, for skipping hopeless cases before they start.
 double estimate_seconds(const Case& c, const Method& m, int world, double sgemm_gflops) {
+  if (is_comm_bench(m)) return 0;
   const Shape s = c.shape;
   const double exact = 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
   const double dense = 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
@@ -176,9 +179,18 @@ class Runner {
                  {"received_by_op", by_op},           {"time_ms", cs.median},
                  {"samples_ms", comm_samples},        {"share", st.median > 0 ? cs.median / st.median : 0.0}};
     j["peak_memory_bytes_per_rank"] = peak;
+    if (is_comm_bench(m)) {
+      // nccl-tests' definitions: algbw = bytes / time; busbw corrects collectives for P.
+      const double bytes_rank = 4.0 * g.numel() / P;
+      const double size = std::string(m.name) == "comm-all-gather" ? bytes_rank * P : bytes_rank;
+      const double algbw = size / (st.median * 1e-3) / 1e9;
+      const double factor = std::string(m.name) == "comm-send-recv" ? 1.0 : (P - 1.0) / P;
+      j["comm_bench"] = {{"message_bytes", bytes_rank}, {"size_bytes", size}, {"algbw_GBps", algbw},
+                         {"busbw_GBps", algbw * factor}};
+    }
 
     bool ok = true;
-    if (c.verify) ok = verify(c, m, hold, q, k, v, o, lse, j);
+    if (c.verify && !is_comm_bench(m)) ok = verify(c, m, hold, q, k, v, o, lse, j);
     j["status"] = ok ? "ok" : "failed";
     if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 tolerance";
     return {j, !ok};
@@ -193,9 +205,10 @@ class Runner {
 
   json describe(const Case& c, const Method& m) const {
     const Shape s = c.shape;
-    const double exact = 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
+    const bool attention = !is_comm_bench(m);
+    const double exact = attention ? 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B : 0;
     const double n = static_cast<double>(s.N);
-    const double dense = 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B;
+    const double dense = !attention ? 0 : 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B;
     return {{"name", c.id(computing_ranks(m, comm_.size()))},
             {"method", c.method},
             {"layout", layout_name(m.layout)},

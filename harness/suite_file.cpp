@@ -140,9 +140,9 @@ Suite load_suite(const std::string& name_or_path, int world) {
   Suite s;
   namespace fs = std::filesystem;
   s.path = name_or_path;
-  if (!fs::exists(s.path)) {
+  if (!fs::is_regular_file(s.path)) {
     const fs::path named = fs::path(suite_dir()) / (name_or_path + ".json");
-    if (name_or_path.find('/') != std::string::npos || !fs::exists(named))
+    if (name_or_path.find('/') != std::string::npos || !fs::is_regular_file(named))
       throw InputError(name_or_path + ": no such suite file; give a path or a name from `longattn list`");
     s.path = named.string();
   }

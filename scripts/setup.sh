@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config git
-          libopenmpi-dev openmpi-bin nlohmann-json3-dev libcli11-dev libopenblas-dev
+          libopenmpi-dev openmpi-bin nlohmann-json3-dev libcli11-dev libopenblas-dev libopenblas-openmp-dev
           libgtest-dev libbenchmark-dev python3-matplotlib python3-jsonschema python3-numpy)
 missing=()
 for p in "${packages[@]}"; do

@@ -62,5 +62,9 @@ void dist_heads(const MethodCall& c);
 void dist_ulysses(const MethodCall& c);
 void dist_ring(const MethodCall& c);
 void dist_dilated(const MethodCall& c);
+// Communication microbenchmarks: the rank's token shard is the message.
+void comm_all_gather(const MethodCall& c);
+void comm_all_to_all(const MethodCall& c);
+void comm_send_recv(const MethodCall& c);
 
 }  // namespace longattn

@@ -56,6 +56,12 @@ std::string dilated_unsupported_dist(const Pattern& p, const Shape& s, int world
   return find_kernel("dilated")->unsupported(p, s);
 }
 
+std::string comm_unsupported(const Pattern&, const Shape& s, int world) {
+  if (auto r = divides("N", s.N, world); !r.empty()) return r;
+  if ((s.numel() / world) % world != 0) return "the shard does not cut into P equal all-to-all blocks";
+  return {};
+}
+
 constexpr char kVanilla[] = "vanilla", kFlash[] = "flash", kDilated[] = "dilated", kReference[] = "reference";
 
 const Method kMethods[] = {
@@ -75,6 +81,12 @@ const Method kMethods[] = {
      ring_unsupported, dist_ring},
     {"dist-dilated", "LongNet distributed: local segments locally, multi-rank segments all-gather kept K/V",
      Layout::sharded, true, dilated_unsupported_dist, dist_dilated},
+    {"comm-all-gather", "microbenchmark: all-gather of each rank's shard (no attention)", Layout::sharded, false,
+     comm_unsupported, comm_all_gather},
+    {"comm-all-to-all", "microbenchmark: all-to-all of each rank's shard in P blocks", Layout::sharded, false,
+     comm_unsupported, comm_all_to_all},
+    {"comm-send-recv", "microbenchmark: ring send/receive of each rank's shard", Layout::sharded, false,
+     comm_unsupported, comm_send_recv},
 };
 
 }  // namespace
