@@ -1,0 +1,37 @@
+// `dilated` (LongNet) on the GPU. Level (w, r) keeps, in each segment of w tokens, every r-th
+// token from the head's offset (head0 + h) mod r; the tile kernel reads those rows in place, r
+// rows apart, and attends each segment's kept queries to its kept keys (causal by kept index,
+// which is causal by position since kept positions ascend). Each level merges its (o, lse) into
+// O and LSE (SPEC §1); a query belongs to one segment per level, so merges never race. Memory:
+// O and LSE only, whatever N.
+#include <cmath>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gpu_kernels.h"
+#include "kernels/cuda/tile_attention.h"
+
+namespace longattn::cuda {
+
+void dilated_cuda(const DeviceArgs& a, const Workspace&) {
+  const Shape sh = a.shape;
+  LONGATTN_CUDA_CHECK(cudaMemsetAsync(a.o, 0, sh.numel() * sizeof(float), a.stream));
+  launch_fill(a.lse, sh.B * sh.H * sh.N, -INFINITY, a.stream);  // every level empty so far
+
+  TileParams p;
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.o = a.o;
+  p.lse = a.lse;
+  p.mask = DevicePattern{};  // inside a segment, the kept rows attend densely
+  p.mask.causal = a.pattern.causal;
+  p.scale = a.scale;
+  p.merge = true;
+  for (int l = 0; l < a.pattern.levels; ++l) {
+    p.view = TileView{sh.B, sh.H, sh.N, sh.d, a.pattern.w[l], a.pattern.r[l], a.head0};
+    launch_tile_attention(p, a.dtype, a.stream);
+  }
+}
+
+}  // namespace longattn::cuda

@@ -1,0 +1,249 @@
+// The tile kernel of tile_attention.h. A thread block takes 64 kept queries of one segment of one
+// head (4 warps x 16 rows) and walks the segment's keys in blocks of 64, skipping blocks the mask
+// leaves empty. Per key block, each warp runs the online softmax step:
+//
+//   S = Q K^T (WMMA, fp32) -> shared -> mask, row max, p = exp2(S log2e scale - m) -> P (bf16/fp16)
+//   -> P V (WMMA, fp32) -> shared -> O_acc = alpha O_acc + P V (O_acc in registers)
+//
+// WMMA fragments have an unspecified register layout, so S and P V go through shared memory and
+// every element-wise step addresses shared memory in plain row-major terms: two lanes per query
+// row, lane (row, half) owning the columns 2c + half. Nothing here depends on a fragment layout.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/tile_attention.h"
+
+namespace longattn::cuda {
+namespace {
+
+using namespace nvcuda;
+
+constexpr int kQ = static_cast<int>(kTileQ);
+constexpr int kK = static_cast<int>(kTileK);
+constexpr int kWarpRows = 16;  // query rows per warp: the WMMA tile height
+constexpr int kWarps = kQ / kWarpRows;
+constexpr int kThreads = kWarps * 32;
+constexpr int kFrag = 16;  // WMMA m = n = k
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+static_assert(kQ % kWarpRows == 0 && kK % (2 * 32) == 0 && kK % kFrag == 0);
+
+// Shared memory of one block. Every row is a multiple of 16 bytes and every WMMA pointer a multiple
+// of 32 bytes (checked below); the padding staggers rows across banks.
+template <typename T, int D>
+struct Smem {
+  static constexpr int kPad = 8;                             // elements of T
+  static constexpr int ldt = D + kPad;                       // Q, K, V rows
+  static constexpr int ldp = kK + kPad;                      // P rows
+  static constexpr int ldf = (D > kK ? D : kK) + 4;          // fp32 rows: S (16 x 64), then P V (16 x D)
+  T q[kQ * ldt];                      // [query][dim]
+  T k[kK * ldt];                      // [key][dim]
+  T v[kK * ldt];                      // [key][dim]
+  T p[kWarps][kWarpRows * ldp];       // per warp: [row][key]
+  float f[kWarps][kWarpRows * ldf];   // per warp: S, then P V
+  static_assert((kWarpRows * ldt * sizeof(T)) % 32 == 0 && (kWarpRows * ldp * sizeof(T)) % 32 == 0 &&
+                (kWarpRows * ldf * sizeof(float)) % 32 == 0 && (kQ * ldt * sizeof(T)) % 32 == 0);
+};
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
+
+// dst[row][0, D) <- src[row * stride + (0, D)] for row < valid; zeros for valid <= row < rows
+// (padding keys must be finite: P = 0 there, and 0 * NaN would poison P V). 16-byte vectors.
+template <typename T, int D>
+__device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, int64_t stride, int rows, int valid) {
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr int kPerRow = D / kVec;
+  for (int c = threadIdx.x; c < rows * kPerRow; c += kThreads) {
+    const int row = c / kPerRow, col = (c % kPerRow) * kVec;
+    uint4 x = make_uint4(0, 0, 0, 0);
+    if (row < valid) x = *reinterpret_cast<const uint4*>(src + row * stride + col);
+    *reinterpret_cast<uint4*>(dst + row * ld + col) = x;
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TileParams p) {
+  using S = Smem<T, D>;
+  using FragA = wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, T, wmma::row_major>;
+  using FragKt = wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, T, wmma::col_major>;  // K^T from K rows
+  using FragV = wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, T, wmma::row_major>;
+  using FragAcc = wmma::fragment<wmma::accumulator, kFrag, kFrag, kFrag, float>;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  S& sm = *reinterpret_cast<S*>(smem_raw);
+
+  const TileTask task = tile_task(p.view, blockIdx.x);
+  if (!task.valid) return;  // whole block: a segment shorter than the longest
+  const TileView& view = p.view;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = lane / 2, half = lane % 2;  // this lane's row in the warp, and its column parity
+
+  // Kept row t of this head is token first + t*r: a strided view of [B, N, H, d], no gather.
+  const int64_t token = view.H * D;
+  const int64_t kept_stride = view.r * token;
+  const int64_t head_base = (task.b * view.N + task.first) * token + task.h * D;
+  const T* q = static_cast<const T*>(p.q) + head_base;
+  const T* k = static_cast<const T*>(p.k) + head_base;
+  const T* v = static_cast<const T*>(p.v) + head_base;
+  const int64_t count = task.count, t0 = task.t0;
+  const int q_valid = static_cast<int>(count - t0 < kQ ? count - t0 : kQ);
+  const int64_t q_end = t0 + q_valid;
+
+  load_rows<T, D>(sm.q, S::ldt, q + t0 * kept_stride, kept_stride, kQ, q_valid);
+  __syncthreads();
+  FragA qf[D / kFrag];  // this warp's 16 query rows, kept in registers for every key block
+#pragma unroll
+  for (int kk = 0; kk < D / kFrag; ++kk)
+    wmma::load_matrix_sync(qf[kk], sm.q + warp * kWarpRows * S::ldt + kk * kFrag, S::ldt);
+
+  float* f = sm.f[warp];
+  T* pw = sm.p[warp];
+  const float* frow = f + row * S::ldf;
+  T* prow = pw + row * S::ldp;
+  const int64_t qi = t0 + warp * kWarpRows + row;  // this lane's query, as a kept index
+  const float scale_log2 = p.scale * kLog2e;       // scores in log2 units: exp2 instead of exp
+  float m = -INFINITY, l = 0.0f;                   // running max (log2 units) and sum of the row
+  float o_acc[D / 2];                              // columns 2c + half of the row, unnormalised
+#pragma unroll
+  for (int c = 0; c < D / 2; ++c) o_acc[c] = 0.0f;
+
+  int64_t keys_begin = 0, keys_end = 0;  // no key outside can be attended: local windows, causal
+  p.mask.key_range(t0, q_end, count, &keys_begin, &keys_end);
+  for (int64_t key0 = keys_begin / kK * kK; key0 < keys_end; key0 += kK) {
+    const int k_valid = static_cast<int>(count - key0 < kK ? count - key0 : kK);
+    const DeviceBlock kind = p.mask.classify(t0, q_end, key0, key0 + k_valid);
+    if (kind == DeviceBlock::empty) continue;  // the same answer for the whole block
+    __syncthreads();                           // every warp is done with the previous K, V
+    load_rows<T, D>(sm.k, S::ldt, k + key0 * kept_stride, kept_stride, kK, k_valid);
+    load_rows<T, D>(sm.v, S::ldt, v + key0 * kept_stride, kept_stride, kK, k_valid);
+    __syncthreads();
+
+    // S = Q K^T: this warp's 16 rows x 64 keys, fp32, into its scratch.
+#pragma unroll
+    for (int j = 0; j < kK / kFrag; ++j) {
+      FragAcc s;
+      wmma::fill_fragment(s, 0.0f);
+#pragma unroll
+      for (int kk = 0; kk < D / kFrag; ++kk) {
+        FragKt kt;
+        wmma::load_matrix_sync(kt, sm.k + j * kFrag * S::ldt + kk * kFrag, S::ldt);
+        wmma::mma_sync(s, qf[kk], kt, s);
+      }
+      wmma::store_matrix_sync(f + j * kFrag, s, S::ldf, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    // Online softmax over this lane's 32 keys (2c + half); its partner lane holds the rest.
+    float x[kK / 2];
+    float mx = m;
+#pragma unroll
+    for (int c = 0; c < kK / 2; ++c) {
+      const int j = 2 * c + half;
+      const bool keep = j < k_valid && (kind == DeviceBlock::full || p.mask.contains(0, 0, qi, key0 + j, count));
+      x[c] = keep ? frow[j] * scale_log2 : -INFINITY;
+      mx = fmaxf(mx, x[c]);
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    const float m_use = mx == -INFINITY ? 0.0f : mx;  // nothing kept yet: p = 0, never exp2(-inf + inf)
+    const float alpha = exp2f(m - m_use);             // rescales what was accumulated; 0 when m = -inf
+    float sum = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kK / 2; ++c) {
+      const float e = exp2f(x[c] - m_use);
+      sum += e;
+      prow[2 * c + half] = from_float<T>(e);
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    l = l * alpha + sum;
+    m = mx;
+    __syncwarp();  // P written, S read: the scratch is free for P V
+
+    // P V: 16 rows x D, fp32, into the scratch.
+#pragma unroll
+    for (int n = 0; n < D / kFrag; ++n) {
+      FragAcc acc;
+      wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+      for (int kk = 0; kk < kK / kFrag; ++kk) {
+        FragA pa;
+        FragV vb;
+        wmma::load_matrix_sync(pa, pw + kk * kFrag, S::ldp);
+        wmma::load_matrix_sync(vb, sm.v + kk * kFrag * S::ldt + n * kFrag, S::ldt);
+        wmma::mma_sync(acc, pa, vb, acc);
+      }
+      wmma::store_matrix_sync(f + n * kFrag, acc, S::ldf, wmma::mem_row_major);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int c = 0; c < D / 2; ++c) o_acc[c] = o_acc[c] * alpha + frow[2 * c + half];
+    __syncwarp();  // P V read before the next S lands in the scratch
+  }
+
+  // Epilogue: normalise, then write (flash) or merge into the levels so far (dilated, SPEC §1).
+  const bool mine = qi < count;
+  const int64_t pos = task.first + qi * view.r;  // the query's token
+  float* o_row = p.o + (task.b * view.N + pos) * token + task.h * D;
+  float* lse_at = p.lse + (task.b * view.H + task.h) * view.N + pos;
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  const float lse_part = l > 0.0f ? (m + log2f(l)) * kLn2 : -INFINITY;
+  if (!p.merge) {
+    if (mine) {
+#pragma unroll
+      for (int c = 0; c < D / 2; ++c) o_row[2 * c + half] = o_acc[c] * inv;
+      if (half == 0) *lse_at = lse_part;
+    }
+    return;
+  }
+  const float lse_acc = mine ? *lse_at : -INFINITY;
+  __syncwarp();  // both lanes of the row have read its lse before one of them rewrites it
+  if (!mine || lse_part == -INFINITY) return;  // an empty part adds nothing
+  float wa = 0.0f, wb = inv, lse_new = lse_part;  // first non-empty part: take it as it is
+  if (lse_acc != -INFINITY) {
+    const float mx = fmaxf(lse_acc, lse_part);
+    const float a = expf(lse_acc - mx), b = expf(lse_part - mx);  // one of them is 1: no overflow
+    wa = a / (a + b);
+    wb = b / (a + b) * inv;
+    lse_new = mx + logf(a + b);
+  }
+#pragma unroll
+  for (int c = 0; c < D / 2; ++c) o_row[2 * c + half] = wa * o_row[2 * c + half] + wb * o_acc[c];
+  if (half == 0) *lse_at = lse_new;
+}
+
+template <typename T, int D>
+void launch(const TileParams& p, cudaStream_t stream) {
+  const int64_t blocks = p.view.blocks();
+  if (blocks == 0) return;
+  if (blocks > INT_MAX)
+    throw std::runtime_error("tile attention: " + std::to_string(blocks) + " thread blocks exceed the grid limit");
+  const int smem = static_cast<int>(sizeof(Smem<T, D>));
+  LONGATTN_CUDA_CHECK(
+      cudaFuncSetAttribute(tile_attention_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  tile_attention_kernel<T, D><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p);
+  LONGATTN_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+// The one place where the runtime dtype and head dim become template parameters.
+void launch_tile_attention(const TileParams& p, GpuDType dtype, cudaStream_t stream) {
+  const int64_t d = p.view.d;
+  if (dtype == GpuDType::bf16 && d == 64) return launch<__nv_bfloat16, 64>(p, stream);
+  if (dtype == GpuDType::bf16 && d == 128) return launch<__nv_bfloat16, 128>(p, stream);
+  if (dtype == GpuDType::fp16 && d == 64) return launch<__half, 64>(p, stream);
+  if (dtype == GpuDType::fp16 && d == 128) return launch<__half, 128>(p, stream);
+  throw std::invalid_argument(std::string("tile attention is built for bf16/fp16 and d in {64, 128}, got ") +
+                              gpu_dtype_name(dtype) + " d=" + std::to_string(d));
+}
+
+}  // namespace longattn::cuda

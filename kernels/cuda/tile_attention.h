@@ -1,0 +1,73 @@
+#pragma once
+// The tile kernel that `flash` and `dilated` share: attention of 64-query tiles to 64-key blocks
+// with an online softmax on tensor cores, over a *view* of the sequence. A view cuts every
+// sequence into segments of w tokens and keeps every r-th token of each, starting at the head's
+// offset (head0 + h) mod r: with w = N, r = 1 it is the whole sequence (flash); with a LongNet
+// level (w, r) it is that level's kept rows, read in place r rows apart (dilated). Inside a
+// segment, query and key positions are kept indices 0 .. count-1, and the mask is a single-level
+// pattern in those coordinates.
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/device_pattern.h"
+#include "kernels/cuda/gpu_dtype.h"
+
+namespace longattn::cuda {
+
+constexpr int64_t kTileQ = 64;  // query rows per thread block (4 warps x 16)
+constexpr int64_t kTileK = 64;  // keys per block of the inner loop
+
+struct TileView {
+  int64_t B = 1, H = 1, N = 1;  // batch, heads, tokens per sequence
+  int64_t d = 64;               // head dim; a token's row is H*d elements
+  int64_t w = 1, r = 1;         // segment length and dilation rate
+  int64_t head0 = 0;            // global index of head 0: offsets are (head0 + h) mod r
+  LONGATTN_HD int64_t segments() const { return (N + w - 1) / w; }
+  // Most kept rows any segment has: ceil(min(w, N) / r); query tiles per segment cover them.
+  LONGATTN_HD int64_t kept_max() const { return ((w < N ? w : N) + r - 1) / r; }
+  LONGATTN_HD int64_t tiles() const { return (kept_max() + kTileQ - 1) / kTileQ; }
+  LONGATTN_HD int64_t blocks() const { return B * H * segments() * tiles(); }
+};
+
+// What thread block `block` computes: kept queries [t0, min(t0 + kTileQ, count)) of segment g of
+// head h of batch b, whose kept positions are first + t*r, t in [0, count).
+struct TileTask {
+  int64_t b = 0, h = 0, first = 0, count = 0, t0 = 0;
+  bool valid = false;  // false: this block of the grid has nothing to do (a short segment)
+};
+
+LONGATTN_HD TileTask tile_task(const TileView& v, int64_t block) {
+  TileTask t;
+  const int64_t tiles = v.tiles(), segs = v.segments();
+  const int64_t tile = block % tiles;
+  const int64_t g = (block / tiles) % segs;
+  t.h = (block / (tiles * segs)) % v.H;
+  t.b = block / (tiles * segs * v.H);
+  const int64_t begin = g * v.w, end = begin + v.w < v.N ? begin + v.w : v.N;
+  t.first = begin + (v.head0 + t.h) % v.r;
+  t.count = t.first < end ? (end - t.first + v.r - 1) / v.r : 0;
+  t.t0 = tile * kTileQ;
+  t.valid = t.t0 < t.count;
+  return t;
+}
+
+struct TileParams {
+  const void* q = nullptr;  // [B, N, H, d] of the element type
+  const void* k = nullptr;
+  const void* v = nullptr;
+  float* o = nullptr;    // [B, N, H, d]
+  float* lse = nullptr;  // [B, H, N], natural log; never null
+  TileView view;
+  DevicePattern mask;  // single-level, in kept-index coordinates, sequence length = count
+  float scale = 0;     // score scale (natural units)
+  bool merge = false;  // false: write o, lse; true: merge into them (SPEC §1; o, lse initialised)
+};
+
+// Head dims the tile kernel is built for.
+inline bool tile_supports_d(int64_t d) { return d == 64 || d == 128; }
+
+// Launch on `stream`; dtype bf16 or fp16, view.d 64 or 128. Throws on a launch failure.
+void launch_tile_attention(const TileParams& p, GpuDType dtype, cudaStream_t stream);
+
+}  // namespace longattn::cuda

@@ -1,0 +1,359 @@
+// The CUDA kernels against the CPU oracle, and the NCCL communicator on one rank.
+// Bounds (SPEC §4), in max |O - O_ref| and max |LSE - LSE_ref| against the double-precision oracle:
+//   fp32 inputs:       O within 1e-4 max(1, max|V|), LSE within 1e-4;
+//   bf16/fp16 inputs:  O within 2e-2 max(1, max|V|), LSE within 2e-2 (fp32 accumulation).
+// Without a GPU every test that needs one calls GTEST_SKIP() with the reason. Three groups need no
+// device and always run: the device copy of the pattern against Pattern, the tile kernel's
+// grid-to-rows mapping against the CPU dilated kernel's segments, and the static support checks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cuda_attention.h"
+#include "kernels/cuda/device_pattern.h"
+#include "kernels/cuda/tile_attention.h"
+#include "kernels/dilated_cpu.h"
+#include "kernels/input_error.h"
+#include "tests/check.h"
+
+#ifdef LONGATTN_HAVE_NCCL
+#include <cuda_runtime_api.h>
+
+#include "comm/nccl_comm.h"
+#endif
+
+using namespace longattn;
+using nlohmann::json;
+
+#define SKIP_WITHOUT_GPU()                                 \
+  do {                                                     \
+    std::string why_no_gpu;                                \
+    if (!cuda_available(&why_no_gpu)) GTEST_SKIP() << why_no_gpu; \
+  } while (0)
+
+namespace {
+
+std::vector<Pattern> patterns() {
+  std::vector<json> specs = {
+      {{"kind", "full"}},
+      {{"kind", "local"}, {"left", 5}, {"right", 3}},
+      {{"kind", "local"}, {"left", 70}, {"right", 0}},
+      {{"kind", "local"}, {"left", 100}, {"right", 30}},
+      {{"kind", "strided"}, {"stride", 4}},
+      {{"kind", "strided"}, {"stride", 70}},
+      {{"kind", "fixed"}, {"block", 8}, {"summary", 2}},
+      {{"kind", "fixed"}, {"block", 64}, {"summary", 16}},
+      {{"kind", "fixed"}, {"block", 100}, {"summary", 7}},
+      {{"kind", "dilated"}, {"levels", {{8, 1}, {16, 2}}}},
+      {{"kind", "dilated"}, {"levels", {{8, 2}, {40, 4}, {1000, 3}}}},  // w > N; unkept queries
+      {{"kind", "dilated"}, {"levels", {{16, 3}}}},                       // most queries see nothing
+      {{"kind", "dilated"}, {"levels", {{64, 1}, {128, 2}, {300, 4}}}},  // segments across tiles
+      {{"kind", "dilated"}, {"levels", "longnet"}},
+  };
+  std::vector<Pattern> out;
+  for (auto s : specs) {
+    out.push_back(parse_pattern(s));
+    s["causal"] = true;
+    out.push_back(parse_pattern(s));
+  }
+  return out;
+}
+
+// N = 1; N not a multiple of the 64-row tiles; one head; twelve heads (dilated offsets h mod r
+// wrap); d = 64 and 128 (the tile kernels), plus odd head dims only vanilla takes.
+const Shape kShapes[] = {
+    {1, 1, 1, 64}, {1, 67, 12, 64}, {2, 130, 3, 128}, {1, 200, 1, 128}, {1, 257, 2, 64}, {1, 45, 5, 17}, {1, 129, 2, 3},
+};
+
+const GpuDType kDTypes[] = {GpuDType::fp32, GpuDType::bf16, GpuDType::fp16};
+
+struct Bounds {
+  double o, lse;
+};
+Bounds bounds(GpuDType t, const std::vector<float>& v) {
+  if (t == GpuDType::fp32) return {test::o_tolerance_fp32(v), test::kLseToleranceFp32};
+  return {2e-2 * std::max(1.0, test::max_abs(v)), 2e-2};
+}
+
+std::string label(const std::string& kernel, GpuDType t, const Pattern& p, const Shape& s) {
+  return kernel + " " + gpu_dtype_name(t) + " " + p.name() + " B=" + std::to_string(s.B) + " N=" +
+         std::to_string(s.N) + " H=" + std::to_string(s.H) + " d=" + std::to_string(s.d);
+}
+
+// Runs every CUDA kernel and dtype that supports (p, a.shape) and checks it against the oracle.
+// Returns how many ran.
+int check_all_kernels(const test::Problem& prob, const Pattern& p, int64_t head0 = 0) {
+  std::vector<float> o_ref, lse_ref;
+  AttentionArgs ref = prob.args(p, o_ref, lse_ref);
+  ref.head0 = head0;
+  reference_attention(ref);
+  int ran = 0;
+  for (const std::string& kernel : cuda_kernel_names()) {
+    for (GpuDType t : kDTypes) {
+      if (!cuda_unsupported(kernel, p, prob.shape, t).empty()) continue;
+      SCOPED_TRACE(label(kernel, t, p, prob.shape) + " head0=" + std::to_string(head0));
+      std::vector<float> o, lse;
+      AttentionArgs a = prob.args(p, o, lse);
+      a.head0 = head0;
+      const CudaRunResult r = cuda_attention(kernel, a, t, /*warmup=*/0, /*iterations=*/1);
+      EXPECT_EQ(r.ms_samples.size(), 1u);
+      const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
+      const Bounds b = bounds(t, prob.v);
+      EXPECT_LE(e.o, b.o);
+      EXPECT_LE(e.lse, b.lse);
+      ++ran;
+    }
+  }
+  return ran;
+}
+
+}  // namespace
+
+// ---- no device needed ----
+
+TEST(CudaHostSide, DevicePatternMirrorsPattern) {
+  for (const Pattern& p : patterns()) {
+    for (int64_t n : {1, 7, 40, 67, 130}) {
+      SCOPED_TRACE(p.name() + " n=" + std::to_string(n));
+      const DevicePattern d = device_pattern(p, n);
+      const int levels = p.level_count(n);
+      ASSERT_EQ(d.kind == DevicePattern::Kind::dilated ? d.levels : 1, levels);
+      for (int64_t h = 0; h < 13; ++h)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            int m = 0;
+            for (int l = 0; l < levels; ++l) {
+              const bool c = p.contains(l, h, i, j, n);
+              m += c;
+              ASSERT_EQ(d.contains(l, h, i, j, n), c) << "level " << l << " h=" << h << " i=" << i << " j=" << j;
+            }
+            ASSERT_EQ(d.multiplicity(h, i, j, n), m) << "h=" << h << " i=" << i << " j=" << j;
+          }
+      if (p.kind == PatternKind::dilated) continue;  // classify, key_range: single-level patterns only
+      for (int64_t bs : {1, 3, 16, 64})
+        for (int64_t i0 = 0; i0 < n; i0 += bs) {
+          const int64_t i1 = std::min(n, i0 + bs);
+          for (int64_t j0 = 0; j0 < n; j0 += bs) {
+            const int64_t j1 = std::min(n, j0 + bs);
+            ASSERT_EQ(static_cast<int>(d.classify(i0, i1, j0, j1)), static_cast<int>(p.classify(i0, i1, j0, j1)))
+                << "block [" << i0 << "," << i1 << ") x [" << j0 << "," << j1 << ")";
+          }
+          int64_t k0 = -1, k1 = -1;
+          d.key_range(i0, i1, n, &k0, &k1);
+          ASSERT_TRUE(0 <= k0 && k1 <= n) << "[" << k0 << "," << k1 << ")";
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = 0; j < n; ++j)
+              if (p.contains(0, 0, i, j, n)) {
+                ASSERT_TRUE(k0 <= j && j < k1) << "i=" << i << " j=" << j << " outside [" << k0 << "," << k1 << ")";
+              }
+        }
+    }
+  }
+}
+
+TEST(CudaHostSide, TileViewCoversEveryKeptQueryOnce) {
+  // The grid of the tile kernel, block by block, against the CPU kernel's segments: the same
+  // segments, and every kept query of every level, head and batch in exactly one block.
+  const Shape s{2, 300, 5, 64};
+  for (int64_t head0 : {0, 7}) {
+    for (const Pattern& p : patterns()) {
+      if (p.kind != PatternKind::dilated) continue;
+      for (const DilatedLevel& lv : p.dilated_levels(s.N)) {
+        SCOPED_TRACE(p.name() + " level (" + std::to_string(lv.w) + "," + std::to_string(lv.r) + ") head0=" +
+                     std::to_string(head0));
+        const cuda::TileView view{s.B, s.H, s.N, s.d, lv.w, lv.r, head0};
+        std::map<int64_t, int> covered;  // (b, h, position) -> times
+        std::set<std::tuple<int64_t, int64_t, int64_t>> segments;  // (h, first, count)
+        for (int64_t blk = 0; blk < view.blocks(); ++blk) {
+          const cuda::TileTask t = cuda::tile_task(view, blk);
+          if (!t.valid) continue;
+          segments.insert({t.h, t.first, t.count});
+          for (int64_t q = t.t0; q < std::min(t.count, t.t0 + cuda::kTileQ); ++q)
+            ++covered[(t.b * s.H + t.h) * s.N + t.first + q * lv.r];
+        }
+        std::map<int64_t, int> expected;
+        std::set<std::tuple<int64_t, int64_t, int64_t>> expected_segments;
+        for (int64_t b = 0; b < s.B; ++b)
+          for (int64_t h = 0; h < s.H; ++h)
+            for (const DilatedSegment& seg : dilated_segments(lv, head0 + h, 0, s.N, s.N)) {
+              expected_segments.insert({h, seg.first, seg.count});
+              for (int64_t t = 0; t < seg.count; ++t) ++expected[(b * s.H + h) * s.N + seg.first + t * lv.r];
+            }
+        EXPECT_EQ(segments, expected_segments);
+        EXPECT_EQ(covered, expected);
+      }
+    }
+  }
+  // flash's view: one segment of N tokens, rate 1: every position exactly once.
+  const cuda::TileView flash{s.B, s.H, s.N, s.d, s.N, 1, 3};
+  std::vector<int> seen(s.B * s.H * s.N, 0);
+  for (int64_t blk = 0; blk < flash.blocks(); ++blk) {
+    const cuda::TileTask t = cuda::tile_task(flash, blk);
+    ASSERT_TRUE(t.valid);
+    EXPECT_EQ(t.first, 0);
+    EXPECT_EQ(t.count, s.N);
+    for (int64_t q = t.t0; q < std::min(t.count, t.t0 + cuda::kTileQ); ++q) ++seen[(t.b * s.H + t.h) * s.N + q];
+  }
+  for (int x : seen) ASSERT_EQ(x, 1);
+}
+
+TEST(CudaHostSide, UnsupportedNamesTheReasonBeforeLookingForADevice) {
+  const Pattern full = parse_pattern(json{{"kind", "full"}});
+  const Pattern dil = parse_pattern(json{{"kind", "dilated"}, {"levels", "longnet"}});
+  const Shape s{1, 128, 2, 64};
+  EXPECT_NE(cuda_unsupported("nope", full, s, GpuDType::bf16).find("unknown CUDA kernel"), std::string::npos);
+  EXPECT_NE(cuda_unsupported("flash", full, s, GpuDType::fp32).find("fp32"), std::string::npos);
+  EXPECT_NE(cuda_unsupported("flash", full, Shape{1, 128, 2, 80}, GpuDType::bf16).find("64 and 128"),
+            std::string::npos);
+  EXPECT_NE(cuda_unsupported("flash", dil, s, GpuDType::bf16).find("single-level"), std::string::npos);
+  EXPECT_NE(cuda_unsupported("dilated", full, s, GpuDType::bf16).find("dilated patterns only"), std::string::npos);
+  EXPECT_NE(cuda_unsupported("dilated", dil, s, GpuDType::fp32).find("fp32"), std::string::npos);
+  // A case every kernel takes: empty exactly when a device is here, the device's absence otherwise.
+  std::string why;
+  const bool gpu = cuda_available(&why);
+  for (const char* k : {"vanilla", "flash"}) {
+    const std::string no = cuda_unsupported(k, full, s, GpuDType::bf16);
+    EXPECT_EQ(no, gpu ? "" : why) << k;
+  }
+  EXPECT_EQ(cuda_unsupported("dilated", dil, s, GpuDType::fp16), gpu ? "" : why);
+  if (!gpu) {
+    EXPECT_FALSE(why.empty());
+    EXPECT_EQ(cuda_device_description(), "");
+    std::vector<float> o, lse;
+    const test::Problem prob(s, 1);
+    EXPECT_THROW(cuda_attention("flash", prob.args(full, o, lse), GpuDType::bf16, 0, 1), InputError);
+  }
+}
+
+// ---- on a GPU ----
+
+TEST(Cuda, DeviceIsDescribed) {
+  SKIP_WITHOUT_GPU();
+  const std::string d = cuda_device_description();
+  std::printf("device: %s\n", d.c_str());
+  EXPECT_NE(d.find("SM clock"), std::string::npos);
+}
+
+TEST(Cuda, EveryKernelMatchesTheOracle) {
+  SKIP_WITHOUT_GPU();
+  int ran = 0;
+  for (const Shape& s : kShapes) {
+    const test::Problem prob(s, 4321 + s.N * 7 + s.d);
+    for (const Pattern& p : patterns()) ran += check_all_kernels(prob, p);
+  }
+  EXPECT_GT(ran, 200);  // every kernel x dtype x supported pattern x shape, not a vacuous pass
+}
+
+TEST(Cuda, DilatedOffsetsUseTheGlobalHead) {
+  SKIP_WITHOUT_GPU();
+  // Heads 5, 6, 7 of a larger model: offsets (5 + h) mod r, not h mod r.
+  const test::Problem prob(Shape{1, 150, 3, 64}, 99);
+  for (json levels : {json{{16, 3}, {64, 4}}, json{{150, 6}}}) {
+    for (bool causal : {false, true}) {
+      const Pattern p = parse_pattern(json{{"kind", "dilated"}, {"levels", levels}, {"causal", causal}});
+      // dilated in bf16 and fp16, vanilla in fp32, bf16 and fp16
+      EXPECT_EQ(check_all_kernels(prob, p, /*head0=*/5), 5) << p.name();
+    }
+  }
+}
+
+TEST(Cuda, LongerSequencesSkipEmptyBlocksCorrectly) {
+  SKIP_WITHOUT_GPU();
+  // Many 64-key blocks: empty, full and partial ones all occur, and LongNet's first level (2048, 1)
+  // has a segment boundary inside the sequence.
+  const test::Problem prob(Shape{1, 2100, 2, 128}, 5);
+  for (json spec : {json{{"kind", "local"}, {"left", 256}, {"right", 0}, {"causal", true}},
+                    json{{"kind", "fixed"}, {"block", 128}, {"summary", 8}},
+                    json{{"kind", "strided"}, {"stride", 128}, {"causal", true}},
+                    json{{"kind", "dilated"}, {"levels", "longnet"}, {"causal", true}}}) {
+    EXPECT_GT(check_all_kernels(prob, parse_pattern(spec)), 0) << spec.dump();
+  }
+}
+
+TEST(Cuda, EmptySetGivesZeroOutputAndMinusInfinityLse) {
+  SKIP_WITHOUT_GPU();
+  const Shape s{1, 40, 1, 64};
+  const test::Problem prob(s, 7);
+  const Pattern p = parse_pattern(json{{"kind", "dilated"}, {"levels", {{16, 3}}}});
+  for (const char* kernel : {"dilated", "vanilla"}) {
+    std::vector<float> o, lse;
+    cuda_attention(kernel, prob.args(p, o, lse), GpuDType::bf16, 0, 1);
+    for (int64_t i = 0; i < s.N; ++i) {
+      const bool kept = (i % 16) % 3 == 0;
+      EXPECT_EQ(std::isinf(lse[i]) && lse[i] < 0, !kept) << kernel << " i=" << i;
+      if (!kept) {
+        for (int64_t c = 0; c < s.d; ++c) ASSERT_EQ(o[i * s.d + c], 0.0f) << kernel << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST(Cuda, TimingGivesOneSamplePerIterationAndOutputWithoutAny) {
+  SKIP_WITHOUT_GPU();
+  const Shape s{1, 256, 4, 64};
+  const test::Problem prob(s, 11);
+  const Pattern p = parse_pattern(json{{"kind", "full"}, {"causal", true}});
+  std::vector<float> o, lse;
+  const CudaRunResult r = cuda_attention("flash", prob.args(p, o, lse), GpuDType::bf16, 2, 5);
+  ASSERT_EQ(r.ms_samples.size(), 5u);
+  for (double ms : r.ms_samples) EXPECT_GT(ms, 0.0);
+  std::vector<float> o0, lse0;
+  const CudaRunResult none = cuda_attention("flash", prob.args(p, o0, lse0), GpuDType::bf16, 0, 0);
+  EXPECT_TRUE(none.ms_samples.empty());
+  EXPECT_EQ(o0, o);  // deterministic: same kernel, same inputs
+}
+
+TEST(Cuda, NcclCommunicatorOnOneRank) {
+  SKIP_WITHOUT_GPU();
+#ifndef LONGATTN_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL (needs nccl.h, libnccl and MPI at configure time)";
+#else
+  auto comm = make_nccl_communicator();
+  ASSERT_STREQ(comm->kind(), "nccl");
+  EXPECT_TRUE(comm->device_buffers());
+  EXPECT_EQ(comm->size(), 1);
+  EXPECT_EQ(comm->rank(), 0);
+  EXPECT_NE(comm->library().find("NCCL 2."), std::string::npos) << comm->library();
+
+  const size_t n = 1000;
+  std::vector<unsigned char> host(n), back(n);
+  for (size_t i = 0; i < n; ++i) host[i] = static_cast<unsigned char>(i * 7 + 3);
+  void *send = nullptr, *recv = nullptr;
+  ASSERT_EQ(cudaMalloc(&send, n), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&recv, n), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(send, host.data(), n, cudaMemcpyHostToDevice), cudaSuccess);
+  auto expect_copied = [&](const char* what) {
+    ASSERT_EQ(cudaMemcpy(back.data(), recv, n, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(back, host) << what;
+    ASSERT_EQ(cudaMemset(recv, 0, n), cudaSuccess);
+  };
+  comm->all_gather(send, n, recv);
+  expect_copied("all_gather");
+  comm->all_gather_v(send, {n}, recv);
+  expect_copied("all_gather_v");
+  comm->all_to_all(send, n, recv);
+  expect_copied("all_to_all");
+  comm->all_to_all_v(send, {n}, {0}, recv, {n}, {0});
+  expect_copied("all_to_all_v");
+  comm->start_send_recv(send, n, 0, recv, n, 0)->wait();
+  expect_copied("send_recv");
+  comm->broadcast(send, n, 0);
+  ASSERT_EQ(cudaMemcpy(back.data(), send, n, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(back, host) << "broadcast";
+  comm->barrier();
+  EXPECT_EQ(comm->max(3.5), 3.5);
+  EXPECT_EQ(comm->sum(2.0), 2.0);
+  // One rank receives nothing from another and sends nothing to one: every count stays zero.
+  for (int op = 0; op < static_cast<int>(CommOp::count_); ++op) {
+    EXPECT_EQ(comm->counters.bytes_received[op], 0u) << op;
+    EXPECT_EQ(comm->counters.bytes_sent[op], 0u) << op;
+  }
+  cudaFree(send);
+  cudaFree(recv);
+#endif
+}
