@@ -85,6 +85,10 @@ int main(int argc, char** argv) {
   plot_cmd->add_option("results", plot_inputs, "results JSON files")->required();
   plot_cmd->add_option("--out", plot_out, "output directory");
 
+  auto* model_cmd = app.add_subcommand("model", "performance model: predict, --calibrate, --validate (harness/model.py)");
+  model_cmd->allow_extras();
+  model_cmd->prefix_command();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -95,12 +99,23 @@ int main(int argc, char** argv) {
   try {
     if (list_cmd->parsed()) return list_everything();
     if (compare_cmd->parsed()) return compare_results(co);
-    if (plot_cmd->parsed()) {
-      std::string cmd = "/usr/bin/python3 " LONGATTN_SOURCE_DIR "/plots/plot.py --out '" + plot_out + "'";
-      for (const auto& f : plot_inputs) cmd += " '" + f + "'";
+    // plot and model are Python (Debian's matplotlib, numpy); arguments pass through unchanged.
+    auto python = [](const std::string& script, const std::vector<std::string>& args) {
+      std::string cmd = "/usr/bin/python3 " LONGATTN_SOURCE_DIR "/" + script;
+      for (const auto& a : args) {
+        std::string quoted = "'";
+        for (char ch : a) quoted += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+        cmd += " " + quoted + "'";
+      }
       const int rc = std::system(cmd.c_str());
       return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
+    };
+    if (plot_cmd->parsed()) {
+      std::vector<std::string> args = {"--out", plot_out};
+      args.insert(args.end(), plot_inputs.begin(), plot_inputs.end());
+      return python("plots/plot.py", args);
     }
+    if (model_cmd->parsed()) return python("harness/model.py", model_cmd->remaining());
   } catch (const InputError& e) {
     std::fprintf(stderr, "longattn: error: %s\n", e.what());
     return 2;
