@@ -85,7 +85,7 @@ void attend(Communicator& comm, const AttendOptions& opt) {
   }
 
   std::vector<float> o(g.numel()), lse(g.B * g.H * g.N);
-  if (kernel || method->layout != Layout::sharded) {
+  if (kernel || method->layout == Layout::single || method->layout == Layout::replicated) {
     // Every rank holds the whole problem; single-device kernels run on rank 0.
     if (kernel && comm.rank() == 0) {
       AttentionArgs a;
@@ -99,12 +99,18 @@ void attend(Communicator& comm, const AttendOptions& opt) {
       method->run(c);
     }
   } else {
-    // Sharded: each rank takes its tokens, rank 0 gathers the output.
-    const int64_t n = g.N / P, p0 = comm.rank() * n, row = g.H * g.d;
+    // Sharded or zig-zag: each rank takes its tokens, rank 0 puts every rank's output in place.
+    const int64_t n = g.N / P, row = g.H * g.d;
+    auto place = [&](int rank, auto&& copy) {  // copy(global_pos, local_row, rows) per held range
+      int64_t off = 0;
+      for (const TokenRange& r : held_tokens(method->layout, g.N, rank, P)) copy(r.pos0, off, r.rows), off += r.rows;
+    };
     auto slice = [&](const NpyArray& a) {
       std::vector<float> s(g.B * n * row);
       for (int64_t b = 0; b < g.B; ++b)
-        std::copy_n(a.data.data() + (b * g.N + p0) * row, n * row, s.data() + b * n * row);
+        place(comm.rank(), [&](int64_t pos, int64_t off, int64_t rows) {
+          std::copy_n(a.data.data() + (b * g.N + pos) * row, rows * row, s.data() + (b * n + off) * row);
+        });
       return s;
     };
     const auto ql = slice(q), kl = slice(k), vl = slice(v);
@@ -116,11 +122,12 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     comm.all_gather(ol.data(), ol.size() * sizeof(float), og.data());
     comm.all_gather(ll.data(), ll.size() * sizeof(float), lg.data());
     for (int r = 0; r < P; ++r)
-      for (int64_t b = 0; b < g.B; ++b) {
-        std::copy_n(og.data() + (r * g.B + b) * n * row, n * row, o.data() + (b * g.N + r * n) * row);
-        for (int64_t h = 0; h < g.H; ++h)
-          std::copy_n(lg.data() + ((r * g.B + b) * g.H + h) * n, n, lse.data() + (b * g.H + h) * g.N + r * n);
-      }
+      for (int64_t b = 0; b < g.B; ++b)
+        place(r, [&](int64_t pos, int64_t off, int64_t rows) {
+          std::copy_n(og.data() + ((r * g.B + b) * n + off) * row, rows * row, o.data() + (b * g.N + pos) * row);
+          for (int64_t h = 0; h < g.H; ++h)
+            std::copy_n(lg.data() + ((r * g.B + b) * g.H + h) * n + off, rows, lse.data() + (b * g.H + h) * g.N + pos);
+        });
   }
   if (comm.rank() == 0) {
     write_npy(opt.out, {g.B, g.N, g.H, g.d}, o.data());

@@ -34,6 +34,7 @@ const char* layout_name(Layout l) {
     case Layout::single: return "single";
     case Layout::replicated: return "replicated";
     case Layout::sharded: return "sharded";
+    case Layout::zigzag: return "zigzag";
   }
   return "?";
 }
@@ -43,18 +44,34 @@ bool is_comm_bench(const Method& m) { return std::string(m.name).rfind("comm-", 
 
 int computing_ranks(const Method& m, int world) { return m.layout == Layout::single ? 1 : world; }
 
-// Tokens this rank holds: [pos0, pos0 + rows).
+// The tokens this rank holds, as global ranges, and where a global position sits locally.
 struct Holding {
-  int64_t pos0 = 0, rows = 0;
-};
-Holding holding(const Method& m, const Shape& g, int rank, int world) {
-  switch (m.layout) {
-    case Layout::single: return rank == 0 ? Holding{0, g.N} : Holding{0, 0};
-    case Layout::replicated: return {0, g.N};
-    case Layout::sharded: return {rank * (g.N / world), g.N / world};
+  std::vector<TokenRange> ranges;
+  int64_t rows = 0;  // local rows per batch
+  Holding(Layout l, int64_t N, int rank, int world) : ranges(held_tokens(l, N, rank, world)) {
+    for (const TokenRange& r : ranges) rows += r.rows;
   }
-  return {};
-}
+  int64_t local_row(int64_t pos) const {  // -1 if not held
+    int64_t off = 0;
+    for (const TokenRange& r : ranges) {
+      if (pos >= r.pos0 && pos < r.pos0 + r.rows) return off + pos - r.pos0;
+      off += r.rows;
+    }
+    return -1;
+  }
+  bool whole(int64_t N) const { return ranges.size() == 1 && ranges[0].pos0 == 0 && rows == N; }
+  // This rank's rows of input tensor t, [B, rows, H, d].
+  void generate(InputTensor t, uint64_t seed, const Shape& g, float* out) const {
+    const int64_t row = g.H * g.d;
+    for (int64_t b = 0; b < g.B; ++b) {
+      int64_t off = 0;
+      for (const TokenRange& r : ranges) {
+        generate_rows(t, seed, g, b, r.pos0, r.rows, out + (b * rows + off) * row);
+        off += r.rows;
+      }
+    }
+  }
+};
 
 // Bytes per rank a case needs, roughly: its tensors, the method's buffers, and verification.
 double estimate_bytes(const Case& c, const Method& m, int world) {
@@ -67,9 +84,9 @@ double estimate_bytes(const Case& c, const Method& m, int world) {
   else if (name == "dilated" || name == "reference") b = 4 * full;
   else if (name == "dist-heads") b = 4 * full + 6 * part + full;
   else if (name == "dist-ulysses") b = 4 * part + 10 * part + 2 * full;  // + the kernel's packed K/V
-  else if (name == "dist-ring") b = 4 * part + 6 * part;
+  else if (name == "dist-ring" || name == "dist-ring-zigzag") b = 4 * part + 6 * part;
   else b = 4 * part + 4 * part;
-  if (c.verify && m.layout == Layout::sharded) b += 2 * full;
+  if (c.verify && (m.layout == Layout::sharded || m.layout == Layout::zigzag)) b += 2 * full;
   return 1.2 * b + 64e6;
 }
 
@@ -112,12 +129,12 @@ class Runner {
       return {skipped(j, "budget: estimated " + fmt(est) + " s exceeds budget_s " + fmt(c.budget_s))};
 
     reset_peak_rss();
-    const Holding hold = holding(m, g, rank, P);
+    const Holding hold(m.layout, g.N, rank, P);
     const int64_t local = g.B * hold.rows * g.H * g.d;
     std::vector<float> q(local), k(local), v(local), o(local), lse(g.B * g.H * hold.rows);
-    generate_slice(kQ, c.seed, g, hold.pos0, hold.rows, q.data());
-    generate_slice(kK, c.seed, g, hold.pos0, hold.rows, k.data());
-    generate_slice(kV, c.seed, g, hold.pos0, hold.rows, v.data());
+    hold.generate(kQ, c.seed, g, q.data());
+    hold.generate(kK, c.seed, g, k.data());
+    hold.generate(kV, c.seed, g, v.data());
     Workspace ws;
     MethodCall call;
     call.global = g;
@@ -245,13 +262,13 @@ class Runner {
     for (int64_t t = 0; t < (all ? g.B * g.H * g.N : 256); ++t) {
       const int64_t x = all ? t : static_cast<int64_t>(rng() % static_cast<uint64_t>(g.B * g.H * g.N));
       const Row r{x / (g.H * g.N), (x / g.N) % g.H, x % g.N};
-      const bool mine = r.i >= hold.pos0 && r.i < hold.pos0 + hold.rows;
-      const bool checker = m.layout == Layout::sharded || comm_.rank() == 0;
+      const bool mine = hold.local_row(r.i) >= 0;
+      const bool checker = m.layout == Layout::sharded || m.layout == Layout::zigzag || comm_.rank() == 0;
       if (mine && checker) rows.push_back(r);
     }
     // Global K and V for the oracle: the rank's own when it holds every token, else made again.
     std::vector<float> kg, vg;
-    const bool whole = hold.rows == g.N;
+    const bool whole = hold.whole(g.N);
     if (!rows.empty() && !whole) {
       kg.resize(g.numel()), vg.resize(g.numel());
       generate_slice(kK, c.seed, g, 0, g.N, kg.data());
@@ -273,7 +290,7 @@ class Runner {
 #pragma omp for schedule(dynamic)
       for (size_t t = 0; t < rows.size(); ++t) {
         const Row r = rows[t];
-        const int64_t li = r.i - hold.pos0;
+        const int64_t li = hold.local_row(r.i);
         const int64_t at = ((r.b * hold.rows + li) * g.H + r.h) * g.d;
         double l;
         reference_row(ref, r.b, r.h, r.i, orow.data(), &l, q.data() + at);
@@ -346,7 +363,7 @@ class Runner {
                  {"time_ms", 0}, {"samples_ms", std::vector<double>(c.iterations, 0.0)}, {"share", 0}};
     j["peak_memory_bytes_per_rank"] = comm_.max(static_cast<double>(peak_rss_bytes()));
     bool ok = true;
-    if (c.verify) ok = verify(c, m, holding(m, g, comm_.rank(), comm_.size()), q, k, v, o, lse, j);
+    if (c.verify) ok = verify(c, m, Holding(m.layout, g.N, comm_.rank(), comm_.size()), q, k, v, o, lse, j);
     j["status"] = ok ? "ok" : "failed";
     if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 tolerance";
     return {j, !ok};

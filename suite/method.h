@@ -16,7 +16,15 @@ enum class Layout {
   single,      // rank 0 holds and computes everything; other ranks wait (one device)
   replicated,  // every rank holds the whole Q, K, V and ends with the whole O
   sharded,     // rank p holds tokens [p n, (p+1) n) of Q, K, V and O, n = N / P (SPEC §3)
+  zigzag,      // rank p holds chunks p and 2P-1-p of 2P equal chunks (load-balanced causal ring)
 };
+
+// A run of consecutive global token positions [pos0, pos0 + rows).
+struct TokenRange {
+  int64_t pos0 = 0, rows = 0;
+};
+// The token ranges rank `rank` of `world` holds under a layout, in the order of its local rows.
+std::vector<TokenRange> held_tokens(Layout layout, int64_t N, int rank, int world);
 
 // Buffers a method reuses across iterations, so allocation is not timed.
 struct Workspace {
@@ -24,7 +32,8 @@ struct Workspace {
 };
 
 // One call. `global` is the whole problem; q/k/v/o/lse are this rank's part as `layout` says:
-// single and replicated: [B, N, H, d] (lse [B, H, N]); sharded: [B, n, H, d] (lse [B, H, n]).
+// single and replicated: [B, N, H, d] (lse [B, H, N]); sharded and zigzag: [B, n, H, d]
+// (lse [B, H, n]), the rows of held_tokens() back to back.
 struct MethodCall {
   Shape global;
   Pattern pattern;
@@ -62,6 +71,7 @@ void dist_heads(const MethodCall& c);
 void dist_ulysses(const MethodCall& c);
 void dist_ring(const MethodCall& c);
 void dist_dilated(const MethodCall& c);
+void dist_ring_zigzag(const MethodCall& c);
 // Communication microbenchmarks: the rank's token shard is the message.
 void comm_all_gather(const MethodCall& c);
 void comm_all_to_all(const MethodCall& c);

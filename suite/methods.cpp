@@ -20,6 +20,19 @@ AttentionArgs MethodCall::local_args(int64_t rows) const {
   return a;
 }
 
+std::vector<TokenRange> held_tokens(Layout layout, int64_t N, int rank, int world) {
+  switch (layout) {
+    case Layout::single: return {{0, rank == 0 ? N : 0}};
+    case Layout::replicated: return {{0, N}};
+    case Layout::sharded: return {{rank * (N / world), N / world}};
+    case Layout::zigzag: {
+      const int64_t c = N / (2 * world);
+      return {{rank * c, c}, {(2 * world - 1 - rank) * c, c}};
+    }
+  }
+  return {};
+}
+
 namespace {
 
 template <const char* Kernel>
@@ -51,6 +64,12 @@ std::string ring_unsupported(const Pattern& p, const Shape& s, int world) {
   if (p.kind == PatternKind::dilated) return "dist-ring passes whole K/V shards; dilated patterns run on dist-dilated";
   return find_kernel("flash")->unsupported(p, s);
 }
+std::string zigzag_unsupported(const Pattern& p, const Shape& s, int world) {
+  if (s.N % (2 * world) != 0)
+    return "shape: N = " + std::to_string(s.N) + " is not divisible by 2 x the world size " + std::to_string(2 * world) +
+           " (zig-zag cuts the sequence in 2P chunks); choose N a multiple of " + std::to_string(2 * world);
+  return ring_unsupported(p, s, world);
+}
 std::string dilated_unsupported_dist(const Pattern& p, const Shape& s, int world) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
   return find_kernel("dilated")->unsupported(p, s);
@@ -79,6 +98,8 @@ const Method kMethods[] = {
      false, ulysses_unsupported, dist_ulysses},
     {"dist-ring", "ring attention: K/V shards circulate, (o, lse) merged, next shard in flight", Layout::sharded, true,
      ring_unsupported, dist_ring},
+    {"dist-ring-zigzag", "ring attention over zig-zag shards (chunks p and 2P-1-p): causal work balanced",
+     Layout::zigzag, true, zigzag_unsupported, dist_ring_zigzag},
     {"dist-dilated", "LongNet distributed: local segments locally, multi-rank segments all-gather kept K/V",
      Layout::sharded, true, dilated_unsupported_dist, dist_dilated},
     {"comm-all-gather", "microbenchmark: all-gather of each rank's shard (no attention)", Layout::sharded, false,

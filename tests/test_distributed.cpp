@@ -38,12 +38,20 @@ Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, c
   a.pattern = p, a.scale = default_scale(g.d);
   (kernel ? *find_kernel(kernel) : auto_kernel(p, g)).run(a);
 
-  const bool sharded = m.layout == Layout::sharded;
-  const int64_t n = sharded ? g.N / P : g.N, pos0 = sharded ? rank * n : 0, row = g.H * g.d;
+  const std::vector<TokenRange> held = held_tokens(m.layout, g.N, rank, P);
+  int64_t n = 0;
+  for (const TokenRange& r : held) n += r.rows;
+  const int64_t row = g.H * g.d;
   std::vector<float> ql(g.B * n * row), kl(ql.size()), vl(ql.size()), ol(ql.size()), ll(g.B * g.H * n);
-  generate_slice(kQ, 5, g, pos0, n, ql.data());
-  generate_slice(kK, 5, g, pos0, n, kl.data());
-  generate_slice(kV, 5, g, pos0, n, vl.data());
+  std::vector<int64_t> pos;  // global position of each local row
+  for (const TokenRange& r : held)
+    for (int64_t i = 0; i < r.rows; ++i) pos.push_back(r.pos0 + i);
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t i = 0; i < n; ++i) {
+      generate_rows(kQ, 5, g, b, pos[i], 1, ql.data() + (b * n + i) * row);
+      generate_rows(kK, 5, g, b, pos[i], 1, kl.data() + (b * n + i) * row);
+      generate_rows(kV, 5, g, b, pos[i], 1, vl.data() + (b * n + i) * row);
+    }
   Workspace ws;
   MethodCall c{g, p, default_scale(g.d), 0, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &ws};
   comm.reset_counters();
@@ -53,14 +61,14 @@ Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, c
   for (int64_t b = 0; b < g.B; ++b)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t x = 0; x < row; ++x) {
-        const float got = ol[(b * n + i) * row + x], want = o_ref[(b * g.N + pos0 + i) * row + x];
+        const float got = ol[(b * n + i) * row + x], want = o_ref[(b * g.N + pos[i]) * row + x];
         out.o_err = std::max(out.o_err, std::isfinite(got) ? double(std::abs(got - want)) : INFINITY);
       }
   if (m.returns_lse)
     for (int64_t b = 0; b < g.B; ++b)
       for (int64_t h = 0; h < g.H; ++h)
         for (int64_t i = 0; i < n; ++i) {
-          const float got = ll[(b * g.H + h) * n + i], want = lse_ref[(b * g.H + h) * g.N + pos0 + i];
+          const float got = ll[(b * g.H + h) * n + i], want = lse_ref[(b * g.H + h) * g.N + pos[i]];
           if (std::isinf(want) && got == want) continue;
           out.lse_err = std::max(out.lse_err, std::isfinite(got) ? double(std::abs(got - want)) : INFINITY);
         }
@@ -87,7 +95,7 @@ uint64_t formula(const std::string& m, const Pattern& p, const Shape& g, int P, 
   const uint64_t f = sizeof(float), n = g.N / P;
   if (m == "dist-heads") return (P - 1) * g.N * (g.H / P) * g.d * g.B * f;
   if (m == "dist-ulysses") return 4 * n * g.H * g.d * (P - 1) / P * g.B * f;
-  if (m == "dist-ring") return 2 * (P - 1) * n * g.H * g.d * g.B * f;
+  if (m == "dist-ring" || m == "dist-ring-zigzag") return 2 * (P - 1) * n * g.H * g.d * g.B * f;
   return dilated_formula(p, g, P, rank);
 }
 
@@ -102,8 +110,8 @@ struct DistCase {
 
 TEST(Distributed, EqualsSingleRankAndCountsBytesExactly) {
   const int P = g_comm->size();
-  // N = 132 is divisible by 1..4 ranks and by no flash block; H = 12 is divisible by 1..4.
-  const Shape s12{1, 132, 12, 16}, s1{2, 132, 1, 80}, s_odd{1, 132, 4, 3};
+  // N = 168 is divisible by 2P for P = 1..4 (zig-zag) and by no flash block; H = 12 by 1..4.
+  const Shape s12{1, 168, 12, 16}, s1{2, 168, 1, 80}, s_odd{1, 168, 4, 3};
   const std::vector<json> patterns = {
       {{"kind", "full"}},
       {{"kind", "full"}, {"causal", true}},
@@ -125,6 +133,7 @@ TEST(Distributed, EqualsSingleRankAndCountsBytesExactly) {
       if (s.H % P == 0) cases.push_back({"dist-heads", nullptr, p, s});
       if (s.H % P == 0) cases.push_back({"dist-ulysses", nullptr, p, s});
       cases.push_back({"dist-ring", "flash", p, s});
+      if (s.N % (2 * P) == 0) cases.push_back({"dist-ring-zigzag", "flash", p, s});
     }
     for (const json& p : dilated) {
       if (s.H % P == 0) cases.push_back({"dist-heads", nullptr, p, s});
