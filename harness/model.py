@@ -17,7 +17,9 @@ The model (all inputs come from files: a calibrated machine file, or a GPU file 
       every score, so its work is its dense count (results' flops_dense) whatever the pattern.
       Shares (SPEC §3): dist-heads / dist-ulysses: heads [p H/P, (p+1) H/P) over all N with the
       kernel the method picks (dilated for dilated patterns, else flash); dist-ring: one n x n block
-      per step (n = N/P); dist-dilated: the rank's kept queries x their segment's kept keys, per level.
+      per step (n = N/P); dist-ring-zigzag: per step the blocks of its chunks p and 2P-1-p of N/(2P)
+      against the visiting rank's; dist-dilated: the rank's kept queries x their segment's kept keys,
+      per level.
       Measured machines: rate = GFLOP/s measured for that kernel, pattern family ("full+causal",
       "dilated+causal", ...) and threads per rank, interpolated linearly in (log N, log rate) between
       the measured N and held constant outside them. Small-N per-call overheads are inside those
@@ -29,10 +31,13 @@ The model (all inputs come from files: a calibrated machine file, or a GPU file 
       steps = P-1 for collectives (ring / pairwise algorithms take P-1 steps; for dist-dilated the
       ranks sharing one segment), 1 for a send/receive. alpha and beta are fitted per operation
       (all_gather, all_to_all, send_recv) to the comm-* cases of a `suite/comm.json` results file by
-      least squares in log time (every message size counts by its relative error).
+      least squares in log time (every message size counts by its relative error) -- one line, or
+      two split at a message-size knee where that cuts the error by a third (on one CPU node messages that
+      stay in cache move several times faster than those that stream from memory; see fit_comm).
+      GPU files give alpha and beta from public figures, per tier: within a node, between nodes.
       dist-ring overlaps: per step max(compute of the slowest rank, transfer of the K/V shard).
   bytes received    = SPEC §3 exactly: dist-heads (P-1) B N (H/P) d; dist-ulysses 4 B n H d (P-1)/P;
-      dist-ring 2 (P-1) B n H d; dist-dilated 2 B d x sum over levels and heads of the kept rows of
+      dist-ring(-zigzag) 2 (P-1) B n H d; dist-dilated 2 B d x sum over levels and heads of the kept rows of
       the rank's multi-rank segments held by other ranks (the heaviest rank's, as results report).
   peak memory       = base + element size x (the method's buffers: inputs, outputs, workspace, per
       suite/*.cpp); base = median over the calibration cases of measured peak - buffers (measured
@@ -44,7 +49,6 @@ import datetime
 import json
 import math
 import os
-import re
 import statistics
 import sys
 
@@ -54,7 +58,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_PATH = os.path.join(ROOT, "results", "schema.json")
 
 SINGLE = ("vanilla", "flash", "dilated", "reference")
-DIST = ("dist-heads", "dist-ulysses", "dist-ring", "dist-dilated")
+DIST = ("dist-heads", "dist-ulysses", "dist-ring", "dist-ring-zigzag", "dist-dilated")
+RINGS = ("dist-ring", "dist-ring-zigzag")
 METHODS = SINGLE + DIST
 COMM_METHODS = {"comm-all-gather": "all_gather", "comm-all-to-all": "all_to_all", "comm-send-recv": "send_recv"}
 ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -281,7 +286,7 @@ def spec_bytes(method, B, H, N, d, P, pat, element_bytes):
         el = (P - 1) * B * N * (H // P) * d
     elif method == "dist-ulysses":
         el = 4 * B * n * H * d * (P - 1) / P
-    elif method == "dist-ring":
+    elif method in RINGS:
         el = 2 * (P - 1) * B * n * H * d
     elif method == "dist-dilated":
         _, recv, _ = dist_dilated_ranks(pat, B, H, N, d, P)
@@ -316,8 +321,8 @@ def fit_comm(points):
 
     One alpha-beta line over all points; or, where the per-step message size has a knee (on a CPU
     node, messages that stay in cache move several times faster than those streamed from memory),
-    one line below and one above the knee, if that at least halves the rms log error. The knee is
-    the measured size that fits best; each side needs 3 points. Regimes are selected by bytes per
+    one line below and one above the knee, if that cuts the rms log error by a third or more. The knee is
+    the measured size that fits best; below it 3 points at least, above it 2. Regimes are selected by bytes per
     step."""
     pts = sorted(points, key=lambda p: p[1] / max(1, p[0]))
     steps, x, t = (np.array(v, dtype=np.float64) for v in zip(*pts))
@@ -330,12 +335,12 @@ def fit_comm(points):
 
     one = [regime(0, len(pts), None)]
     best, best_rms = one, one[0]["rms_log_error"]
-    for k in range(3, len(pts) - 2):
+    for k in range(3, len(pts) - 1):
         lo_r, hi_r = regime(0, k, float(x[k - 1] / steps[k - 1])), regime(k, len(pts), None)
         rms = math.sqrt((lo_r["rms_log_error"] ** 2 * k + hi_r["rms_log_error"] ** 2 * (len(pts) - k)) / len(pts))
         if rms < best_rms:
             best, best_rms = [lo_r, hi_r], rms
-    return best if len(best) == 1 or best_rms <= 0.5 * one[0]["rms_log_error"] else one
+    return best if len(best) == 1 or best_rms <= (2 / 3) * one[0]["rms_log_error"] else one
 
 
 def comm_regime(regimes, bytes_per_step):
@@ -346,6 +351,10 @@ def comm_regime(regimes, bytes_per_step):
 
 
 # ------------------------------------------------------------------------------------- machines
+
+
+def _positive(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)
 
 
 def _require(d, keys, where):
@@ -366,6 +375,24 @@ class Machine:
             _require(data, ["cores", "compute", "communication", "memory", "sources"], path)
             if not isinstance(data["compute"].get("kernels"), dict) or not data["compute"]["kernels"]:
                 raise BadInput(f"{path}: compute.kernels: missing or empty; calibrate from results with vanilla/flash/dilated cases")
+            for k, fams in data["compute"]["kernels"].items():
+                for fam, by_t in (fams.items() if isinstance(fams, dict) and fams else [(None, None)]):
+                    for t, pts in (by_t.items() if isinstance(by_t, dict) and by_t else [(None, None)]):
+                        if not (isinstance(pts, list) and pts and all(
+                                isinstance(x, list) and len(x) == 2 and all(_positive(v) for v in x) for x in pts)):
+                            raise BadInput(f"{path}: compute.kernels.{k}.{fam}.{t}: must be a list of [N, GFLOP/s] pairs")
+            ops = data["communication"].get("ops", {}) if isinstance(data["communication"], dict) else None
+            if not isinstance(ops, dict):
+                raise BadInput(f"{path}: communication.ops: must be an object")
+            for op, v in ops.items():
+                regs = v.get("regimes") if isinstance(v, dict) else None
+                if not (isinstance(regs, list) and regs and all(
+                        isinstance(r, dict) and _positive(r.get("alpha_s")) and _positive(r.get("beta_Bps")) for r in regs)):
+                    raise BadInput(f"{path}: communication.ops.{op}.regimes: a list of {{alpha_s, beta_Bps}} (positive)")
+            if not isinstance(data["memory"], dict):
+                raise BadInput(f"{path}: memory: must be an object")
+            if not _positive(data["cores"]):
+                raise BadInput(f"{path}: cores: must be a positive number")
             self.cores = int(data["cores"])
             self.element_bytes = 4
             self.dtype = "fp32"
@@ -373,6 +400,15 @@ class Machine:
             _require(data, ["device", "dtype", "peak_tflops_dense", "achieved_fraction", "memory_bytes",
                             "memory_bandwidth_Bps", "interconnect", "sources"], path)
             _require(data["interconnect"], ["devices_per_node", "intra_node"], path + ": interconnect")
+            for key in ("peak_tflops_dense", "memory_bytes", "memory_bandwidth_Bps"):
+                if not _positive(data[key]):
+                    raise BadInput(f"{path}: {key}: must be a positive number")
+            if not isinstance(data["achieved_fraction"], dict) or not _positive(data["achieved_fraction"].get("flash")):
+                raise BadInput(f"{path}: achieved_fraction.flash: must be a positive number")
+            for tier in ("intra_node", "inter_node"):
+                t = data["interconnect"].get(tier)
+                if t is not None and not (isinstance(t, dict) and _positive(t.get("alpha_s")) and _positive(t.get("beta_Bps"))):
+                    raise BadInput(f"{path}: interconnect.{tier}: needs positive alpha_s and beta_Bps")
             self.cores = 1
             self.dtype = data["dtype"]
             if self.dtype not in ELEMENT_BYTES:
@@ -506,7 +542,7 @@ class Machine:
             el = 4 * F + 4 * part + F + kernel_extra(kernel, N, H // P)
         elif method == "dist-ulysses":
             el = 4 * part + 10 * part + kernel_extra(kernel, N, H // P)
-        elif method == "dist-ring":
+        elif method in RINGS:
             n = N // P
             el = 4 * part + 5 * part + 2 * lse / P + kernel_extra(kernel, n, H)
         else:  # dist-dilated: send, receive and gathered rows of the largest level
@@ -536,8 +572,10 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
             raise BadInput(f"--N: N = {N} is not divisible by the world size {P}")
         if method in ("dist-heads", "dist-ulysses") and H % P:
             raise BadInput(f"--H: H = {H} is not divisible by the world size {P}")
-        if method == "dist-ring" and pat["kind"] == "dilated":
-            raise BadInput("--method: dist-ring passes whole K/V shards; dilated patterns run on dist-dilated")
+        if method in RINGS and pat["kind"] == "dilated":
+            raise BadInput(f"--method: {method} passes whole K/V shards; dilated patterns run on dist-dilated")
+        if method == "dist-ring-zigzag" and N % (2 * P):
+            raise BadInput(f"--N: N = {N} is not divisible by 2 x the world size {2 * P} (zig-zag cuts 2P chunks)")
         if method == "dist-dilated" and pat["kind"] != "dilated":
             raise BadInput("--method: dist-dilated runs dilated patterns only")
     if method in ("flash",) and pat["kind"] == "dilated":
@@ -576,47 +614,76 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         else:  # two all-to-alls: Q, K, V in (3/4 of the bytes), O out
             comm_s = (machine.comm_time("all_to_all", nbytes * 0.75, P - 1, P, notes) +
                       machine.comm_time("all_to_all", nbytes * 0.25, P - 1, P, notes)) if P > 1 else 0.0
-    elif method == "dist-ring":
+    elif method in RINGS:
+        # Ring attention (suite/dist_ring.cpp): P steps; at step s rank p attends its query ranges
+        # to the K/V ranges of rank (p - s) mod P, one kernel call per (query range, key range,
+        # batch) the pattern does not leave empty, while the next K/V is in flight. Plain shards:
+        # one range of n per rank; zig-zag: chunks p and 2P-1-p of c = N/(2P).
         kern = kernel or "flash"
+        zig = method == "dist-ring-zigzag"
         msg = 2.0 * B * n * H * d * e
         xfer = machine.comm_time("send_recv", msg, 1, P, notes) if P > 1 else 0.0
         full_fam = "full" if pat["kind"] == "full" else fam
         total_s = comm_total = comp_total = 0.0
-        flops_rank = 0.0
-        big = P * P * n > 5e8 and pat["kind"] != "full"
-        if big:
-            raise BadInput(f"dist-ring with pattern {fam} at P = {P}, N = {N} is too large to count block by block")
-        rank_flops = np.zeros(P)
-        for s in range(P):
-            step_max = 0.0
-            if pat["kind"] == "full":  # closed form: diagonal block at s = 0, else full (or future, skipped)
-                if s == 0:
-                    bp, dp, bf = dense_pairs(pat, n), dense_pairs(pat, n), fam
-                else:
-                    bp, dp, bf = n * n, n * n, full_fam
-                flops_b = 4.0 * d * B * H * bp
-                step_max = machine.kernel_time(kern, bf, flops_b, 4.0 * d * B * H * dp, B * H * n * n, n, 4 * B * n * H * d,
-                                               d, threads, 1 if kern != "vanilla" else 3, notes)
-                active = range(s, P) if pat["causal"] else range(P)
-                for p in active:
-                    rank_flops[p] += flops_b
+        calls = 3 if kern == "vanilla" else 1
+        c = n // 2 if zig else n  # rows of one range
+
+        def block_time(pairs, fam_, dense):
+            f = 4.0 * d * B * H * pairs
+            return machine.kernel_time(kern, fam_, f, 4.0 * d * B * H * dense, B * H * c * c, c, 4 * B * c * H * d, d,
+                                       threads, calls * B, notes)
+
+        if pat["kind"] == "full":
+            # Closed form, per step: (number of full c x c blocks, of diagonal blocks) on the
+            # busiest rank. Plain: step 0 the diagonal block, later steps one full block (causal:
+            # on the ranks whose source is in their past; rank P-1 has them all). Zig-zag: step 0
+            # two diagonal blocks and one full (causal; else four full), later steps two full
+            # blocks (causal) or four, on every rank alike.
+            tri = dense_pairs(pat, c)
+            if zig:
+                first = (1, 2) if pat["causal"] else (4, 0)
+                later = 2 if pat["causal"] else 4
             else:
+                first = (0, 1) if pat["causal"] else (1, 0)
+                later = 1
+            t_full = block_time(c * c, full_fam, c * c)
+            t_diag = block_time(tri, fam, tri)
+            t0 = first[0] * t_full + first[1] * t_diag
+            t_later = later * t_full
+            segs = [(1, t0, xfer if P > 1 else 0.0)]  # step 0
+            if P > 2:
+                segs.append((P - 2, t_later, xfer))  # steps 1 .. P-2
+            if P > 1:
+                segs.append((1, t_later, 0.0))  # step P-1: nothing left to pass on
+            for w, comp, x in segs:
+                total_s += w * max(comp, x)
+                comp_total += w * comp
+                comm_total += w * x
+            rank_flops = np.array([4.0 * d * B * H * (first[0] * c * c + first[1] * tri + (P - 1) * later * c * c)])
+        else:
+            if P * P * n > 5e8:
+                raise BadInput(f"{method} with pattern {fam} at P = {P}, N = {N} is too large to count block by block")
+
+            def ranges(q):
+                return [(q * c, c), ((2 * P - 1 - q) * c, c)] if zig else [(q * n, n)]
+
+            rank_flops = np.zeros(P)
+            for step in range(P):
+                step_max = 0.0
                 for p in range(P):
-                    src = (p - s) % P
-                    if pat["causal"] and src > p:
-                        continue
-                    bp = block_pairs(pat, p * n, (p + 1) * n, src * n, (src + 1) * n, N)
-                    if bp == 0:
-                        continue
-                    flops_b = 4.0 * d * B * H * bp
-                    rank_flops[p] += flops_b
-                    t = machine.kernel_time(kern, fam, flops_b, flops_b, B * H * n * n, n, 4 * B * n * H * d, d, threads,
-                                            1, notes)
+                    src = (p - step) % P
+                    t = 0.0
+                    for q0, qn in ranges(p):
+                        for k0, kn in ranges(src):
+                            bp = block_pairs(pat, q0, q0 + qn, k0, k0 + kn, N)
+                            if bp:
+                                rank_flops[p] += 4.0 * d * B * H * bp
+                                t += block_time(bp, fam, bp)
                     step_max = max(step_max, t)
-            x = xfer if s + 1 < P else 0.0
-            total_s += max(step_max, x)
-            comp_total += step_max
-            comm_total += x
+                x = xfer if step + 1 < P else 0.0
+                total_s += max(step_max, x)
+                comp_total += step_max
+                comm_total += x
         flops_rank = float(rank_flops.max())
         # report the part of the time the transfer is not hidden as communication
         comp_s = comp_total
@@ -682,12 +749,19 @@ def load_results(path):
             with open(SCHEMA_PATH) as f:
                 schema = json.load(f)
             _validator = jsonschema.Draft202012Validator(schema)
-        # comm_bench (the comm-* microbenchmarks' nccl-tests figures, harness/run.cpp) is checked
-        # here rather than by a schema that may predate it.
+        # Fields harness/run.cpp writes that a schema predating them may not know are checked here:
+        # comm_bench (the comm-* microbenchmarks' nccl-tests figures) and the zigzag layout
+        # (dist-ring-zigzag; checked against the schema as "sharded").
         probe = data
         if isinstance(data, dict) and isinstance(data.get("cases"), list):
-            probe = dict(data, cases=[{k: v for k, v in c.items() if k != "comm_bench"} if isinstance(c, dict) else c
-                                      for c in data["cases"]])
+            def lenient(c):
+                if not isinstance(c, dict):
+                    return c
+                c = {k: v for k, v in c.items() if k != "comm_bench"}
+                if c.get("layout") == "zigzag":
+                    c["layout"] = "sharded"
+                return c
+            probe = dict(data, cases=[lenient(c) for c in data["cases"]])
             for i, c in enumerate(data["cases"]):
                 cb = c.get("comm_bench") if isinstance(c, dict) else None
                 if cb is not None and not (isinstance(cb, dict) and all(
@@ -721,8 +795,9 @@ def case_elements(c, P):
 def calibrate(kernel_files, comm_files, name, out):
     sources, rates, sgemm, base = [], {}, {}, {}
     cores, cpu = None, None
-    probe = Machine({"name": name, "kind": "measured", "cores": 1, "compute": {"kernels": {"x": {}}},
-                     "communication": {}, "memory": {}, "sources": []}, "calibration")
+    # A machine with no memory base, to count the buffers of measured cases.
+    probe = Machine({"name": name, "kind": "measured", "cores": 1, "compute": {"kernels": {"x": {"full": {"1": [[1, 1]]}}}},
+                     "communication": {"ops": {}}, "memory": {}, "sources": []}, "calibration")
     files = [(p, "kernels") for p in kernel_files] + [(p, "comm") for p in comm_files]
     if not kernel_files:
         raise BadInput("--kernels: give at least one results file with vanilla/flash/dilated cases")
@@ -846,8 +921,9 @@ def fmt_bytes(b):
 
 
 def validate(paths, machine):
-    cal = {(s.get("suite"), s.get("date"), s.get("file")) for s in machine.data.get("sources", [])}
-    cal_keys = {(s.get("suite"), s.get("date")) for s in machine.data.get("sources", [])}
+    srcs = machine.data.get("sources", [])
+    cal_keys = {(s.get("suite"), s.get("date")) for s in srcs if isinstance(s, dict)} if isinstance(srcs, list) else set()
+    kinds = set()
     rows, errs, held = [], [], []
     for path in paths:
         data = load_results(path)
@@ -862,6 +938,7 @@ def validate(paths, machine):
                              threads=c["threads_per_rank"], dtype=c["dtype"])
             except BadInput as e:
                 raise BadInput(f"{path}: case {c['name']}: {e}")
+            kinds.add(c["device"])
             meas = c["time_ms"]["median"]
             err = (pr["time_ms"] - meas) / meas * 100 if meas > 0 else float("inf")
             mb = c["comm"]["bytes_received_per_rank"]
@@ -872,6 +949,10 @@ def validate(paths, machine):
                 held.append(abs(err))
     if not rows:
         raise BadInput("--validate: no ok attention cases in " + ", ".join(paths))
+    want = "cuda" if machine.kind == "gpu" else "cpu"
+    if kinds - {want}:
+        print(f"model.py: warning: {machine.path} describes a {machine.kind} machine, but some cases ran on "
+              f"{', '.join(sorted(kinds - {want}))}", file=sys.stderr)
     print(f"Model `{machine.name}` ({machine.path}) against {len(paths)} results file(s). "
           "error = (predicted - measured) / measured; cal: the case's file was used to calibrate "
           "(single-device cases there are fitted, not predicted); bytes: predicted = measured (SPEC §3).")
@@ -979,4 +1060,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # output piped into head and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
