@@ -2,7 +2,10 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <sched.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <algorithm>
 #include <chrono>
@@ -27,8 +30,18 @@ RunEnvironment detect_environment(Communicator& comm, int threads_option) {
       env.local_ranks = std::max(1, std::atoi(v));
       break;
     }
+  // The cores this rank may run on: mpirun binds each rank to one core by default (also with
+  // -np 1), and two threads on one core would halve every figure. An unbound rank shares the
+  // machine with the node's other ranks.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  env.threads_per_rank = threads_option > 0 ? threads_option : std::max(1, cores / env.local_ranks);
+  cpu_set_t mask;
+  const int allowed = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : cores;
+  env.cores_allowed = allowed;
+  const int share = allowed < cores ? allowed : std::max(1, cores / env.local_ranks);
+  env.threads_per_rank = threads_option > 0 ? threads_option : share;
+  if (comm.rank() == 0 && env.local_ranks == 1 && allowed < cores)
+    std::fprintf(stderr, "longattn: this rank is bound to %d of %d cores (mpirun binds by default); run without "
+                 "mpirun or with --bind-to none to use them all\n", allowed, cores);
   omp_set_num_threads(env.threads_per_rank);
   openblas_set_num_threads(env.threads_per_rank);
   return env;
@@ -104,6 +117,7 @@ nlohmann::json run_context(Communicator& comm, const RunEnvironment& env, const 
       {"world_size", env.world},
       {"ranks_per_node", env.local_ranks},
       {"threads_per_rank", env.threads_per_rank},
+      {"cores_per_rank", env.cores_allowed},
       {"oversubscribed", env.local_ranks * env.threads_per_rank > static_cast<int>(std::thread::hardware_concurrency())},
       {"git_commit", LONGATTN_GIT_COMMIT},
       {"command_line", command_line},

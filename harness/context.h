@@ -12,6 +12,7 @@ struct RunEnvironment {
   int world = 1;
   int local_ranks = 1;       // ranks sharing this node
   int threads_per_rank = 1;  // OpenMP and BLAS threads of each rank
+  int cores_allowed = 1;     // CPUs in this rank's affinity mask
   double sgemm_gflops = 0;   // median over ranks of each rank's calibration sgemm
 };
 

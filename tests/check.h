@@ -54,6 +54,17 @@ inline Errors compare(const std::vector<float>& o, const std::vector<float>& lse
   return e;
 }
 
+// Each pattern as spelled, then again with "causal": true.
+inline std::vector<Pattern> with_and_without_causal(std::vector<nlohmann::json> specs) {
+  std::vector<Pattern> out;
+  for (auto s : specs) {
+    out.push_back(parse_pattern(s));
+    s["causal"] = true;
+    out.push_back(parse_pattern(s));
+  }
+  return out;
+}
+
 inline double max_abs(const std::vector<float>& x) {
   double m = 0;
   for (float v : x) m = std::max(m, double(std::abs(v)));

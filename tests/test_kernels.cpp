@@ -15,7 +15,7 @@ using nlohmann::json;
 namespace {
 
 std::vector<Pattern> patterns() {
-  std::vector<json> specs = {
+  return test::with_and_without_causal({
       {{"kind", "full"}},
       {{"kind", "local"}, {"left", 5}, {"right", 3}},
       {{"kind", "local"}, {"left", 70}, {"right", 0}},
@@ -27,14 +27,7 @@ std::vector<Pattern> patterns() {
       {{"kind", "dilated"}, {"levels", {{8, 2}, {40, 4}, {1000, 3}}}},  // w > N; unkept queries
       {{"kind", "dilated"}, {"levels", {{16, 3}}}},                       // most queries see nothing
       {{"kind", "dilated"}, {"levels", "longnet"}},
-  };
-  std::vector<Pattern> out;
-  for (auto s : specs) {
-    out.push_back(parse_pattern(s));
-    s["causal"] = true;
-    out.push_back(parse_pattern(s));
-  }
-  return out;
+  });
 }
 
 // N = 1; N not a multiple of 64 (the flash blocks) nor of the segments; odd and large head dims;

@@ -6,6 +6,7 @@
 
 #include "kernels/input_error.h"
 #include "kernels/pattern.h"
+#include "tests/check.h"
 
 using namespace longattn;
 using nlohmann::json;
@@ -13,7 +14,7 @@ using nlohmann::json;
 namespace {
 
 std::vector<Pattern> all_patterns() {
-  std::vector<json> specs = {
+  return test::with_and_without_causal({
       {{"kind", "full"}},
       {{"kind", "local"}, {"left", 5}, {"right", 3}},
       {{"kind", "local"}, {"left", 0}, {"right", 0}},
@@ -24,14 +25,7 @@ std::vector<Pattern> all_patterns() {
       {{"kind", "dilated"}, {"levels", {{8, 1}, {16, 2}}}},
       {{"kind", "dilated"}, {"levels", {{8, 2}, {40, 4}, {7, 3}}}},
       {{"kind", "dilated"}, {"levels", "longnet"}},
-  };
-  std::vector<Pattern> out;
-  for (auto s : specs) {
-    out.push_back(parse_pattern(s));
-    s["causal"] = true;
-    out.push_back(parse_pattern(s));
-  }
-  return out;
+  });
 }
 
 }  // namespace
