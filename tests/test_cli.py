@@ -183,6 +183,25 @@ def main():
         ok = r.returncode == 2 and needle in r.stderr and not os.path.exists(res)
         check(f"run rejects {name}", ok, f"rc={r.returncode} stderr={r.stderr.strip()[-300:]}")
 
+    # Timing discipline on several ranks: fixed counts, the same on every rank, so every ok case has
+    # exactly `iterations` samples of time and of communication, and the slowest rank's time is at
+    # least the time it spent communicating.
+    if MPIRUN:
+        tsuite = suite("timing", {"methods": ["dist-ring", "dist-ulysses", "flash"], "patterns": [{"kind": "full"}],
+                                  "B": 1, "H": 3, "N": 96, "d": 16, "warmup": 2, "iterations": 4})
+        r = run(["run", tsuite, "--out", res, "--quiet"], np_=3)
+        ok = r.returncode == 0
+        if ok:
+            cs = json.load(open(res))["cases"]
+            ok = len(cs) == 3 and all(c["status"] == "ok" and len(c["samples_ms"]) == 4 and
+                                      len(c["comm"]["samples_ms"]) == 4 and c["iterations"] == 4 and
+                                      all(t >= m * 0.999 for t, m in zip(c["samples_ms"], c["comm"]["samples_ms"]))
+                                      for c in cs)
+            ok = ok and cs[0]["world"] == 3 and cs[2]["world"] == 1 and cs[0]["ranks"] == 3
+        check("ranks agree on fixed iteration counts (3 ranks)", ok, r.stderr[-300:])
+        if os.path.exists(res):
+            os.remove(res)
+
     # Budget: a case that cannot fit its budget is skipped, and the sweep goes on.
     r = run(["run", suite("budget", dict(ok_suite, methods=["reference", "flash"], N=2048, budget_s=0.05)), "--out", res, "--quiet"])
     ok = r.returncode == 0 and os.path.exists(res)
