@@ -558,8 +558,10 @@ def auto_kernel(pat):
     return "dilated" if pat["kind"] == "dilated" else "flash"
 
 
-def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtype=None):
-    """Per-rank prediction for one case. Returns a dict (times in ms)."""
+def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtype=None, ranks_per_node=None):
+    """Per-rank prediction for one case. Returns a dict (times in ms). ranks_per_node: ranks sharing
+    a node's cores (default P on a measured machine); more ranks x threads than cores share them, so
+    the compute of a distributed method stretches by that factor (an oversubscribed run)."""
     for name, v in (("B", B), ("H", H), ("N", N), ("d", d), ("world", P)):
         if not isinstance(v, int) or v < 1:
             raise BadInput(f"--{name}: must be a positive integer, got {v}")
@@ -703,6 +705,11 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         detail["levels"] = [{"w": lv["w"], "r": lv["r"], "shared": lv["shared"], "ranks_per_segment": lv["group"],
                              "bytes_received_max": 2.0 * d * lv["recv_rows_max"] * e} for lv in dd_levels]
 
+    if method in DIST and machine.kind == "measured":
+        busy = (ranks_per_node or P) * threads
+        if busy > machine.cores:
+            comp_s *= busy / machine.cores
+            notes.append(f"oversubscribed: {busy} threads on {machine.cores} cores, compute x{busy / machine.cores:.2f}")
     nbytes = spec_bytes(method, B, H, N, d, P, pat, e) if method != "dist-dilated" else \
         (2.0 * d * e * float(dist_dilated_ranks(pat, B, H, N, d, P)[1].max()) if P > 1 else 0.0)
     mem = machine.memory(method, kern, B, H, N, d, P, threads, pat, dd_levels)
@@ -935,7 +942,8 @@ def validate(paths, machine):
             pat = parse_pattern(c["pattern"], f"{path}: case {c['name']}: pattern")
             try:
                 pr = predict(machine, c["method"], pat, c["B"], c["H"], c["N"], c["d"], c["world"],
-                             threads=c["threads_per_rank"], dtype=c["dtype"])
+                             threads=c["threads_per_rank"], dtype=c["dtype"],
+                             ranks_per_node=ctx.get("ranks_per_node"))
             except BadInput as e:
                 raise BadInput(f"{path}: case {c['name']}: {e}")
             kinds.add(c["device"])

@@ -27,3 +27,5 @@ build/longattn plot results/longnet-scaling.np1.json results/longnet-scaling.np2
 build/longattn run scaling --threads 1 --out results/scaling.np1.json --quiet
 run 2 scaling --out results/scaling.np2.json
 build/longattn plot results/scaling.np1.json results/scaling.np2.json --out plots/scaling
+# Four ranks on two cores, oversubscribed (the results' context says so): the model's 4-rank cases.
+run 4 scaling4 --out results/scaling.np4.json
