@@ -39,7 +39,7 @@ using nlohmann::json;
 namespace {
 
 std::vector<Pattern> patterns() {
-  std::vector<json> specs = {
+  return test::with_and_without_causal({
       {{"kind", "full"}},
       {{"kind", "local"}, {"left", 5}, {"right", 3}},
       {{"kind", "local"}, {"left", 70}, {"right", 0}},
@@ -54,14 +54,7 @@ std::vector<Pattern> patterns() {
       {{"kind", "dilated"}, {"levels", {{16, 3}}}},                       // most queries see nothing
       {{"kind", "dilated"}, {"levels", {{64, 1}, {128, 2}, {300, 4}}}},  // segments across tiles
       {{"kind", "dilated"}, {"levels", "longnet"}},
-  };
-  std::vector<Pattern> out;
-  for (auto s : specs) {
-    out.push_back(parse_pattern(s));
-    s["causal"] = true;
-    out.push_back(parse_pattern(s));
-  }
-  return out;
+  });
 }
 
 // N = 1; N not a multiple of the 64-row tiles; one head; twelve heads (dilated offsets h mod r
