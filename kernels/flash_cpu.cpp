@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "kernels/simd.h"
+#include "kernels/sparse_cpu.h"
 
 namespace longattn {
 namespace {
@@ -185,7 +186,14 @@ std::string flash_unsupported(const Pattern& p, const Shape& s) {
   return {};
 }
 
-void flash_attention(const AttentionArgs& a) { flash_attention_at(a, a.k, a.v, a.shape.N, 0, 0, a.shape.N); }
+void flash_attention(const AttentionArgs& a) {
+  // Strided and fixed patterns are not banded: as disjoint dense pieces they cost their pairs,
+  // as masked blocks they would cost dense attention. (The internal block-diagonal `fixed` with
+  // no summary columns is banded and runs here directly.)
+  if (a.pattern.kind == PatternKind::strided) return strided_attention(a);
+  if (a.pattern.kind == PatternKind::fixed && a.pattern.summary > 0) return fixed_attention(a);
+  flash_attention_at(a, a.k, a.v, a.shape.N, 0, 0, a.shape.N);
+}
 
 void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, int64_t nk, int64_t q_pos0,
                         int64_t k_pos0, int64_t n_mask) {

@@ -1,0 +1,167 @@
+// Sparse Transformer patterns (strided, fixed) in the `flash` kernel, as disjoint pieces that are
+// each dense or banded, attended with the flash tile code and merged by LSE (SPEC §1). Masking
+// every partial block instead would cost as much as dense attention, since neither pattern is
+// banded: here the work is proportional to the attended pairs.
+//
+//   strided(l) = band |i-j| < l                    (local(l-1, l-1), blocks outside skipped)
+//              + same residue mod l, j < i - l + 1  (per residue class: a strided view, keys t' < t)
+//              + same residue mod l, j > i + l - 1  (non-causal only: keys t' > t)
+//   fixed(l,c) = own block                          (block-diagonal, off-diagonal blocks skipped)
+//              + summary columns of earlier blocks  (gathered once per head; dense, no mask)
+//              + summary columns of later blocks    (non-causal only)
+#include <omp.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "kernels/dilated_cpu.h"
+#include "kernels/flash_cpu.h"
+#include "kernels/merge.h"
+#include "kernels/sparse_cpu.h"
+
+namespace longattn {
+namespace {
+
+// Attends a view of queries to a view of keys (mask in its own coordinates, may be null) and
+// merges the result into the output rows out_row0 + t * out_step of batch b, head h.
+void attend_piece(const AttentionArgs& a, int64_t b, int64_t h, HeadProblem p, int64_t out_row0, int64_t out_step,
+                  DilatedScratch& s) {
+  const Shape sh = a.shape;
+  if (p.nq == 0 || p.nk == 0) return;
+  p.d = sh.d;
+  p.scale = a.scale;
+  s.o.resize(p.nq * sh.d);
+  s.lse.resize(p.nq);
+  p.o = s.o.data();
+  p.o_stride = sh.d;
+  p.lse = s.lse.data();
+  flash_head(p, s.kv, s.flash);
+  for (int64_t t = 0; t < p.nq; ++t) {
+    const int64_t i = out_row0 + t * out_step;
+    merge_row(a.o + (b * sh.N + i) * sh.H * sh.d + h * sh.d, a.lse[(b * sh.H + h) * sh.N + i],
+              s.o.data() + t * sh.d, s.lse[t], sh.d);
+  }
+}
+
+// Runs the first piece (banded, over the whole sequence) straight into o / lse, making sure an
+// lse exists to merge the other pieces through.
+AttentionArgs first_piece(const AttentionArgs& args, const Pattern& band, std::vector<float>& own_lse) {
+  AttentionArgs a = args;
+  if (!a.lse) {
+    own_lse.resize(a.shape.B * a.shape.H * a.shape.N);
+    a.lse = own_lse.data();
+  }
+  AttentionArgs first = a;
+  first.pattern = band;
+  flash_attention(first);
+  return a;
+}
+
+}  // namespace
+
+void strided_attention(const AttentionArgs& args) {
+  const Shape sh = args.shape;
+  const int64_t l = args.pattern.stride, row = sh.H * sh.d;
+  Pattern band;
+  band.kind = PatternKind::local;
+  band.causal = args.pattern.causal;
+  band.left = l - 1;
+  band.right = args.pattern.causal ? 0 : l - 1;
+  std::vector<float> own_lse;
+  const AttentionArgs a = first_piece(args, band, own_lse);
+  if (l == 1) return;  // every key is in the band
+
+  // In a residue class, query t and key t' are positions rho + t l, rho + t' l. Keys t' < t:
+  // causal in index space with keys shifted by one (position t' + 1 <= t). Keys t' > t: local(0, inf)
+  // with keys shifted back by one (position t' - 1 >= t).
+  Pattern before;
+  before.causal = true;
+  Pattern after;
+  after.kind = PatternKind::local;
+  after.left = 0;
+  after.right = sh.N;
+  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+#pragma omp parallel num_threads(threads)
+  {
+    DilatedScratch s;
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < sh.B * sh.H * l; ++task) {
+      const int64_t b = task / (sh.H * l), h = (task / l) % sh.H, rho = task % l;
+      const int64_t m = rho < sh.N ? (sh.N - rho + l - 1) / l : 0;
+      if (m < 2) continue;
+      HeadProblem p;
+      const int64_t at = (b * sh.N + rho) * row + h * sh.d;
+      p.q = a.q + at;
+      p.k = a.k + at;
+      p.v = a.v + at;
+      p.q_stride = p.kv_stride = l * row;
+      p.nq = p.nk = m;
+      p.mask = &before;
+      p.k_pos0 = 1;
+      p.mask_n = m + 1;
+      attend_piece(a, b, h, p, rho, l, s);
+      if (!a.pattern.causal) {
+        p.mask = &after;
+        p.k_pos0 = -1;
+        p.mask_n = m;
+        attend_piece(a, b, h, p, rho, l, s);
+      }
+    }
+  }
+}
+
+void fixed_attention(const AttentionArgs& args) {
+  const Shape sh = args.shape;
+  const int64_t l = args.pattern.block, c = args.pattern.summary, row = sh.H * sh.d, d = sh.d;
+  Pattern own = args.pattern;  // the same blocks without summary columns: block-diagonal
+  own.summary = 0;
+  std::vector<float> own_lse;
+  const AttentionArgs a = first_piece(args, own, own_lse);
+  const int64_t blocks = (sh.N + l - 1) / l;
+  if (blocks < 2) return;  // no other block to summarise
+
+  // Summary rows of every block, gathered per (batch, head): block g's start at first[g].
+  std::vector<int64_t> first(blocks + 1, 0);
+  for (int64_t g = 0; g < blocks; ++g)
+    first[g + 1] = first[g] + std::max<int64_t>(0, std::min(sh.N, g * l + l) - (g * l + l - c));
+  const int64_t S = first[blocks];
+  std::vector<float> ks(sh.B * sh.H * S * d), vs(ks.size());
+  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t bh = 0; bh < sh.B * sh.H; ++bh) {
+    const int64_t b = bh / sh.H, h = bh % sh.H;
+    for (int64_t g = 0; g < blocks; ++g)
+      for (int64_t t = 0; t < first[g + 1] - first[g]; ++t) {
+        const int64_t j = g * l + l - c + t;
+        std::copy_n(a.k + (b * sh.N + j) * row + h * d, d, ks.data() + (bh * S + first[g] + t) * d);
+        std::copy_n(a.v + (b * sh.N + j) * row + h * d, d, vs.data() + (bh * S + first[g] + t) * d);
+      }
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    DilatedScratch s;
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < sh.B * sh.H * blocks; ++task) {
+      const int64_t bh = task / blocks, b = bh / sh.H, h = bh % sh.H, g = task % blocks;
+      const int64_t i0 = g * l, rows = std::min(sh.N, i0 + l) - i0;
+      HeadProblem p;
+      p.q = a.q + (b * sh.N + i0) * row + h * d;
+      p.q_stride = row;
+      p.nq = rows;
+      p.kv_stride = d;
+      // Earlier blocks' summaries: all before the query (causal or not), no mask.
+      p.k = ks.data() + bh * S * d;
+      p.v = vs.data() + bh * S * d;
+      p.nk = first[g];
+      attend_piece(a, b, h, p, i0, 1, s);
+      if (!a.pattern.causal) {  // later blocks' summaries
+        p.k = ks.data() + (bh * S + first[g + 1]) * d;
+        p.v = vs.data() + (bh * S + first[g + 1]) * d;
+        p.nk = S - first[g + 1];
+        attend_piece(a, b, h, p, i0, 1, s);
+      }
+    }
+  }
+}
+
+}  // namespace longattn
