@@ -160,11 +160,11 @@ class Runner {
       if (comm_seconds) *comm_seconds = comm_.counters.seconds - c0;
       return t;
     };
-    const double remaining_budget = c.budget_s;
-    const auto case_start = Clock::now();
     for (int w = 0; w < c.warmup; ++w) {
+      // The decision uses only the max-reduced time, identical on every rank: ranks that decided
+      // differently would leave the others waiting in a collective.
       const double t = comm_.max(iterate(nullptr));
-      if (w == 0 && t * (c.warmup + c.iterations - 1) > remaining_budget - seconds_since(case_start))
+      if (w == 0 && t * (c.warmup + c.iterations) > c.budget_s)
         return {skipped(j, "budget: one iteration took " + fmt(t) + " s; " +
                                std::to_string(c.warmup + c.iterations) + " exceed budget_s " + fmt(c.budget_s))};
     }
@@ -323,8 +323,10 @@ class Runner {
 
   CaseResult run_cuda(const Case& c, const Method& m, json j) {
 #ifdef LONGATTN_HAVE_CUDA
+    // Every rank must take the same branch (the GPU path ends in collectives): skip if any lacks a GPU.
     std::string why;
-    if (!cuda_available(&why)) return {skipped(j, "no GPU: " + why)};
+    const bool here = cuda_available(&why);
+    if (comm_.max(here ? 0.0 : 1.0) > 0) return {skipped(j, "no GPU: " + (here ? "on another rank" : why))};
     if (m.layout != Layout::single)
       return {skipped(j, "the distributed methods run on CPU buffers; the NCCL path is not wired into them yet")};
     // ... GPU single-device cases are run by run_cuda_single (rank 0).
@@ -393,7 +395,9 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
   RunEnvironment env = detect_environment(comm, opt.threads);
   const Suite suite = load_suite(opt.suite, comm.size());
   const int P = comm.size();
-  const double avail = static_cast<double>(available_memory_bytes()) / env.local_ranks;
+  // The smallest over ranks, so every rank reaches the same verdict (a rank alone refusing a case
+  // would leave the others waiting in a collective).
+  const double avail = -comm.max(-static_cast<double>(available_memory_bytes()) / env.local_ranks);
   for (size_t i = 0; i < suite.cases.size(); ++i) {
     const Case& c = suite.cases[i];
     const std::string at = suite.path + ": case " + std::to_string(i + 1) + " (" + c.id(P) + "): ";
