@@ -29,3 +29,4 @@ run 2 scaling --out results/scaling.np2.json
 build/longattn plot results/scaling.np1.json results/scaling.np2.json --out plots/scaling
 # Four ranks on two cores, oversubscribed (the results' context says so): the model's 4-rank cases.
 run 4 scaling4 --out results/scaling.np4.json
+run 2 ring --out results/ring.np2.json
