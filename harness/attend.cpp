@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -45,44 +46,65 @@ std::string dims(const Shape& s) {
 
 }  // namespace
 
+// Every rank checks the input; if any rank fails, all fail together (each failing rank says why).
+// A rank failing alone would leave the others waiting in a collective: on several nodes one of
+// them may lack a file or a directory the others have.
+template <class Checks>
+void on_every_rank(Communicator& comm, Checks&& checks) {
+  std::string error;
+  try {
+    checks();
+  } catch (const InputError& e) {
+    error = e.what();
+  }
+  if (comm.max(error.empty() ? 0.0 : 1.0) == 0) return;
+  if (!error.empty() && comm.rank() != 0) std::fprintf(stderr, "longattn: rank %d: error: %s\n", comm.rank(), error.c_str());
+  throw InputError(error.empty() ? "another rank's input check failed (its message is above)" : error);
+}
+
 void attend(Communicator& comm, const AttendOptions& opt) {
-  const Pattern pattern = load_pattern(opt.pattern);
-  const NpyArray q = read_npy(opt.q), k = read_npy(opt.k), v = read_npy(opt.v);
-  const Shape g = shape_of(q, "--q");
-  for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}})
-    if (shape_of(*a, flag).numel() != g.numel() || a->shape != q.shape)
-      throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
-  if (opt.scale < 0) throw InputError("--scale: must be positive");
-  const float scale = opt.scale > 0 ? opt.scale : default_scale(g.d);
   const int P = comm.size();
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
-
-  // Single-device kernels by name (and auto); distributed methods from the suite table.
-  const Kernel* kernel = opt.method == "auto" ? &auto_kernel(pattern, g) : find_kernel(opt.method);
-  const Method* method = kernel ? nullptr : find_method(opt.method);
-  if (!kernel && !method)
-    throw InputError("--method: unknown method \"" + opt.method +
-                     "\"; use reference, vanilla, flash, dilated, auto, dist-heads, dist-ulysses, dist-ring or "
-                     "dist-dilated");
-  if (kernel) {
-    if (auto why = kernel->unsupported(pattern, g); !why.empty())
-      throw InputError("--method: " + std::string(kernel->name) + " cannot run " + pattern.name() + ": " + why +
-                       "; use --method auto");
-  } else {
-    if (auto why = method->unsupported(pattern, g, P); !why.empty())
-      throw InputError("--method: " + opt.method + " cannot run this case on " + std::to_string(P) +
-                       " ranks: " + why);
-    if (!opt.lse.empty() && !method->returns_lse)
-      throw InputError("--lse: " + opt.method + " does not return LSE; drop --lse");
-  }
-
-  // Fail before computing if an output cannot be written (nothing is written on error).
-  for (const auto& [path, flag] : {std::pair{opt.out, "--out"}, std::pair{opt.lse, "--lse"}}) {
-    if (path.empty()) continue;
-    const auto dir = std::filesystem::absolute(path).parent_path();
-    if (!std::filesystem::is_directory(dir))
-      throw InputError(std::string(flag) + ": directory " + dir.string() + " does not exist; create it first");
-  }
+  Pattern pattern;
+  NpyArray q, k, v;
+  Shape g;
+  const Kernel* kernel = nullptr;  // a single-device kernel by name (or auto) ...
+  const Method* method = nullptr;  // ... or a distributed method from the suite table
+  on_every_rank(comm, [&] {
+    pattern = load_pattern(opt.pattern);
+    q = read_npy(opt.q), k = read_npy(opt.k), v = read_npy(opt.v);
+    g = shape_of(q, "--q");
+    for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}})
+      if (shape_of(*a, flag).numel() != g.numel() || a->shape != q.shape)
+        throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+    if (opt.scale < 0) throw InputError("--scale: must be positive");
+    kernel = opt.method == "auto" ? &auto_kernel(pattern, g) : find_kernel(opt.method);
+    method = kernel ? nullptr : find_method(opt.method);
+    if (!kernel && !method)
+      throw InputError("--method: unknown method \"" + opt.method +
+                       "\"; use reference, vanilla, flash, dilated, auto, dist-heads, dist-ulysses, dist-ring, "
+                       "dist-ring-zigzag or dist-dilated");
+    if (kernel) {
+      if (auto why = kernel->unsupported(pattern, g); !why.empty())
+        throw InputError("--method: " + std::string(kernel->name) + " cannot run " + pattern.name() + ": " + why +
+                         "; use --method auto");
+    } else {
+      if (auto why = method->unsupported(pattern, g, P); !why.empty())
+        throw InputError("--method: " + opt.method + " cannot run this case on " + std::to_string(P) +
+                         " ranks: " + why);
+      if (!opt.lse.empty() && !method->returns_lse)
+        throw InputError("--lse: " + opt.method + " does not return LSE; drop --lse");
+    }
+    // Fail before computing if an output cannot be written (nothing is written on error). Only
+    // rank 0 writes, so only its filesystem counts.
+    for (const auto& [path, flag] : {std::pair{opt.out, "--out"}, std::pair{opt.lse, "--lse"}}) {
+      if (path.empty() || comm.rank() != 0) continue;
+      const auto dir = std::filesystem::absolute(path).parent_path();
+      if (!std::filesystem::is_directory(dir))
+        throw InputError(std::string(flag) + ": directory " + dir.string() + " does not exist; create it first");
+    }
+  });
+  const float scale = opt.scale > 0 ? opt.scale : default_scale(g.d);
 
   std::vector<float> o(g.numel()), lse(g.B * g.H * g.N);
   if (kernel || method->layout == Layout::single || method->layout == Layout::replicated) {

@@ -155,6 +155,23 @@ def main():
     r = run(["attend", "--q", paths["q"]])
     check("attend with missing options exits 2", r.returncode == 2, r.stderr[-200:])
 
+    # A check that fails on one rank only (here: rank 1 is given a missing --q, as a node without
+    # the file would be) fails every rank together: exit 2 with rank 1's message, no hang.
+    if MPIRUN:
+        good = ["attend", "--q", paths["q"], "--k", paths["k"], "--v", paths["v"], "--out", bad_out,
+                "--pattern", '{"kind": "full"}', "--method", "dist-ring"]
+        bad = list(good)
+        bad[2] = os.path.join(bad_dir, "only-on-rank-0.npy")
+        cmd = [MPIRUN, "--oversubscribe", "-np", "1", EXE] + good[0:] + [":", "-np", "1", EXE] + bad
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=ENV)
+            ok = r.returncode == 2 and "rank 1: error" in r.stderr and "cannot open" in r.stderr and \
+                not os.path.exists(bad_out)
+            detail = f"rc={r.returncode} stderr={r.stderr[-400:]}"
+        except subprocess.TimeoutExpired:
+            ok, detail = False, "hung for 60 s"
+        check("a bad input on one rank only fails every rank with its message", ok, detail)
+
     # Bad suites: exit 2 before anything runs, no results file.
     def suite(name, body):
         path = os.path.join(bad_dir, name + ".json")
