@@ -83,7 +83,7 @@ double estimate_bytes(const Case& c, const Method& m, int world) {
   else if (name == "flash") b = 6 * full;
   else if (name == "dilated" || name == "reference") b = 4 * full;
   else if (name == "dist-heads") b = 4 * full + 6 * part + full;
-  else if (name == "dist-ulysses") b = 4 * part + 10 * part + 2 * full;  // + the kernel's packed K/V
+  else if (name == "dist-ulysses") b = 4 * part + 10 * part + 2 * part;  // + packed K/V of its H/P heads
   else if (name == "dist-ring" || name == "dist-ring-zigzag") b = 4 * part + 6 * part;
   else b = 4 * part + 4 * part;
   if (c.verify && (m.layout == Layout::sharded || m.layout == Layout::zigzag)) b += 2 * full;
