@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,18 @@ json load(const std::string& path) {
   if (j["schema_version"] != 1)
     throw InputError(path + ": schema_version " + j["schema_version"].dump() + " is not supported (expected 1)");
   return j;
+}
+
+// What makes timings comparable: the CPU, how many, and the BLAS core vanilla and the
+// calibration ran on. Files written before the context named the BLAS say "unknown".
+std::string machine(const json& r) {
+  const json& c = r["context"];
+  std::string core = "unknown";
+  if (c.contains("blas") && c["blas"].is_object() && c["blas"].contains("core") && c["blas"]["core"].is_string())
+    core = c["blas"]["core"].get<std::string>();
+  const std::string cpu = c.contains("cpu_model") && c["cpu_model"].is_string() ? c["cpu_model"].get<std::string>() : "unknown";
+  const std::string cores = c.contains("cores") && c["cores"].is_number_integer() ? std::to_string(c["cores"].get<int64_t>()) : "?";
+  return "CPU " + cpu.substr(0, 100) + " (" + cores + " cores), BLAS core " + core.substr(0, 40);
 }
 
 // Shape key of a case without its method: a method's time over vanilla's is taken per shape.
@@ -126,8 +139,38 @@ double mann_whitney_greater(const std::vector<double>& a, const std::vector<doub
 int compare_results(const CompareOptions& opt) {
   if (opt.threshold_pct <= 0) throw InputError("--threshold: must be a positive percentage");
   if (opt.alpha <= 0 || opt.alpha >= 1) throw InputError("--alpha: must be in (0, 1)");
-  const json base = load(opt.base), cand = load(opt.candidate);
-  const auto bs = normalised(base, opt.metric, opt.base), cs = normalised(cand, opt.metric, opt.candidate);
+  // Each side is one file or several (comma-separated: rounds of one program, pooled per case).
+  struct Side {
+    std::vector<json> files;
+    std::map<std::string, std::vector<double>> samples;
+    std::string machine;
+  };
+  auto read_side = [&](const std::string& list) {
+    Side side;
+    std::stringstream ss(list);
+    for (std::string path; std::getline(ss, path, ',');) {
+      if (path.empty()) throw InputError("compare: empty file name in \"" + list.substr(0, 100) + "\"");
+      const json r = load(path);
+      const std::string m = machine(r);
+      if (!side.machine.empty() && m != side.machine && !opt.cross_machine)
+        throw InputError("the files of one side come from different machines: " + path + " from " + m + "; the first from " +
+                         side.machine + ". Pass --cross-machine to pool them anyway");
+      side.machine = m;
+      for (auto& [name, s] : normalised(r, opt.metric, path)) {
+        auto& all = side.samples[name];
+        all.insert(all.end(), s.begin(), s.end());
+      }
+    }
+    return side;
+  };
+  const Side base = read_side(opt.base), cand = read_side(opt.candidate);
+  if (base.machine != cand.machine && !opt.cross_machine)
+    throw InputError("the files come from different machines: " + opt.base.substr(0, 200) + " from " + base.machine + "; " +
+                     opt.candidate.substr(0, 200) + " from " + cand.machine +
+                     ". Timings from two machines do not show a regression: run both programs on one machine "
+                     "(scripts/gate.sh BASE_PROGRAM NEW_PROGRAM does), or pass --cross-machine to compare anyway");
+  const auto& bs = base.samples;
+  const auto& cs = cand.samples;
   std::printf("Metric: %s; a regression is a change above +%.1f%% with one-sided Mann-Whitney p < %.3g.\n\n",
               opt.metric.c_str(), opt.threshold_pct, opt.alpha);
   std::printf("| case | base | new | change | p | verdict |\n|---|---:|---:|---:|---:|---|\n");

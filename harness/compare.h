@@ -11,9 +11,12 @@ struct CompareOptions {
   std::string base, candidate;
   double threshold_pct = 25;
   double alpha = 0.05;
-  // time: raw milliseconds. vs-sgemm: time x the run's sgemm GFLOP/s calibration (a machine twice
+  // time: raw milliseconds (the default: both files come from one machine). vs-sgemm: time x the run's sgemm GFLOP/s calibration (a machine twice
   // as slow doubles both). vs-vanilla: time / vanilla's time for the same shape in the same file.
-  std::string metric = "vs-sgemm";
+  // Two files compare only when measured on the same kind of machine (CPU model, cores, BLAS core);
+  // a figure from another machine says nothing about a regression. --cross-machine overrides.
+  std::string metric = "time";
+  bool cross_machine = false;
 };
 
 // One-sided p-value that samples `b` are stochastically larger than `a` (exact for small samples,

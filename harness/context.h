@@ -14,6 +14,7 @@ struct RunEnvironment {
   int threads_per_rank = 1;  // OpenMP and BLAS threads of each rank
   int cores_allowed = 1;     // CPUs in this rank's affinity mask
   double sgemm_gflops = 0;   // median over ranks of each rank's calibration sgemm
+  nlohmann::json cpu_peak;   // this rank's fp32 FMA peak (kernels/cpu.h)
 };
 
 // Ranks on this node (from the launcher), and the threads each gets when the user did not say.

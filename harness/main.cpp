@@ -9,6 +9,7 @@
 #include "harness/compare.h"
 #include "harness/run.h"
 #include "harness/suite_file.h"
+#include "kernels/blas.h"
 #include "kernels/input_error.h"
 #include "kernels/registry.h"
 #include "suite/method.h"
@@ -46,6 +47,7 @@ std::string joined(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ensure_blas_core(argv);  // may restart the program with OpenBLAS on the CPU's proper core
   const std::string command_line = joined(argc, argv);
   CLI::App app{"longattn: long-sequence attention benchmarks, verified against an oracle"};
   app.require_subcommand(1);
@@ -68,16 +70,19 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--out", ro.out, "results file (default results/<suite>.json)");
   run_cmd->add_flag("--quiet", ro.quiet, "no progress lines or table");
   run_cmd->add_option("--threads", ro.threads, "threads per rank (default: cores / ranks on the node)");
+  run_cmd->add_flag("--plan", ro.plan, "print the expanded cases as JSON and run nothing (scripts/peers.sh reads it)");
 
   auto* list_cmd = app.add_subcommand("list", "methods, kernels, patterns and suites");
 
   CompareOptions co;
   auto* compare_cmd = app.add_subcommand("compare", "regression gate: compare two results files");
-  compare_cmd->add_option("base", co.base, "baseline results JSON")->required();
-  compare_cmd->add_option("new", co.candidate, "new results JSON")->required();
+  compare_cmd->add_option("base", co.base, "baseline results JSON (several: comma-separated, samples pooled per case)")->required();
+  compare_cmd->add_option("new", co.candidate, "new results JSON (several: comma-separated)")->required();
   compare_cmd->add_option("--threshold", co.threshold_pct, "slowdown (percent) that counts as a regression");
   compare_cmd->add_option("--alpha", co.alpha, "significance level of the Mann-Whitney U test");
-  compare_cmd->add_option("--metric", co.metric, "time | vs-vanilla | vs-sgemm (default vs-sgemm)");
+  compare_cmd->add_option("--metric", co.metric, "time | vs-vanilla | vs-sgemm (default time)");
+  compare_cmd->add_flag("--cross-machine", co.cross_machine,
+                        "compare files from different machines (CPU, cores or BLAS core differ); refused otherwise");
 
   std::vector<std::string> plot_inputs;
   std::string plot_out = "plots";

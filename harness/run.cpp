@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <map>
 #include <random>
 
 #include "harness/atomic_file.h"
@@ -15,6 +16,8 @@
 #include "harness/memory.h"
 #include "harness/stats.h"
 #include "harness/suite_file.h"
+#include "kernels/blas.h"
+#include "kernels/cpu.h"
 #include "kernels/input_error.h"
 #include "kernels/reference.h"
 #include "suite/method.h"
@@ -90,18 +93,35 @@ double estimate_bytes(const Case& c, const Method& m, int world) {
   return 1.2 * b + 64e6;
 }
 
-// Rough seconds per iteration, for skipping hopeless cases before they start.
-double estimate_seconds(const Case& c, const Method& m, int world, double sgemm_gflops) {
-  if (is_comm_bench(m)) return 0;
+// FLOPs a method's time grows with: the pattern's pairs, except vanilla, which computes the dense
+// N x N scores whatever the pattern.
+double cost_flops(const Case& c, const Method& m) {
   const Shape s = c.shape;
-  const double exact = 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
-  const double dense = 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
-  const double rate = std::max(1.0, sgemm_gflops) * 1e9;
-  if (std::string(m.name) == "reference") return exact / 0.3e9;
-  if (std::string(m.name) == "vanilla") return dense / (0.2 * rate);  // measured 0.25-0.35 of sgemm
-  return exact / (0.2 * rate * computing_ranks(m, world));
+  if (std::string(m.name) == "vanilla") return 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
+  return 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
 }
 
+// Rates measured earlier in this run (cost FLOPs per second per computing rank), by method and
+// pattern family: the budget estimate of a case comes from the same kernel at a smaller N, never
+// from a calibration that can be 20x off on a machine the BLAS misjudges.
+struct MeasuredRates {
+  std::map<std::string, double> by_key;
+  static std::string key(const Case& c, const Method& m) {
+    return std::string(m.name) + " " + kind_name(c.pattern.kind) + (c.pattern.causal ? " causal" : "") + " " +
+           c.dtype + " " + c.device;
+  }
+  void record(const Case& c, const Method& m, double seconds) {
+    if (seconds <= 0) return;
+    const double rate = cost_flops(c, m) / seconds;
+    double& r = by_key[key(c, m)];
+    r = std::max(r, rate);
+  }
+  // Seconds per iteration, or 0 when no case of this kind has run yet.
+  double estimate(const Case& c, const Method& m) const {
+    const auto it = by_key.find(key(c, m));
+    return it == by_key.end() || is_comm_bench(m) ? 0.0 : cost_flops(c, m) / it->second;
+  }
+};
 struct CaseResult {
   json j;
   bool failed = false;
@@ -115,7 +135,7 @@ json skipped(json j, const std::string& why) {
 
 class Runner {
  public:
-  Runner(Communicator& comm, const RunEnvironment& env) : comm_(comm), env_(env) {}
+  Runner(Communicator& comm, const RunEnvironment& env) : comm_(comm), env_(env), slowdown_(injected_slowdown()) {}
 
   CaseResult run(const Case& c) {
     const Method& m = *find_method(c.method);
@@ -124,9 +144,11 @@ class Runner {
     json j = describe(c, m);
     if (auto why = m.unsupported(c.pattern, g, P); !why.empty()) return {skipped(j, why)};
     if (c.device == "cuda") return run_cuda(c, m, j);
-    if (const double est = estimate_seconds(c, m, P, env_.sgemm_gflops) * (c.warmup + c.iterations);
-        est > c.budget_s)
-      return {skipped(j, "budget: estimated " + fmt(est) + " s exceeds budget_s " + fmt(c.budget_s))};
+    const int runs = c.warmup + c.iterations;
+    if (const double est = rates_.estimate(c, m) * runs; est > c.budget_s)
+      return {skipped(j, "budget: estimated " + fmt(est) + " s for " + std::to_string(runs) +
+                             " iterations from this run's rate of the same method and pattern family; exceeds budget_s " +
+                             fmt(c.budget_s))};
 
     reset_peak_rss();
     const Holding hold(m.layout, g.N, rank, P);
@@ -151,26 +173,37 @@ class Runner {
     if (const char* f = std::getenv("LONGATTN_FAULT_RANK"); f && std::atoi(f) == rank)
       throw std::runtime_error("injected fault (LONGATTN_FAULT_RANK=" + std::string(f) + ")");
     // One iteration: barrier, then the method, timed per rank; the slowest rank is the time.
+    const int repeat = slowdown_.method == c.method ? slowdown_.factor : 1;
     auto iterate = [&](double* comm_seconds) {
       comm_.barrier();
       const double c0 = comm_.counters.seconds;
       const auto t0 = Clock::now();
-      m.run(call);
+      for (int r = 0; r < repeat; ++r) m.run(call);
       const double t = seconds_since(t0);
       if (comm_seconds) *comm_seconds = comm_.counters.seconds - c0;
       return t;
     };
+    // The first iteration (warm-up or timed) decides the budget on its own measured time. The
+    // decision uses only the max-reduced time, identical on every rank: ranks that decided
+    // differently would leave the others waiting in a collective.
+    auto over_budget = [&](double t) {
+      rates_.record(c, m, t);
+      return t * runs > c.budget_s;
+    };
+    auto budget_reason = [&](double t) {
+      return "budget: one iteration took " + fmt(t) + " s; " + std::to_string(runs) + " exceed budget_s " + fmt(c.budget_s);
+    };
     for (int w = 0; w < c.warmup; ++w) {
-      // The decision uses only the max-reduced time, identical on every rank: ranks that decided
-      // differently would leave the others waiting in a collective.
       const double t = comm_.max(iterate(nullptr));
-      if (w == 0 && t * (c.warmup + c.iterations) > c.budget_s)
-        return {skipped(j, "budget: one iteration took " + fmt(t) + " s; " +
-                               std::to_string(c.warmup + c.iterations) + " exceed budget_s " + fmt(c.budget_s))};
+      if (w == 0 && over_budget(t)) return {skipped(j, budget_reason(t))};
     }
     comm_.reset_counters();
     std::vector<double> samples(c.iterations), comm_samples(c.iterations);
-    for (int it = 0; it < c.iterations; ++it) samples[it] = iterate(&comm_samples[it]);
+    for (int it = 0; it < c.iterations; ++it) {
+      samples[it] = iterate(&comm_samples[it]);
+      if (it == 0 && c.warmup == 0)
+        if (const double t = comm_.max(samples[0]); over_budget(t)) return {skipped(j, budget_reason(t))};
+    }
     comm_.max(samples.data(), samples.size());
     comm_.max(comm_samples.data(), comm_samples.size());
     for (double& s : samples) s *= 1e3;
@@ -185,9 +218,11 @@ class Runner {
     const double peak = comm_.max(static_cast<double>(peak_rss_bytes()));
 
     const Stats st = summarize(samples);
+    rates_.record(c, m, st.median * 1e-3 / repeat);
     j["time_ms"] = to_json(st);
     j["samples_ms"] = samples;
     j["gflops"] = j["flops"].get<double>() / (st.median * 1e-3) / 1e9;
+    if (repeat > 1) j["injected_slowdown"] = repeat;
     json by_op = json::object();
     for (int op = 0; op < static_cast<int>(CommOp::count_); ++op)
       if (bytes[2 + op] > 0) by_op[op_name(static_cast<CommOp>(op))] = bytes[2 + op];
@@ -374,6 +409,8 @@ class Runner {
 
   Communicator& comm_;
   const RunEnvironment& env_;
+  const InjectedSlowdown slowdown_;
+  MeasuredRates rates_;
 };
 
 void print_table(const json& cases) {
@@ -389,12 +426,67 @@ void print_table(const json& cases) {
   }
 }
 
+// The expanded cases as JSON: what `run` would time, for tools that time the same cases (the
+// PyTorch peers) without parsing suite files a second time.
+json plan(const Suite& suite, int P) {
+  json cases = json::array();
+  for (const Case& c : suite.cases) {
+    const Method* m = find_method(c.method);
+    const int world = m ? computing_ranks(*m, P) : 1;
+    const Shape s = c.shape;
+    const double n = static_cast<double>(s.N);
+    cases.push_back({{"name", c.id(world)},
+                     {"method", c.method},
+                     {"pattern", to_json(c.pattern)},
+                     {"pattern_name", c.pattern.name()},
+                     {"B", s.B}, {"H", s.H}, {"N", s.N}, {"d", s.d},
+                     {"dtype", c.dtype},
+                     {"device", c.device},
+                     {"world", world},
+                     {"warmup", c.warmup},
+                     {"iterations", c.iterations},
+                     {"verify", c.verify},
+                     {"budget_s", c.budget_s},
+                     {"scale", c.scale > 0 ? c.scale : default_scale(s.d)},
+                     {"seed", c.seed},
+                     {"flops", 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B},
+                     {"flops_dense", 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B}});
+  }
+  return {{"suite", suite.name}, {"path", suite.path}, {"ranks", P}, {"suite_file", suite.source}, {"cases", cases}};
+}
+
 }  // namespace
 
+InjectedSlowdown injected_slowdown() {
+  InjectedSlowdown s;
+  const char* v = std::getenv("LONGATTN_INJECT_SLOWDOWN");
+  if (!v || !*v) return s;
+  const std::string text = v;
+  const std::string shown = text.size() > 60 ? text.substr(0, 60) + "..." : text;
+  const auto colon = text.find(':');
+  const std::string fix = "; give METHOD:FACTOR with a method from `longattn list` and a whole factor 1..100, e.g. flash:2";
+  if (colon == std::string::npos)
+    throw InputError("LONGATTN_INJECT_SLOWDOWN: \"" + shown + "\" has no ':'" + fix);
+  s.method = text.substr(0, colon);
+  if (!find_method(s.method))
+    throw InputError("LONGATTN_INJECT_SLOWDOWN: unknown method \"" + s.method.substr(0, 60) + "\"" + fix);
+  const std::string f = text.substr(colon + 1);
+  if (f.empty() || f.size() > 3 || f.find_first_not_of("0123456789") != std::string::npos || std::stoi(f) < 1 ||
+      std::stoi(f) > 100)
+    throw InputError("LONGATTN_INJECT_SLOWDOWN: factor \"" + f.substr(0, 60) + "\" is not a whole number 1..100" + fix);
+  s.factor = std::stoi(f);
+  return s;
+}
+
 int run_suite(Communicator& comm, const RunOptions& opt) {
-  RunEnvironment env = detect_environment(comm, opt.threads);
   const Suite suite = load_suite(opt.suite, comm.size());
   const int P = comm.size();
+  if (opt.plan) {
+    if (comm.rank() == 0) std::printf("%s\n", plan(suite, P).dump(1).c_str());
+    return 0;
+  }
+  const InjectedSlowdown slowdown = injected_slowdown();  // bad input before anything runs
+  RunEnvironment env = detect_environment(comm, opt.threads);
   // The smallest over ranks, so every rank reaches the same verdict (a rank alone refusing a case
   // would leave the others waiting in a collective).
   const double avail = -comm.max(-static_cast<double>(available_memory_bytes()) / env.local_ranks);
@@ -412,7 +504,15 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
   }
   const std::string out = opt.out.empty() ? "results/" + suite.name + ".json" : opt.out;
   env.sgemm_gflops = calibrate_sgemm(comm, env.threads_per_rank);
+  env.cpu_peak = cpu_peak(env.threads_per_rank);
   omp_set_num_threads(env.threads_per_rank);
+  if (comm.rank() == 0 && !opt.quiet) {
+    std::fprintf(stderr, "longattn: %s; BLAS: OpenBLAS core %s\n", cpu_info().model.c_str(), blas_core().c_str());
+    std::fprintf(stderr, "longattn: %s\n", cpu_peak_line(env.cpu_peak, env.sgemm_gflops).c_str());
+  }
+  if (comm.rank() == 0 && slowdown.factor > 1)
+    std::fprintf(stderr, "longattn: LONGATTN_INJECT_SLOWDOWN: %s runs %d times per iteration (test hook)\n",
+                 slowdown.method.c_str(), slowdown.factor);
   json results = {{"schema_version", 1},
                   {"suite", suite.name},
                   {"context", run_context(comm, env, opt.command_line)},

@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "kernels/blas.h"
 #include "kernels/registry.h"
 #include "tests/check.h"
 
@@ -47,4 +48,12 @@ BENCHMARK_CAPTURE(attention, flash_full, "flash", kFull)->Arg(4096)->Iterations(
 BENCHMARK_CAPTURE(attention, flash_causal, "flash", kCausal)->Arg(4096)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(attention, dilated_longnet, "dilated", kLongnet)->Arg(16384)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  ensure_blas_core(argv);  // OpenBLAS on the CPU's proper core, as in longattn itself
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("blas_core", blas_core());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,24 @@
+#pragma once
+// The BLAS under `vanilla` and the sgemm calibration, on its proper core. Debian's OpenBLAS 0.3.21
+// does not recognise some newer CPUs (Sapphire Rapids, seen) and silently runs its generic
+// Prescott (SSE3) kernels there, 5x slower. OpenBLAS reads OPENBLAS_CORETYPE only while it loads,
+// before main(), so the fix is to run the program again with it set: ensure_blas_core() does that
+// as the first thing in main(), before MPI or any thread starts.
+//
+// LONGATTN_BLAS_CORE: unset or "auto" fixes a core below the CPU's ISA; "keep" keeps whatever
+// OpenBLAS chose; a core name (e.g. "Haswell") forces that one. The choice is recorded.
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace longattn {
+
+// May replace the process (execv of /proc/self/exe with the same argv); returns when no change
+// is needed or possible.
+void ensure_blas_core(char** argv);
+
+std::string blas_core();  // openblas_get_corename()
+// Library, version, core, threads, and who chose the core (OpenBLAS, the environment, longattn).
+nlohmann::json blas_description(int threads);
+
+}  // namespace longattn
