@@ -2,17 +2,18 @@
 
 #include <omp.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "harness/npy.h"
+#include "harness/verify.h"
 #include "kernels/input_error.h"
 #include "kernels/registry.h"
 #include "suite/method.h"
 
 namespace longattn {
-namespace {
 
 Pattern load_pattern(const std::string& text) {
   nlohmann::json j;
@@ -31,6 +32,8 @@ Pattern load_pattern(const std::string& text) {
   return parse_pattern(j, "--pattern");
 }
 
+namespace {
+
 Shape shape_of(const NpyArray& a, const std::string& flag) {
   if (a.shape.size() != 4)
     throw InputError(flag + ": expected a 4-d array [B, N, H, d], got " + std::to_string(a.shape.size()) + " dims");
@@ -45,6 +48,8 @@ std::string dims(const Shape& s) {
 }
 
 }  // namespace
+
+Shape shape_of_tensor(const NpyArray& a, const std::string& flag) { return shape_of(a, flag); }
 
 // Every rank checks the input; if any rank fails, all fail together (each failing rank says why).
 // A rank failing alone would leave the others waiting in a collective: on several nodes one of
@@ -155,6 +160,39 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     write_npy(opt.out, {g.B, g.N, g.H, g.d}, o.data());
     if (!opt.lse.empty()) write_npy(opt.lse, {g.B, g.H, g.N}, lse.data());
   }
+}
+
+int verify_outputs(const VerifyOptions& opt) {
+  const Pattern pattern = load_pattern(opt.pattern);
+  if (opt.dtype != "fp32" && opt.dtype != "bf16" && opt.dtype != "fp16")
+    throw InputError("--dtype: \"" + opt.dtype.substr(0, 40) + "\" is not fp32, bf16 or fp16");
+  if (opt.scale < 0) throw InputError("--scale: must be positive");
+  const NpyArray q = read_npy(opt.q), k = read_npy(opt.k), v = read_npy(opt.v), o = read_npy(opt.o);
+  const Shape g = shape_of(q, "--q");
+  for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}, std::pair{&o, "--o"}})
+    if (a->shape != q.shape) throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+  NpyArray lse;
+  if (!opt.lse.empty()) {
+    lse = read_npy(opt.lse);
+    if (lse.shape != std::vector<int64_t>{g.B, g.H, g.N})
+      throw InputError("--lse: expected shape [B, H, N] = [" + std::to_string(g.B) + ", " + std::to_string(g.H) + ", " +
+                       std::to_string(g.N) + "]");
+  }
+  AttentionArgs ref;
+  ref.shape = g, ref.k = k.data.data(), ref.v = v.data.data(), ref.pattern = pattern;
+  ref.scale = opt.scale > 0 ? opt.scale : default_scale(g.d);
+  auto at = [&](const SampleRow& r) { return ((r.b * g.N + r.i) * g.H + r.h) * g.d; };
+  RowAccess access;
+  access.q = [&](const SampleRow& r) { return q.data.data() + at(r); };
+  access.o = [&](const SampleRow& r) { return o.data.data() + at(r); };
+  if (!opt.lse.empty()) access.lse = [&](const SampleRow& r) { return lse.data.data() + (r.b * g.H + r.h) * g.N + r.i; };
+  const std::vector<SampleRow> rows = sample_rows(g, opt.seed);
+  const RowErrors e = check_rows(ref, rows, access);
+  double vmax = 0;
+  for (float x : v.data) vmax = std::max(vmax, double(std::abs(x)));
+  const nlohmann::json report = error_report(e, vmax, opt.dtype, !opt.lse.empty(), static_cast<double>(rows.size()));
+  std::printf("%s\n", report.dump().c_str());
+  return report["passed"].get<bool>() ? 0 : 1;
 }
 
 }  // namespace longattn

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "comm/communicator.h"
+#include "kernels/pattern.h"
 
 namespace longattn {
 
@@ -15,5 +16,18 @@ struct AttendOptions {
 
 // Throws InputError (exit 2) before writing anything.
 void attend(Communicator& comm, const AttendOptions& opt);
+
+// --pattern: inline JSON (starting with '{') or a file; InputError naming --pattern otherwise.
+Pattern load_pattern(const std::string& text);
+
+// `longattn verify`: outputs another program computed (O, optionally LSE) checked against the
+// oracle on the same rows `run` checks (SPEC §4). Prints the results' `error` object as JSON;
+// returns 0 when within tolerance, 1 otherwise; InputError (exit 2) on bad input.
+struct VerifyOptions {
+  std::string q, k, v, o, lse, pattern, dtype = "fp32";
+  float scale = 0;
+  uint64_t seed = 1;
+};
+int verify_outputs(const VerifyOptions& opt);
 
 }  // namespace longattn

@@ -72,6 +72,18 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--threads", ro.threads, "threads per rank (default: cores / ranks on the node)");
   run_cmd->add_flag("--plan", ro.plan, "print the expanded cases as JSON and run nothing (scripts/peers.sh reads it)");
 
+  VerifyOptions vo;
+  auto* verify_cmd = app.add_subcommand("verify", "check another program's output against the oracle (SPEC §4); prints the error as JSON");
+  verify_cmd->add_option("--q", vo.q, "queries [B, N, H, d] .npy")->required();
+  verify_cmd->add_option("--k", vo.k, "keys [B, N, H, d]")->required();
+  verify_cmd->add_option("--v", vo.v, "values [B, N, H, d]")->required();
+  verify_cmd->add_option("--o", vo.o, "the output to check [B, N, H, d]")->required();
+  verify_cmd->add_option("--lse", vo.lse, "its LSE [B, H, N] (optional)");
+  verify_cmd->add_option("--pattern", vo.pattern, "pattern as inline JSON or a file (SPEC §5)")->required();
+  verify_cmd->add_option("--scale", vo.scale, "score scale (default 1/sqrt(d))");
+  verify_cmd->add_option("--dtype", vo.dtype, "the tolerance: fp32 (default), bf16 or fp16");
+  verify_cmd->add_option("--seed", vo.seed, "which rows are sampled when B·H·N > 4096 (default 1)");
+
   auto* list_cmd = app.add_subcommand("list", "methods, kernels, patterns and suites");
 
   CompareOptions co;
@@ -104,6 +116,7 @@ int main(int argc, char** argv) {
   try {
     if (list_cmd->parsed()) return list_everything();
     if (compare_cmd->parsed()) return compare_results(co);
+    if (verify_cmd->parsed()) return verify_outputs(vo);
     // plot and model are Python (Debian's matplotlib, numpy); arguments pass through unchanged.
     auto python = [](const std::string& script, const std::vector<std::string>& args) {
       std::string cmd = "/usr/bin/python3 " LONGATTN_SOURCE_DIR "/" + script;
