@@ -2,11 +2,15 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
+#include "harness/atomic_file.h"
+#include "harness/json_input.h"
 #include "harness/npy.h"
 #include "harness/verify.h"
 #include "kernels/input_error.h"
@@ -16,20 +20,12 @@
 namespace longattn {
 
 Pattern load_pattern(const std::string& text) {
-  nlohmann::json j;
   const bool inline_json = !text.empty() && text.front() == '{';
-  try {
-    if (inline_json) {
-      j = nlohmann::json::parse(text);
-    } else {
-      std::ifstream in(text);
-      if (!in) throw InputError("--pattern: \"" + text + "\" is neither inline JSON nor a readable file");
-      j = nlohmann::json::parse(in);
-    }
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError("--pattern: malformed JSON: " + std::string(e.what()));
-  }
-  return parse_pattern(j, "--pattern");
+  if (inline_json) return parse_pattern(parse_json_input(text, "--pattern"), "--pattern");
+  std::ifstream in(text);
+  if (!in)
+    throw InputError("--pattern: \"" + text.substr(0, 100) + "\" is neither inline JSON nor a readable file");
+  return parse_pattern(parse_json_input(in, "--pattern"), "--pattern");
 }
 
 namespace {
@@ -82,11 +78,22 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}})
       if (shape_of(*a, flag).numel() != g.numel() || a->shape != q.shape)
         throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
-    if (opt.scale < 0) throw InputError("--scale: must be positive");
+    if (opt.scale_given && !(std::isfinite(opt.scale) && opt.scale > 0))
+      throw InputError("--scale: must be a positive finite number; leave it out for 1/sqrt(d)");
+    if (!opt.allow_nonfinite)
+      for (const auto& [a, flag] : {std::pair{&q, "--q"}, std::pair{&k, "--k"}, std::pair{&v, "--v"}}) {
+        const auto bad = std::find_if(a->data.begin(), a->data.end(), [](float x) { return !std::isfinite(x); });
+        if (bad == a->data.end()) continue;
+        int64_t e = bad - a->data.begin();
+        const int64_t c = e % g.d, h = (e / g.d) % g.H, i = (e / (g.d * g.H)) % g.N, b = e / (g.d * g.H * g.N);
+        throw InputError(std::string(flag) + ": element [" + std::to_string(b) + ", " + std::to_string(i) + ", " +
+                         std::to_string(h) + ", " + std::to_string(c) + "] is " + (std::isnan(*bad) ? "NaN" : "infinite") +
+                         "; inputs must be finite, or pass --allow-nonfinite to let NaN reach the outputs of the rows it touches");
+      }
     kernel = opt.method == "auto" ? &auto_kernel(pattern, g) : find_kernel(opt.method);
     method = kernel ? nullptr : find_method(opt.method);
     if (!kernel && !method)
-      throw InputError("--method: unknown method \"" + opt.method +
+      throw InputError("--method: unknown method \"" + opt.method.substr(0, 100) +
                        "\"; use reference, vanilla, flash, dilated, auto, dist-heads, dist-ulysses, dist-ring, "
                        "dist-ring-zigzag or dist-dilated");
     if (kernel) {
@@ -102,11 +109,14 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     }
     // Fail before computing if an output cannot be written (nothing is written on error). Only
     // rank 0 writes, so only its filesystem counts.
-    for (const auto& [path, flag] : {std::pair{opt.out, "--out"}, std::pair{opt.lse, "--lse"}}) {
-      if (path.empty() || comm.rank() != 0) continue;
-      const auto dir = std::filesystem::absolute(path).parent_path();
-      if (!std::filesystem::is_directory(dir))
-        throw InputError(std::string(flag) + ": directory " + dir.string() + " does not exist; create it first");
+    if (comm.rank() == 0) {
+      check_output_path(opt.out, "--out");
+      if (!opt.lse.empty()) check_output_path(opt.lse, "--lse");
+      namespace fs = std::filesystem;
+      std::error_code ec;
+      if (!opt.lse.empty() && fs::weakly_canonical(opt.out, ec) == fs::weakly_canonical(opt.lse, ec) &&
+          !(fs::exists(opt.lse, ec) && !fs::is_regular_file(opt.lse, ec)))
+        throw InputError("--lse: names the same file as --out; give two files");
     }
   });
   const float scale = opt.scale > 0 ? opt.scale : default_scale(g.d);
@@ -157,8 +167,15 @@ void attend(Communicator& comm, const AttendOptions& opt) {
         });
   }
   if (comm.rank() == 0) {
-    write_npy(opt.out, {g.B, g.N, g.H, g.d}, o.data());
-    if (!opt.lse.empty()) write_npy(opt.lse, {g.B, g.H, g.N}, lse.data());
+    // Both outputs complete before either is renamed into place: never one without the other.
+    AtomicFile fo(opt.out);
+    std::unique_ptr<AtomicFile> fl = opt.lse.empty() ? nullptr : std::make_unique<AtomicFile>(opt.lse);
+    write_npy(fo, {g.B, g.N, g.H, g.d}, o.data());
+    if (fl) write_npy(*fl, {g.B, g.H, g.N}, lse.data());
+    fo.finish();
+    if (fl) fl->finish();
+    fo.rename();
+    if (fl) fl->rename();
   }
 }
 
@@ -166,7 +183,8 @@ int verify_outputs(const VerifyOptions& opt) {
   const Pattern pattern = load_pattern(opt.pattern);
   if (opt.dtype != "fp32" && opt.dtype != "bf16" && opt.dtype != "fp16")
     throw InputError("--dtype: \"" + opt.dtype.substr(0, 40) + "\" is not fp32, bf16 or fp16");
-  if (opt.scale < 0) throw InputError("--scale: must be positive");
+  if (opt.scale_given && !(std::isfinite(opt.scale) && opt.scale > 0))
+    throw InputError("--scale: must be a positive finite number; leave it out for 1/sqrt(d)");
   const NpyArray q = read_npy(opt.q), k = read_npy(opt.k), v = read_npy(opt.v), o = read_npy(opt.o);
   const Shape g = shape_of(q, "--q");
   for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}, std::pair{&o, "--o"}})

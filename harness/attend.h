@@ -11,7 +11,9 @@ namespace longattn {
 struct AttendOptions {
   std::string q, k, v, pattern, method = "auto", out, lse;
   float scale = 0;
+  bool scale_given = false;  // then it must be positive and finite
   int threads = 0;
+  bool allow_nonfinite = false;  // else NaN or inf in Q, K or V is bad input (SPEC §4)
 };
 
 // Throws InputError (exit 2) before writing anything.
@@ -26,6 +28,7 @@ Pattern load_pattern(const std::string& text);
 struct VerifyOptions {
   std::string q, k, v, o, lse, pattern, dtype = "fp32";
   float scale = 0;
+  bool scale_given = false;
   uint64_t seed = 1;
 };
 int verify_outputs(const VerifyOptions& opt);

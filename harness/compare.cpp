@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/json_input.h"
 #include "harness/stats.h"
 #include "kernels/input_error.h"
 
@@ -19,13 +20,8 @@ using nlohmann::json;
 
 json load(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot open results file");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw InputError(path + ": malformed JSON: " + e.what());
-  }
+  if (!in) throw InputError(path.substr(0, 100) + ": cannot open results file");
+  json j = parse_json_input(in, path.substr(0, 100));
   if (!j.is_object() || !j.contains("schema_version") || !j.contains("cases") || !j["cases"].is_array() ||
       !j.contains("context"))
     throw InputError(path + ": not a longattn results file (needs schema_version, context, cases)");
@@ -153,7 +149,7 @@ int compare_results(const CompareOptions& opt) {
       const json r = load(path);
       const std::string m = machine(r);
       if (!side.machine.empty() && m != side.machine && !opt.cross_machine)
-        throw InputError("the files of one side come from different machines: " + path + " from " + m + "; the first from " +
+        throw InputError("the files of one side come from different machines: " + path.substr(0, 100) + " from " + m + "; the first from " +
                          side.machine + ". Pass --cross-machine to pool them anyway");
       side.machine = m;
       for (auto& [name, s] : normalised(r, opt.metric, path)) {

@@ -92,6 +92,17 @@ nlohmann::json run_context(Communicator& comm, const RunEnvironment& env, const 
   std::sort(unique.begin(), unique.end());
   unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
 
+  // The BLAS core of every rank's machine: ranks on different nodes may run different cores.
+  char core[32] = {};
+  const std::string mine = blas_core();
+  std::copy_n(mine.c_str(), std::min<size_t>(mine.size(), sizeof core - 1), core);
+  std::vector<char> cores(32 * comm.size());
+  comm.all_gather(core, 32, cores.data());
+  nlohmann::json blas = blas_description(env.threads_per_rank);
+  nlohmann::json per_host = nlohmann::json::object();
+  for (int r = 0; r < comm.size(); ++r) per_host[hosts[r]] = std::string(cores.data() + 32 * r);
+  blas["core_by_host"] = per_host;
+
   nlohmann::json gpu = nullptr;
 #ifdef LONGATTN_HAVE_CUDA
   std::string why;
@@ -118,7 +129,7 @@ nlohmann::json run_context(Communicator& comm, const RunEnvironment& env, const 
       {"command_line", command_line},
       {"sgemm_gflops_per_rank", env.sgemm_gflops},
       {"sgemm_shape", "2048x2048x2048, fp32, OpenBLAS, threads_per_rank threads, best of 3"},
-      {"blas", blas_description(env.threads_per_rank)},
+      {"blas", blas},
       {"cpu_peak", env.cpu_peak},
   };
 }

@@ -61,18 +61,22 @@ int main(int argc, char** argv) {
   attend_cmd->add_option("--method", at.method, "reference, vanilla, flash, dilated, auto, or a dist-* method");
   attend_cmd->add_option("--out", at.out, "output O [B, N, H, d], float32 .npy")->required();
   attend_cmd->add_option("--lse", at.lse, "output LSE [B, H, N], float32 .npy");
-  attend_cmd->add_option("--scale", at.scale, "score scale (default 1/sqrt(d))");
-  attend_cmd->add_option("--threads", at.threads, "threads (default: all)");
+  auto* scale_opt = attend_cmd->add_option("--scale", at.scale, "score scale, positive and finite (default 1/sqrt(d))");
+  attend_cmd->add_option("--threads", at.threads, "threads, 1..1024 (default: all)")->check(CLI::Range(1, 1024));
+  attend_cmd->add_flag("--allow-nonfinite", at.allow_nonfinite,
+                       "let NaN and inf in Q, K, V through: they reach the O and LSE of the rows they touch");
 
   RunOptions ro;
   auto* run_cmd = app.add_subcommand("run", "time and verify every case of a suite; write a results JSON");
   run_cmd->add_option("suite", ro.suite, "suite file, or a name from suite/ (longattn list)")->required();
   run_cmd->add_option("--out", ro.out, "results file (default results/<suite>.json)");
   run_cmd->add_flag("--quiet", ro.quiet, "no progress lines or table");
-  run_cmd->add_option("--threads", ro.threads, "threads per rank (default: cores / ranks on the node)");
+  run_cmd->add_option("--threads", ro.threads, "threads per rank, 1..1024 (default: cores / ranks on the node)")
+      ->check(CLI::Range(1, 1024));
   run_cmd->add_flag("--plan", ro.plan, "print the expanded cases as JSON and run nothing (scripts/peers.sh reads it)");
 
   VerifyOptions vo;
+  auto* verify_scale_opt = (CLI::Option*)nullptr;
   auto* verify_cmd = app.add_subcommand("verify", "check another program's output against the oracle (SPEC §4); prints the error as JSON");
   verify_cmd->add_option("--q", vo.q, "queries [B, N, H, d] .npy")->required();
   verify_cmd->add_option("--k", vo.k, "keys [B, N, H, d]")->required();
@@ -80,7 +84,7 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--o", vo.o, "the output to check [B, N, H, d]")->required();
   verify_cmd->add_option("--lse", vo.lse, "its LSE [B, H, N] (optional)");
   verify_cmd->add_option("--pattern", vo.pattern, "pattern as inline JSON or a file (SPEC §5)")->required();
-  verify_cmd->add_option("--scale", vo.scale, "score scale (default 1/sqrt(d))");
+  verify_scale_opt = verify_cmd->add_option("--scale", vo.scale, "score scale, positive and finite (default 1/sqrt(d))");
   verify_cmd->add_option("--dtype", vo.dtype, "the tolerance: fp32 (default), bf16 or fp16");
   verify_cmd->add_option("--seed", vo.seed, "which rows are sampled when B·H·N > 4096 (default 1)");
 
@@ -112,6 +116,8 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
+  at.scale_given = scale_opt->count() > 0;
+  vo.scale_given = verify_scale_opt->count() > 0;
 
   try {
     if (list_cmd->parsed()) return list_everything();
@@ -136,6 +142,9 @@ int main(int argc, char** argv) {
     if (model_cmd->parsed()) return python("harness/model.py", model_cmd->remaining());
   } catch (const InputError& e) {
     std::fprintf(stderr, "longattn: error: %s\n", e.what());
+    return 2;
+  } catch (const nlohmann::json::exception& e) {  // a results file of the wrong shape
+    std::fprintf(stderr, "longattn: error: not a longattn results file: %.200s\n", e.what());
     return 2;
   }
 

@@ -14,7 +14,10 @@ struct NpyArray {
 
 // Throws InputError naming the file and the problem (not found, truncated, dtype, order, ...).
 NpyArray read_npy(const std::string& path);
+class AtomicFile;
 // Writes atomically: to a temporary file that is renamed over `path` once complete.
 void write_npy(const std::string& path, const std::vector<int64_t>& shape, const float* data);
+// Writes the array into `f`; the caller commits (several outputs all-or-nothing).
+void write_npy(AtomicFile& f, const std::vector<int64_t>& shape, const float* data);
 
 }  // namespace longattn

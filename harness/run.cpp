@@ -463,9 +463,12 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
   const double avail = -comm.max(-static_cast<double>(available_memory_bytes()) / env.local_ranks);
   for (size_t i = 0; i < suite.cases.size(); ++i) {
     const Case& c = suite.cases[i];
-    const std::string at = suite.path + ": case " + std::to_string(i + 1) + " (" + c.id(P) + "): ";
+    const std::string id = c.id(P);
+    const std::string at = suite.path.substr(0, 100) + ": case " + std::to_string(i + 1) + " (" +
+                           (id.size() > 120 ? id.substr(0, 120) + "..." : id) + "): ";
     const Method* m = find_method(c.method);
-    if (!m) throw InputError(at + "methods: unknown method \"" + c.method + "\"; `longattn list` shows the methods");
+    if (!m)
+      throw InputError(at + "methods: unknown method \"" + c.method.substr(0, 100) + "\"; `longattn list` shows the methods");
     if (const auto why = m->unsupported(c.pattern, c.shape, P); why.rfind("shape:", 0) == 0)
       throw InputError(at + why.substr(7));
     if (const double need = estimate_bytes(c, *m, P); c.device == "cpu" && need > avail)
@@ -474,6 +477,16 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
                        " GB per rank available; lower N, B or H, or use more nodes");
   }
   const std::string out = opt.out.empty() ? "results/" + suite.name + ".json" : opt.out;
+  // Where the results go is checked before the first case: a long sweep must not fail at its end.
+  // Every rank takes rank 0's verdict (only rank 0 writes).
+  std::string out_error;
+  if (comm.rank() == 0) try {
+      check_output_path(out, "--out");
+    } catch (const InputError& e) {
+      out_error = e.what();
+    }
+  if (comm.max(out_error.empty() ? 0.0 : 1.0) > 0)
+    throw InputError(out_error.empty() ? "--out: rank 0 cannot write the results file" : out_error);
   env.sgemm_gflops = calibrate_sgemm(comm, env.threads_per_rank);
   env.cpu_peak = cpu_peak(env.threads_per_rank);
   omp_set_num_threads(env.threads_per_rank);
@@ -481,6 +494,9 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
     std::fprintf(stderr, "longattn: %s; BLAS: OpenBLAS core %s\n", cpu_info().model.c_str(), blas_core().c_str());
     std::fprintf(stderr, "longattn: %s\n", cpu_peak_line(env.cpu_peak, env.sgemm_gflops).c_str());
   }
+  if (comm.rank() == 0 && blas_core_is_generic())
+    std::fprintf(stderr, "longattn: warning: OpenBLAS runs its generic %s core on this %s CPU: vanilla and the "
+                 "calibration run below the CPU's speed (context.blas says why)\n", blas_core().c_str(), cpu_info().isa());
   if (comm.rank() == 0 && slowdown.factor > 1)
     std::fprintf(stderr, "longattn: LONGATTN_INJECT_SLOWDOWN: %s runs %d times per iteration (test hook)\n",
                  slowdown.method.c_str(), slowdown.factor);
@@ -522,7 +538,7 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
   }
   if (comm.rank() == 0) {
     AtomicFile f(out);
-    f.out << results.dump(1) << "\n";
+    f.write(results.dump(1) + "\n");
     f.commit();
     if (!opt.quiet) print_table(results["cases"]);
     std::fprintf(stderr, "longattn: wrote %s (%zu cases)\n", out.c_str(), suite.cases.size());

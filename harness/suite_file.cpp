@@ -1,9 +1,12 @@
 #include "harness/suite_file.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
+#include "harness/json_input.h"
+#include "kernels/checked.h"
 #include "kernels/input_error.h"
 
 namespace longattn {
@@ -15,8 +18,11 @@ std::vector<int64_t> int_axis(const json& j, const std::string& key, const std::
   const auto& v = j.at(key);
   std::vector<int64_t> out;
   auto one = [&](const json& x, const std::string& at) {
-    if (!x.is_number_integer() || x.get<int64_t>() <= 0)
-      throw InputError(at + ": must be a positive integer, got " + x.dump());
+    if (!x.is_number_integer() || (!x.is_number_unsigned() && x.get<int64_t>() <= 0))
+      throw InputError(at + ": must be a positive integer, got " + quote_value(x));
+    if (x.is_number_unsigned() && x.get<uint64_t>() > static_cast<uint64_t>(kMaxElements))
+      throw InputError(at + ": " + quote_value(x) + " is too large; sizes go up to 2^50");
+    if (x.get<int64_t>() <= 0) throw InputError(at + ": must be a positive integer, got " + quote_value(x));
     out.push_back(x.get<int64_t>());
   };
   if (v.is_array()) {
@@ -32,7 +38,7 @@ std::vector<std::string> string_axis(const json& j, const std::string& key, cons
   const auto& v = j.at(key);
   std::vector<std::string> out;
   for (const auto& x : v.is_array() ? v : json::array({v})) {
-    if (!x.is_string()) throw InputError(where + key + ": must be a string or a list of strings, got " + x.dump());
+    if (!x.is_string()) throw InputError(where + key + ": must be a string or a list of strings, got " + quote_value(x));
     out.push_back(x.get<std::string>());
   }
   if (out.empty()) throw InputError(where + key + ": must not be empty");
@@ -46,30 +52,41 @@ const std::set<std::string> kCaseKeys = {"method", "methods", "pattern", "patter
 // Expands one block (the suite's top level, or one entry of `cases`) into cases; `base` supplies
 // the defaults a block does not set.
 void expand(const json& j, const std::string& where, const Case& base, int world, std::vector<Case>& out) {
-  for (const auto& [key, value] : j.items())
-    if (!kCaseKeys.count(key) && key != "name" && key != "description" && key != "cases")
-      throw InputError(where + key + ": unknown field; known fields: method(s), pattern(s), B, H, N, N_per_rank, d, "
-                                     "dtype, device, warmup, iterations, verify, budget_s, scale, seed, cases");
+  for (const auto& [key, value] : j.items()) {
+    if (key == "cases")
+      throw InputError(where + "cases: a case cannot hold cases; list every case in the top-level cases");
+    if (!kCaseKeys.count(key) && key != "name" && key != "description")
+      throw InputError(where + key.substr(0, 100) + ": unknown field; known fields: method(s), pattern(s), B, H, N, "
+                                                    "N_per_rank, d, dtype, device, warmup, iterations, verify, budget_s, "
+                                                    "scale, seed, cases");
+  }
   Case c = base;
-  auto get_int = [&](const char* key, int& field, int min) {
+  auto get_int = [&](const char* key, int& field, int min, int max) {
     if (!j.contains(key)) return;
-    if (!j[key].is_number_integer() || j[key].get<int64_t>() < min)
-      throw InputError(where + key + ": must be an integer >= " + std::to_string(min) + ", got " + j[key].dump());
-    field = j[key].get<int>();
+    const json& v = j[key];
+    // nlohmann reads non-negative integers as unsigned: compare in that type, or the value wraps.
+    const bool in_range = v.is_number_unsigned()
+                              ? v.get<uint64_t>() >= static_cast<uint64_t>(min) && v.get<uint64_t>() <= static_cast<uint64_t>(max)
+                              : v.is_number_integer() && v.get<int64_t>() >= min && v.get<int64_t>() <= max;
+    if (!in_range)
+      throw InputError(where + key + ": must be an integer from " + std::to_string(min) + " to " + std::to_string(max) +
+                       ", got " + quote_value(v));
+    field = static_cast<int>(v.get<int64_t>());
   };
-  get_int("warmup", c.warmup, 0);
-  get_int("iterations", c.iterations, 1);
+  get_int("warmup", c.warmup, 0, 100000);
+  get_int("iterations", c.iterations, 1, 100000);
   if (j.contains("verify")) {
     if (!j["verify"].is_boolean()) throw InputError(where + "verify: must be true or false");
     c.verify = j["verify"].get<bool>();
   }
   if (j.contains("budget_s")) {
-    if (!j["budget_s"].is_number() || j["budget_s"].get<double>() <= 0)
+    if (!j["budget_s"].is_number() || !(j["budget_s"].get<double>() > 0) || !std::isfinite(j["budget_s"].get<double>()))
       throw InputError(where + "budget_s: must be a positive number of seconds");
     c.budget_s = j["budget_s"].get<double>();
   }
   if (j.contains("scale")) {
-    if (!j["scale"].is_number() || j["scale"].get<double>() <= 0) throw InputError(where + "scale: must be positive");
+    if (!j["scale"].is_number() || !(j["scale"].get<double>() > 0) || !std::isfinite(j["scale"].get<float>()))
+      throw InputError(where + "scale: must be a positive finite number, got " + quote_value(j["scale"]));
     c.scale = j["scale"].get<float>();
   }
   if (j.contains("seed")) {
@@ -98,7 +115,7 @@ void expand(const json& j, const std::string& where, const Case& base, int world
     throw InputError(where + "N: missing; give N (global tokens) or N_per_rank (weak scaling)");
   std::vector<int64_t> Ns = j.contains("N") ? int_axis(j, "N", where) : int_axis(j, "N_per_rank", where);
   if (!j.contains("N"))
-    for (int64_t& n : Ns) n *= world;
+    for (int64_t& n : Ns) n = checked_mul(n, world, where + "N_per_rank x the world size");
   const auto Bs = int_axis(j, "B", where), Hs = int_axis(j, "H", where), ds = int_axis(j, "d", where);
   const auto dtypes = j.contains("dtype") ? string_axis(j, "dtype", where) : std::vector<std::string>{base.dtype};
   const auto devices = j.contains("device") ? string_axis(j, "device", where) : std::vector<std::string>{base.device};
@@ -106,7 +123,7 @@ void expand(const json& j, const std::string& where, const Case& base, int world
     if (dev != "cpu" && dev != "cuda") throw InputError(where + "device: unknown device \"" + dev + "\"; use cpu or cuda");
   for (const auto& dt : dtypes)
     if (dt != "fp32" && dt != "bf16" && dt != "fp16")
-      throw InputError(where + "dtype: unknown dtype \"" + dt + "\"; use fp32, bf16 or fp16");
+      throw InputError(where + "dtype: unknown dtype \"" + dt.substr(0, 40) + "\"; use fp32, bf16 or fp16");
   for (int64_t d : ds)
     if (d > 256) throw InputError(where + "d: head dim " + std::to_string(d) + " is not supported; use 1..256");
 
@@ -121,6 +138,8 @@ void expand(const json& j, const std::string& where, const Case& base, int world
                   if (dev == "cpu" && dt != "fp32")
                     throw InputError(where + "dtype: " + dt + " runs on device cuda only; the CPU kernels are fp32");
                   Case x = c;
+                  checked_mul(checked_mul(checked_mul(B, N, where + "B x N"), H, where + "B x N x H"), d,
+                              where + "B x N x H x d");
                   x.method = m, x.pattern = p, x.shape = {B, N, H, d}, x.dtype = dt, x.device = dev;
                   out.push_back(x);
                 }
@@ -143,17 +162,18 @@ Suite load_suite(const std::string& name_or_path, int world) {
   if (!fs::is_regular_file(s.path)) {
     const fs::path named = fs::path(suite_dir()) / (name_or_path + ".json");
     if (name_or_path.find('/') != std::string::npos || !fs::is_regular_file(named))
-      throw InputError(name_or_path + ": no such suite file; give a path or a name from `longattn list`");
+      throw InputError(name_or_path.substr(0, 100) + ": no such suite file; give a path or a name from `longattn list`");
     s.path = named.string();
   }
   std::ifstream in(s.path);
-  try {
-    s.source = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw InputError(s.path + ": malformed JSON: " + e.what());
-  }
+  s.source = parse_json_input(in, s.path);
   if (!s.source.is_object()) throw InputError(s.path + ": a suite is a JSON object");
+  for (const char* key : {"name", "description"})
+    if (s.source.contains(key) && !s.source[key].is_string())
+      throw InputError(s.path + ": " + key + ": must be a string, got " + quote_value(s.source[key]));
   s.name = s.source.value("name", fs::path(s.path).stem().string());
+  if (s.name.empty() || s.name.size() > 100 || s.name.find('/') != std::string::npos)
+    throw InputError(s.path + ": name: must be 1 to 100 characters without '/'");
   s.description = s.source.value("description", "");
   const std::string where = s.path + ": ";
   Case defaults;

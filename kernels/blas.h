@@ -18,6 +18,9 @@ namespace longattn {
 void ensure_blas_core(char** argv);
 
 std::string blas_core();  // openblas_get_corename()
+// True when the running core is one whose kernels are below this CPU's vector ISA (the forced
+// restart did not take, or LONGATTN_BLAS_CORE kept or chose it): vanilla's figures then say little.
+bool blas_core_is_generic();
 // Library, version, core, threads, and who chose the core (OpenBLAS, the environment, longattn).
 nlohmann::json blas_description(int threads);
 

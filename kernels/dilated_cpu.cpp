@@ -97,7 +97,8 @@ void dilated_attention(const AttentionArgs& args) {
         for (const DilatedSegment& seg : dilated_segments(lv, a.head0 + h, g * lv.w, (g + 1) * lv.w, sh.N)) {
           const float* k_rows = a.k + (b * sh.N + seg.first) * row + h * sh.d;
           const float* v_rows = a.v + (b * sh.N + seg.first) * row + h * sh.d;
-          attend_segment(a, b, h, lv, seg, k_rows, v_rows, lv.r * row, seg.first, seg.count, s);
+          // r >= N keeps at most one row per segment: the stride is then never stepped.
+          attend_segment(a, b, h, lv, seg, k_rows, v_rows, std::min(lv.r, sh.N) * row, seg.first, seg.count, s);
         }
       }
     }

@@ -86,6 +86,19 @@ PvTile pv_tile_for(int64_t dp) {
   return pv_table_entry(static_cast<int>(dp / 16), std::make_integer_sequence<int, kFlashMaxD / 16>{});
 }
 
+// P V for a V that holds NaN or inf: keys outside a row's set have p = 0, and 0 x NaN must not
+// reach that row (the oracle never reads them), so zero probabilities are skipped. Slow; only
+// inputs passed with --allow-nonfinite take it.
+void pv_nonfinite(const float* p, int64_t nk, const float* v, float* o, const float* alpha, int64_t dp) {
+  for (int64_t r = 0; r < kFlashBq; ++r) {
+    float* orow = o + r * dp;
+    for (int64_t c = 0; c < dp; ++c) orow[c] *= alpha[r];
+    for (int64_t j = 0; j < nk; ++j)
+      if (const float pj = p[r * kFlashBk + j]; pj != 0.0f)
+        for (int64_t c = 0; c < dp; ++c) orow[c] += pj * v[j * dp + c];
+  }
+}
+
 }  // namespace
 
 void pack_kv(const HeadProblem& p, PackedKV& out) {
@@ -102,6 +115,8 @@ void pack_kv(const HeadProblem& p, PackedKV& out) {
     for (int64_t c = 0; c < p.d; ++c) kt[c * kFlashBk] = kr[c];
     std::copy(vr, vr + p.d, out.v.data() + j * dp);
   }
+  out.v_nonfinite = false;
+  for (float x : out.v) out.v_nonfinite |= !std::isfinite(x);
 }
 
 void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64_t q_end, FlashScratch& s) {
@@ -146,7 +161,7 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
         for (int64_t j = cols; j < kFlashBk; ++j) srow[j] = kNegInf;
         vf mx = simd::load(srow);
         for (int64_t j = 16; j < kFlashBk; j += 16) mx = simd::vmax(mx, simd::load(srow + j));
-        const float m_new = std::max(s.m[r], simd::hmax(mx));
+        const float m_new = simd::max_nan(s.m[r], simd::hmax(mx));
         if (m_new == kNegInf) {  // nothing visible yet in this row
           s.alpha[r] = 1.0f;
           std::fill(srow, srow + kFlashBk, 0.0f);
@@ -162,15 +177,17 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
         s.l[r] = s.l[r] * s.alpha[r] + simd::hsum(sum);
         s.m[r] = m_new;
       }
-      pv(s.s.data(), cols, kv.v.data() + j0 * dp, s.o.data(), s.alpha.data());
+      if (kv.v_nonfinite) pv_nonfinite(s.s.data(), cols, kv.v.data() + j0 * dp, s.o.data(), s.alpha.data(), dp);
+      else pv(s.s.data(), cols, kv.v.data() + j0 * dp, s.o.data(), s.alpha.data());
     }
 
     for (int64_t r = 0; r < rows; ++r) {
       const float l = s.l[r];
-      const float inv = l > 0 ? 1.0f / l : 0.0f;
+      const bool nan = l != l;  // a non-finite input reached this row: NaN in O and LSE, as in the oracle
+      const float inv = nan ? l : l > 0 ? 1.0f / l : 0.0f;
       float* orow = p.o + (i0 + r) * p.o_stride;
       for (int64_t c = 0; c < p.d; ++c) orow[c] = s.o[r * dp + c] * inv;
-      if (p.lse) p.lse[i0 + r] = l > 0 ? (s.m[r] + std::log2(l)) * kLn2 : kNegInf;
+      if (p.lse) p.lse[i0 + r] = nan ? l : l > 0 ? (s.m[r] + std::log2(l)) * kLn2 : kNegInf;
     }
   }
 }

@@ -36,6 +36,7 @@ struct PackedKV {
   int64_t nk = 0, dp = 0, blocks = 0;
   std::vector<float> kt;  // [blocks][dp][kFlashBk]
   std::vector<float> v;   // [blocks * kFlashBk][dp]
+  bool v_nonfinite = false;  // V holds NaN or inf (attend --allow-nonfinite)
 };
 
 // Per-thread working memory, reused across calls.

@@ -223,19 +223,23 @@ int64_t get_size(const nlohmann::json& j, const std::string& key, const std::str
     throw InputError(where + "." + key + ": missing; this pattern kind needs it (see SPEC §5)");
   const auto& v = j.at(key);
   if (!v.is_number_integer())
-    throw InputError(where + "." + key + ": must be an integer, got " + v.dump());
-  const int64_t x = v.get<int64_t>();
-  if (x < min)
+    throw InputError(where + "." + key + ": must be an integer, got " + v.dump().substr(0, 100));
+  if (!v.is_number_unsigned() && v.get<int64_t>() < min)
     throw InputError(where + "." + key + ": must be " + (min == 0 ? "non-negative" : "positive") +
-                     ", got " + std::to_string(x));
-  return x;
+                     ", got " + v.dump().substr(0, 40));
+  if (v.is_number_unsigned() && v.get<uint64_t>() < static_cast<uint64_t>(min))
+    throw InputError(where + "." + key + ": must be positive, got 0");
+  // No sequence is longer than kMaxPatternSize, so a larger size means the same as it; the clamp
+  // keeps i + right, i - stride and r * row far from int64 overflow.
+  return v.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), kMaxPatternSize))
+                                : std::min<int64_t>(v.get<int64_t>(), kMaxPatternSize);
 }
 
 }  // namespace
 
 Pattern parse_pattern(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object())
-    throw InputError(where + ": must be a JSON object like {\"kind\": \"full\"}, got " + j.dump());
+    throw InputError(where + ": must be a JSON object like {\"kind\": \"full\"}, got " + j.dump().substr(0, 100));
   if (!j.contains("kind") || !j.at("kind").is_string())
     throw InputError(where + ".kind: missing or not a string; use one of full, local, strided, fixed, dilated");
   Pattern p;
@@ -268,33 +272,38 @@ Pattern parse_pattern(const nlohmann::json& j, const std::string& where) {
     const auto& lv = j.at("levels");
     if (lv.is_string()) {
       if (lv.get<std::string>() != "longnet")
-        throw InputError(where + ".levels: unknown configuration " + lv.dump() + "; the named one is \"longnet\"");
+        throw InputError(where + ".levels: unknown configuration " + lv.dump().substr(0, 100) + "; the named one is \"longnet\"");
       p.longnet = true;
     } else if (lv.is_array() && !lv.empty()) {
       for (size_t k = 0; k < lv.size(); ++k) {
         const std::string at = where + ".levels[" + std::to_string(k) + "]";
         const auto& e = lv[k];
         if (!e.is_array() || e.size() != 2 || !e[0].is_number_integer() || !e[1].is_number_integer())
-          throw InputError(at + ": must be a pair [w, r] of integers, got " + e.dump());
-        const DilatedLevel d{e[0].get<int64_t>(), e[1].get<int64_t>()};
+          throw InputError(at + ": must be a pair [w, r] of integers, got " + e.dump().substr(0, 100));
+        auto size = [&](const nlohmann::json& x) {
+          return x.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(x.get<uint64_t>(), kMaxPatternSize))
+                                        : std::min<int64_t>(x.get<int64_t>(), kMaxPatternSize);
+        };
+        const DilatedLevel d{size(e[0]), size(e[1])};
         if (d.w <= 0 || d.r <= 0)
-          throw InputError(at + ": segment length w and rate r must be positive, got " + e.dump());
+          throw InputError(at + ": segment length w and rate r must be positive, got " + e.dump().substr(0, 100));
+        if (p.levels.size() >= 64) throw InputError(at + ": at most 64 levels");
         p.levels.push_back(d);
       }
     } else {
-      throw InputError(where + ".levels: must be a non-empty list [[w, r], ...] or \"longnet\", got " + lv.dump());
+      throw InputError(where + ".levels: must be a non-empty list [[w, r], ...] or \"longnet\", got " + lv.dump().substr(0, 100));
     }
   } else {
-    throw InputError(where + ".kind: unknown kind \"" + kind + "\"; use one of full, local, strided, fixed, dilated");
+    throw InputError(where + ".kind: unknown kind \"" + kind.substr(0, 100) + "\"; use one of full, local, strided, fixed, dilated");
   }
   if (j.contains("causal")) {
     if (!j.at("causal").is_boolean())
-      throw InputError(where + ".causal: must be true or false, got " + j.at("causal").dump());
+      throw InputError(where + ".causal: must be true or false, got " + j.at("causal").dump().substr(0, 100));
     p.causal = j.at("causal").get<bool>();
   }
   for (const auto& [key, value] : j.items())
     if (!allowed.count(key))
-      throw InputError(where + "." + key + ": unknown field for kind \"" + kind + "\"; remove it (see SPEC §5)");
+      throw InputError(where + "." + key.substr(0, 100) + ": unknown field for kind \"" + kind + "\"; remove it (see SPEC §5)");
   return p;
 }
 

@@ -11,6 +11,10 @@ namespace longattn {
 
 enum class PatternKind { full, local, strided, fixed, dilated };
 
+// Pattern sizes (left, right, stride, block, summary, w, r) above this are read as this: no
+// sequence is longer, so the pattern means the same, and index arithmetic stays far from overflow.
+constexpr int64_t kMaxPatternSize = int64_t{1} << 50;
+
 struct DilatedLevel {
   int64_t w = 0;  // segment length
   int64_t r = 0;  // dilation rate: keep every r-th row, head h starting at h mod r

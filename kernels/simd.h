@@ -18,11 +18,14 @@ inline vf load(const float* p) {
 }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 inline vf splat(float x) { return vf{} + x; }
-inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+// Maxima that keep NaN (a NaN score must reach the row's O and LSE, as in the oracle; a plain
+// a > b ? a : b drops it whenever it is the second operand).
+inline vf vmax(vf a, vf b) { return ((a > b) | (a != a)) ? a : b; }
+inline float max_nan(float a, float b) { return (a != a || a > b) ? a : b; }  // b NaN: b
 
 inline float hmax(vf v) {
   float m = v[0];
-  for (int i = 1; i < kLanes; ++i) m = v[i] > m ? v[i] : m;
+  for (int i = 1; i < kLanes; ++i) m = max_nan(m, v[i]);
   return m;
 }
 inline float hsum(vf v) {

@@ -61,7 +61,8 @@ AttentionArgs first_piece(const AttentionArgs& args, const Pattern& band, std::v
 
 void strided_attention(const AttentionArgs& args) {
   const Shape sh = args.shape;
-  const int64_t l = args.pattern.stride, row = sh.H * sh.d;
+  // A stride of N or more: the band |i - j| < l alone already holds every key.
+  const int64_t l = std::min(args.pattern.stride, std::max<int64_t>(sh.N, 1)), row = sh.H * sh.d;
   Pattern band;
   band.kind = PatternKind::local;
   band.causal = args.pattern.causal;
@@ -69,7 +70,7 @@ void strided_attention(const AttentionArgs& args) {
   band.right = args.pattern.causal ? 0 : l - 1;
   std::vector<float> own_lse;
   const AttentionArgs a = first_piece(args, band, own_lse);
-  if (l == 1) return;  // every key is in the band
+  if (l == 1 || l >= sh.N) return;  // every key is in the band
 
   // In a residue class, query t and key t' are positions rho + t l, rho + t' l. Keys t' < t:
   // causal in index space with keys shifted by one (position t' + 1 <= t). Keys t' > t: local(0, inf)

@@ -52,15 +52,33 @@ void vanilla_attention(const AttentionArgs& a) {
             s[j] = wj > 0 ? wj * std::exp(s[j] - mx) : 0.0f;
             sum += s[j];
           }
-          const float inv = sum > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
+          const bool nan = sum != sum;  // a non-finite input reached this row: NaN in O and LSE, as in the oracle
+          const float inv = nan ? NAN : sum > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
           for (int64_t j = 0; j < N; ++j) s[j] *= inv;
           if (a.lse)
-            a.lse[(b * sh.H + h) * N + i] =
-                sum > 0 ? mx + static_cast<float>(std::log(sum)) : -std::numeric_limits<float>::infinity();
+            a.lse[(b * sh.H + h) * N + i] = nan       ? NAN
+                                            : sum > 0 ? mx + static_cast<float>(std::log(sum))
+                                                      : -std::numeric_limits<float>::infinity();
         }
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, sh.d, N, 1.0f, scores.data(), N, a.v + off, ld, 0.0f,
-                  a.o + off, ld);
+      bool v_finite = true;
+      for (int64_t j = 0; j < N && v_finite; ++j)
+        for (int64_t c = 0; c < sh.d; ++c) v_finite &= std::isfinite(a.v[off + j * ld + c]);
+      if (v_finite) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, sh.d, N, 1.0f, scores.data(), N, a.v + off, ld, 0.0f,
+                    a.o + off, ld);
+      } else {
+        // V holds NaN or inf (--allow-nonfinite): 0 x NaN must not reach rows whose sets exclude
+        // that key, so the product skips zero probabilities (slow; only that input takes it).
+#pragma omp parallel for num_threads(threads)
+        for (int64_t i = 0; i < N; ++i) {
+          float* o = a.o + off + i * ld;
+          std::fill(o, o + sh.d, 0.0f);
+          for (int64_t j = 0; j < N; ++j)
+            if (const float p = scores[i * N + j]; p != 0.0f)
+              for (int64_t c = 0; c < sh.d; ++c) o[c] += p * a.v[off + j * ld + c];
+        }
+      }
     }
   }
 }

@@ -13,6 +13,13 @@ hold data for it:
   scaling     strong (same N) and weak (same N per rank) scaling of the distributed methods;
               needs results from runs with different world sizes (e.g. one file per `mpirun -np`)
   comm_share  share of iteration time spent in communication, per distributed method, N and world
+  vs_pytorch  longattn's speed over PyTorch's on the same machine and case (needs a peer file from
+              scripts/peers.sh): flash against torch-sdpa, vanilla against torch-vanilla, dilated
+              against torch-dilated; also written as DIR/vs_pytorch.md, the README's tables
+
+Peer files (context.peer) overlay the other charts: their torch-* methods are drawn in the light
+shade of their longattn counterpart's colour, and in `speedup` against longattn's vanilla of the
+same shape from a non-peer file.
 
 Each figure's caption names every results file with its machine (CPU, GPU, hosts), world size,
 threads, communicator and date; titles carry the dtype and device.
@@ -39,8 +46,17 @@ DPI = 120
 PANEL_W, PANEL_H = 4.8, 3.5  # inches per subplot
 LEGEND_W = 2.9  # inches kept right of the panels for the legend
 CAPTION_FONT = 7.5
-METHOD_ORDER = ["vanilla", "flash", "dilated", "reference", "dist-heads", "dist-ulysses", "dist-ring", "dist-dilated"]
-PALETTE = plt.get_cmap("tab10").colors
+METHOD_ORDER = ["vanilla", "flash", "dilated", "reference", "dist-heads", "dist-ulysses", "dist-ring", "dist-ring-zigzag",
+                "dist-dilated", "torch-vanilla", "torch-sdpa", "torch-sdpa-flash", "torch-sdpa-cudnn",
+                "torch-sdpa-efficient", "torch-sdpa-math", "torch-dilated"]
+PALETTE = plt.get_cmap("tab20").colors
+# tab20 comes in (dark, light) pairs: a PyTorch peer takes the light shade of its longattn counterpart.
+METHOD_COLOR = {"flash": 0, "torch-sdpa": 1, "torch-sdpa-flash": 1, "vanilla": 2, "torch-vanilla": 3, "dilated": 4,
+                "torch-dilated": 5, "dist-heads": 6, "dist-ulysses": 8, "dist-ring": 10, "dist-ring-zigzag": 11,
+                "dist-dilated": 12, "reference": 14, "torch-sdpa-cudnn": 9, "torch-sdpa-efficient": 13,
+                "torch-sdpa-math": 15}
+# The PyTorch peer a longattn kernel is held against (vs_pytorch).
+COUNTERPART = {"flash": "torch-sdpa", "vanilla": "torch-vanilla", "dilated": "torch-dilated"}
 FILE_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "P")]
 
 plt.rcParams.update({
@@ -112,6 +128,7 @@ class Run:
         self.tag = chr(ord("A") + index) if index < 26 else f"R{index + 1}"
         self.world = self.ctx["world_size"]
         self.threads = self.ctx["threads_per_rank"]
+        self.peer = self.ctx.get("peer")  # set in PyTorch peer files
 
     @property
     def style(self):
@@ -119,6 +136,8 @@ class Run:
 
     def short(self):
         """Legend label of the run: its tag, world size and threads."""
+        if self.peer:
+            return f"[{self.tag}] {self.peer['library']} {self.peer['version']}, {plural(self.threads, 'thread')}"
         return f"[{self.tag}] {plural(self.world, 'rank')} x {plural(self.threads, 'thread')}"
 
     def caption(self):
@@ -130,6 +149,11 @@ class Run:
             gpu = f"unavailable ({gpu['reason']})"
         hosts = c["host_names"]
         host = ", ".join(hosts[:3]) + (f" +{len(hosts) - 3} more" if len(hosts) > 3 else "")
+        if self.peer:
+            p = self.peer
+            return (f"[{self.tag}] {os.path.basename(self.path)} (PyTorch peer of suite {self.data['suite']}), {c['date']}: "
+                    f"CPU {c['cpu_model']} ({c['cores']} cores), GPU {c['gpu'] or 'none'}; torch {p['version']}, "
+                    f"{plural(self.threads, 'thread')}, {p.get('cpu_capability', '?')}, {p.get('blas', '?')}")
         return (f"[{self.tag}] {os.path.basename(self.path)} (suite {self.data['suite']}), {c['date']}: "
                 f"CPU {c['cpu_model']} ({c['cores']} cores), GPU {gpu}, host{'s' if len(hosts) > 1 else ''} {host}; "
                 f"world size {self.world} ({plural(c['ranks_per_node'], 'rank')}/node x {plural(self.threads, 'thread')}/rank"
@@ -161,7 +185,7 @@ def is_distributed(c):
 
 def method_color(name, _cache={}):
     if name not in _cache:
-        i = METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER) + len(_cache)
+        i = METHOD_COLOR.get(name, 16 + len(_cache))
         _cache[name] = PALETTE[i % len(PALETTE)]
     return _cache[name]
 
@@ -311,6 +335,8 @@ def chart_speedup(runs, cases, out):
         if m == "vanilla":
             continue
         base = series.get((k, r, "vanilla"))
+        if not base and r.peer:  # a peer against longattn's vanilla of the same shape
+            base = next((v for (kk, rr, mm), v in series.items() if kk == k and mm == "vanilla" and not rr.peer), None)
         if not base:
             continue
         sp = {n: base[n] / t for n, t in pts.items() if n in base and t > 0}
@@ -350,7 +376,8 @@ def chart_speedup(runs, cases, out):
     vline = Line2D([], [], color="0.3", linewidth=1, linestyle=(0, (4, 3)), label="1\u00d7 = vanilla")
     handles = legend_handles(methods, used, runs, [vline])
     title = f"Speedup over vanilla (median time of vanilla / median time of method) vs N - {dtype_device(plotted)}"
-    notes = ["Speedup > 1: faster than vanilla measured in the same results file, shape and pattern."]
+    notes = ["Speedup > 1: faster than vanilla measured in the same results file, shape and pattern (PyTorch peers:"
+             " than longattn's vanilla of the same shape)."]
     notes += common_notes(runs, [(None, c) for c in plotted])
     return finish(fig, spec, sorted(used, key=lambda r: r.index), title, notes, handles, out, "speedup"), \
         f"{len(keys)} panel(s), {len(methods)} method(s)"
@@ -545,8 +572,74 @@ def chart_comm_share(runs, cases, out):
         f"{len(keys)} panel(s), {sum(len(panels[k]) for k in keys)} group(s) of bars, {len(all_methods)} method(s)"
 
 
+def vs_pytorch_pairs(cases):
+    """{(shape_key, method): {N: (longattn ms, PyTorch ms)}} for longattn kernels with a peer case."""
+    ours, theirs = {}, {}
+    for r, c in cases:
+        key = (shape_key(c), c["N"])
+        (theirs if r.peer else ours).setdefault((key, c["method"]), c["time_ms"]["median"])
+    pairs = {}
+    for ((k, n), m), t in ours.items():
+        peer = COUNTERPART.get(m)
+        if peer and ((k, n), peer) in theirs:
+            pairs.setdefault((k, m), {})[n] = (t, theirs[((k, n), peer)])
+    return pairs
+
+
+def chart_vs_pytorch(runs, cases, out):
+    if not any(r.peer for r in runs):
+        return None, "no PyTorch peer file among the inputs (scripts/peers.sh SUITE writes one)"
+    pairs = vs_pytorch_pairs(cases)
+    if not pairs:
+        return None, "no longattn kernel case has a PyTorch counterpart of the same shape and N"
+    write_vs_pytorch_table(pairs, os.path.join(out, "vs_pytorch.md"))
+    keys = sorted({k for k, _ in pairs})
+    fig, axes, spec = make_figure(len(keys))
+    methods, plotted = set(), []
+    for ax, k in zip(axes, keys):
+        kn, ys = [], []
+        for (kk, m), pts in sorted(pairs.items(), key=lambda t: method_sort(t[0][1])):
+            if kk != k:
+                continue
+            x = sorted(pts)
+            y = [pts[n][1] / pts[n][0] for n in x]
+            ax.plot(x, y, color=method_color(m), marker="o", markersize=4.5, linewidth=1.6)
+            methods.add(m)
+            kn += x
+            ys += y
+        plotted += [c for _, c in cases if shape_key(c) == k]
+        ax.axhline(1.0, color="0.3", linewidth=1, linestyle=(0, (4, 3)), zorder=1)
+        n_axis(ax, kn)
+        log_y(ax, min(ys + [1.0]), max(ys + [1.0]), "\u00d7")
+        ax.set_title(shape_title(k))
+        ax.set_xlabel("sequence length N (tokens, log scale)")
+        ax.set_ylabel("PyTorch time / longattn time (\u00d7)")
+    h = [header("longattn kernel (colour) vs its peer")]
+    h += [Line2D([], [], color=method_color(m), linewidth=2, marker="o", markersize=4, label=f"{m} vs {COUNTERPART[m]}")
+          for m in sorted(methods, key=method_sort)]
+    h += [header(" "), Line2D([], [], color="0.3", linewidth=1, linestyle=(0, (4, 3)), label="1\u00d7 = as fast")]
+    title = f"longattn against PyTorch on the same machine - {dtype_device(plotted)}"
+    notes = ["Above 1: longattn faster. Median times of the same case (pattern, B, N, H, d, dtype) in a longattn file "
+             "and a PyTorch peer file; both verified against the oracle."]
+    used = sorted({r for r, c in cases if shape_key(c) in keys}, key=lambda r: r.index)
+    return finish(fig, spec, used, title, notes, h, out, "vs_pytorch"), f"{len(keys)} panel(s), {len(methods)} pair(s)"
+
+
+def write_vs_pytorch_table(pairs, path):
+    lines = ["| pattern (B, H, d, dtype) | N | longattn kernel | ms | PyTorch peer | ms | longattn ÷ PyTorch speed |",
+             "|---|---:|---|---:|---|---:|---:|"]
+    for (k, m), pts in sorted(pairs.items(), key=lambda t: (t[0][0], method_sort(t[0][1]))):
+        B, H, d, dtype, device, pattern = k
+        for n in sorted(pts):
+            ours, theirs = pts[n]
+            lines.append(f"| {pattern} ({B}, {H}, {d}, {dtype}) | {human(n)} | {m} | {ours:.1f} | {COUNTERPART[m]} | "
+                         f"{theirs:.1f} | {theirs / ours:.2f}x |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 CHARTS = [("speedup", chart_speedup), ("runtime", chart_runtime), ("scaling", chart_scaling),
-          ("comm_share", chart_comm_share)]
+          ("comm_share", chart_comm_share), ("vs_pytorch", chart_vs_pytorch)]
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The committed results in results/: every suite on the reference machine (2 cores), one after
-# another on an otherwise idle machine, then the charts. Takes about 30 minutes.
+# another on an otherwise idle machine, with their PyTorch peers, then the charts. Takes about an hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -9,10 +9,7 @@ run() {
   local np=$1; shift
   if [ "$np" = 1 ]; then build/longattn run "$@" --quiet; else mpirun -np "$np" --oversubscribe build/longattn run "$@" --quiet; fi
 }
-if [ "${1:-}" != "--keep-baseline" ]; then
-  run 2 smoke --out results/smoke.np2.json
-  cp results/smoke.np2.json results/baseline/smoke.np2.json
-fi
+run 2 smoke --out results/smoke.np2.json
 run 1 smoke --out results/smoke.np1.json
 run 2 comm --out results/comm.np2.json
 run 1 kernels --out results/kernels.json
@@ -20,9 +17,13 @@ run 1 distributed-mha --out results/distributed-mha.np1.json
 run 2 distributed-mha --out results/distributed-mha.np2.json
 run 1 longnet-scaling --out results/longnet-scaling.np1.json
 run 2 longnet-scaling --out results/longnet-scaling.np2.json
-build/longattn plot results/kernels.json --out plots/kernels
+# The PyTorch peers of the same cases (the first use installs PyTorch into ~/.cache/longattn).
+bash scripts/peers.sh kernels --out results/kernels.torch.json
+bash scripts/peers.sh longnet-scaling --out results/longnet-scaling.torch.json
+build/longattn plot results/kernels.json results/kernels.torch.json --out plots/kernels
 build/longattn plot results/distributed-mha.np1.json results/distributed-mha.np2.json --out plots/distributed-mha
-build/longattn plot results/longnet-scaling.np1.json results/longnet-scaling.np2.json --out plots/longnet-scaling
+build/longattn plot results/longnet-scaling.np1.json results/longnet-scaling.np2.json results/longnet-scaling.torch.json \
+  --out plots/longnet-scaling
 # Scaling with one core per rank, so that two ranks have twice one rank's hardware.
 build/longattn run scaling --threads 1 --out results/scaling.np1.json --quiet
 run 2 scaling --out results/scaling.np2.json

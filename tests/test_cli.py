@@ -241,9 +241,123 @@ def main():
             ok, detail = False, "hung for 60 s"
         check("a failing rank aborts the job with its message", ok, detail)
 
+    baselines(tmp, suite, ok_suite, res)
     shutil.rmtree(tmp)
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
+
+
+def cpu_flags():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def baselines(tmp, suite, ok_suite, res):
+    """Numbers that hold on any machine: the BLAS core, the plan, the slowdown hook, compare's
+    machine check, verify, the gate's and the peers' bad input."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+    tiny = suite("tiny", dict(ok_suite, methods=["vanilla", "flash"], iterations=2, warmup=0))
+    # The BLAS on its proper core: a generic core forced from outside is replaced before OpenBLAS
+    # starts, and the context says so; LONGATTN_BLAS_CORE=keep keeps it.
+    r = run(["run", tiny, "--out", res, "--quiet"], env=dict(ENV, OPENBLAS_CORETYPE="Prescott"))
+    ok = r.returncode == 0
+    if ok:
+        ctx = json.load(open(res))["context"]
+        blas, peak = ctx["blas"], ctx["cpu_peak"]
+        if "avx2" in cpu_flags():
+            ok = (blas["core"] != "Prescott" and blas["core_chosen_by"] == "longattn" and
+                  blas["core_replaced"] == "Prescott")
+        ok = ok and ctx["sgemm_shape"].startswith("2048x2048x2048") and peak["fp32_gflops_measured_clock"] > 0
+    check("a generic BLAS core (OPENBLAS_CORETYPE=Prescott) is replaced and recorded", ok, r.stderr[-300:])
+    r = run(["run", tiny, "--out", res, "--quiet"],
+            env=dict(ENV, OPENBLAS_CORETYPE="Prescott", LONGATTN_BLAS_CORE="keep"))
+    ok = r.returncode == 0 and json.load(open(res))["context"]["blas"] == \
+        dict(json.load(open(res))["context"]["blas"], core="Prescott", core_chosen_by="environment")
+    check("LONGATTN_BLAS_CORE=keep keeps the core the environment set", ok, r.stderr[-300:])
+    run_a = os.path.join(tmp, "a.json")
+    r = run(["run", tiny, "--out", run_a, "--quiet"])
+
+    # --plan: the expanded cases as JSON, nothing run, nothing written.
+    os.remove(res)
+    r = run(["run", suite("plan", dict(ok_suite, methods=["flash", "dilated"],
+                                       patterns=[{"kind": "full"}, {"kind": "dilated", "levels": "longnet"}],
+                                       N=[64, 5000])), "--plan", "--out", res])
+    ok = r.returncode == 0 and not os.path.exists(res)
+    if ok:
+        plan = json.loads(r.stdout)
+        cs = plan["cases"]
+        ok = len(cs) == 8 and cs[0]["name"] == "flash full B=1 N=64 H=2 d=16 fp32 cpu P=1" and cs[0]["flops"] == 4 * 16 * 64 * 64 * 2
+        ok = ok and [c["levels"] for c in cs if c["pattern"]["kind"] == "dilated" and c["N"] == 5000][0] == \
+            [[2048, 1], [4096, 2], [5000, 4]]
+    check("run --plan prints the expanded cases (longnet levels resolved) and runs nothing", ok, r.stderr[-300:])
+
+    # The slowdown hook: flash:3 makes flash three times the work; malformed values exit 2.
+    r = run(["run", tiny, "--out", res, "--quiet"], env=dict(ENV, LONGATTN_INJECT_SLOWDOWN="flash:3"))
+    ok = r.returncode == 0 and [c.get("injected_slowdown") for c in json.load(open(res))["cases"]] == [None, 3]
+    check("LONGATTN_INJECT_SLOWDOWN=flash:3 repeats flash only, and says so", ok, r.stderr[-300:])
+    for bad in ["flash", "warp:2", "flash:0", "flash:2x", "flash:1000", ":2"]:
+        os.remove(res) if os.path.exists(res) else None
+        r = run(["run", tiny, "--out", res, "--quiet"], env=dict(ENV, LONGATTN_INJECT_SLOWDOWN=bad))
+        ok = r.returncode == 2 and "LONGATTN_INJECT_SLOWDOWN" in r.stderr and not os.path.exists(res)
+        check(f"LONGATTN_INJECT_SLOWDOWN={bad} is refused (exit 2)", ok, f"rc={r.returncode} {r.stderr[-200:]}")
+
+    # compare: same machine compares (and pools comma-separated runs); another machine is refused.
+    r = run(["run", tiny, "--out", res, "--quiet"])
+    r2 = run(["compare", run_a, f"{res},{run_a}"])
+    check("compare pools comma-separated runs of one machine", r.returncode == 0 and r2.returncode in (0, 1) and
+          "| flash full B=1 N=64" in r2.stdout, r2.stderr[-300:])
+    other = json.load(open(res))
+    other["context"]["cpu_model"] = "Imaginary CPU 9000"
+    other["context"]["blas"]["core"] = "Prescott"
+    other_path = os.path.join(tmp, "other.json")
+    json.dump(other, open(other_path, "w"))
+    r = run(["compare", run_a, other_path])
+    ok = r.returncode == 2 and "Imaginary CPU 9000" in r.stderr and "BLAS core Prescott" in r.stderr and \
+        "--cross-machine" in r.stderr and r.stdout == ""
+    check("compare refuses files from different machines, naming both", ok, f"rc={r.returncode} {r.stderr[-300:]}")
+    r = run(["compare", run_a, other_path, "--cross-machine"])
+    check("compare --cross-machine compares them anyway", r.returncode in (0, 1) and "| flash" in r.stdout, r.stderr[-300:])
+
+    # The budget estimate comes from this run's rate of the same method and pattern family.
+    r = run(["run", suite("rates", dict(ok_suite, methods=["flash"], N=[256, 16384], budget_s=0.5, warmup=0, iterations=3)),
+             "--out", res, "--quiet"])
+    ok = r.returncode == 0
+    if ok:
+        cs = json.load(open(res))["cases"]
+        ok = cs[0]["status"] == "ok" and cs[1]["status"] == "skipped" and "this run's rate" in cs[1]["reason"]
+    check("budget estimates use the rate measured earlier in the run", ok,
+          r.stderr[-300:] + (json.dumps(json.load(open(res))["cases"][1])[:300] if os.path.exists(res) else ""))
+
+    # verify: another program's output against the oracle.
+    q = os.path.join(tmp, "q.npy")
+    k, v = os.path.join(tmp, "k.npy"), os.path.join(tmp, "v.npy")
+    o, lse = os.path.join(tmp, "vo.npy"), os.path.join(tmp, "vlse.npy")
+    pat = '{"kind": "strided", "stride": 7, "causal": true}'
+    r = run(["attend", "--q", q, "--k", k, "--v", v, "--pattern", pat, "--method", "vanilla", "--out", o, "--lse", lse])
+    args = ["verify", "--q", q, "--k", k, "--v", v, "--o", o, "--lse", lse, "--pattern", pat]
+    r = run(args)
+    ok = r.returncode == 0 and json.loads(r.stdout)["passed"] and json.loads(r.stdout)["rows_checked"] == 2 * 75 * 3
+    check("verify passes a correct output", ok, r.stderr[-300:])
+    bad_o = np.load(o)
+    bad_o[1, 70, 2, 5] += 1e-3
+    np.save(o, bad_o)
+    r = run(args)
+    check("verify fails an output off by 1e-3 in one element (exit 1)", r.returncode == 1 and
+          not json.loads(r.stdout)["passed"], r.stdout + r.stderr[-300:])
+    r = run(["verify", "--q", q, "--k", k, "--v", v, "--o", lse, "--pattern", pat])
+    check("verify rejects an output of the wrong shape (exit 2)", r.returncode == 2 and "--o:" in r.stderr, r.stderr[-300:])
+
+    # gate.sh and peers.sh: bad input exits 2 with a message.
+    g = subprocess.run(["bash", os.path.join(root, "scripts", "gate.sh"), EXE, os.path.join(tmp, "no-such-longattn")],
+                       capture_output=True, text=True, env=ENV)
+    check("gate.sh with a missing program exits 2, naming it", g.returncode == 2 and "no-such-longattn: no such program"
+          in g.stderr, g.stderr[-300:])
+    p = subprocess.run(["bash", os.path.join(root, "scripts", "peers.sh"), "smoke"], capture_output=True, text=True,
+                       env=dict(ENV, LONGATTN_PROGRAM=EXE, LONGATTN_PEERS_VENV="/proc/no-venv-here"))
+    ok = p.returncode == 2 and "could not be installed" in p.stderr and "pip install" in p.stderr
+    check("peers.sh where PyTorch cannot be installed exits 2 and says how to install it", ok, p.stderr[-400:])
 
 
 if __name__ == "__main__":
