@@ -146,7 +146,7 @@ NpyArray read_npy(const std::string& path) {
   if (!in.read(raw.data(), static_cast<std::streamsize>(raw.size()))) throw fail("truncated data");
   a.data.resize(static_cast<size_t>(count));
   if (item == 4) {
-    std::memcpy(a.data.data(), raw.data(), raw.size());
+    if (!raw.empty()) std::memcpy(a.data.data(), raw.data(), raw.size());  // an empty array has no buffer
   } else {
     for (int64_t i = 0; i < count; ++i) {
       double x;

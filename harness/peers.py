@@ -314,12 +314,13 @@ class Runner:
                 records.append(dict(j, status="skipped", reason=f"memory: needs about {need / 1e9:.1f} GB, "
                                     f"{available_bytes() / 1e9:.1f} GB available"))
                 continue
-            key = (peer, c["pattern"]["kind"], c["pattern"].get("causal", False), c["dtype"], device)
+            key = (peer, c["pattern"]["kind"], c["pattern"].get("causal", False), c["d"], c["dtype"], device)
             runs = c["warmup"] + c["iterations"]
-            if key in self.rates and self.cost_flops(peer, c) / self.rates[key] * runs > c["budget_s"]:
+            # As longattn does: skip before starting only at twice the budget; the first iteration decides the rest.
+            if key in self.rates and self.cost_flops(peer, c) / self.rates[key] * runs > 2 * c["budget_s"]:
                 est = self.cost_flops(peer, c) / self.rates[key] * runs
                 records.append(dict(j, status="skipped", reason=f"budget: estimated {est:.3g} s for {runs} iterations "
-                                    f"from this run's rate; exceeds budget_s {c['budget_s']:.3g}"))
+                                    f"from this run's rate; exceeds twice budget_s {c['budget_s']:.3g}"))
                 continue
             if peer != "torch-dilated" and mask_for is None and c["pattern"] != {"kind": "full"} \
                     and c["pattern"] != {"kind": "full", "causal": True}:
