@@ -30,6 +30,11 @@ Pattern load_pattern(const std::string& text) {
 
 namespace {
 
+void check_scale(bool given, float scale) {
+  if (given && !(std::isfinite(scale) && scale > 0))
+    throw InputError("--scale: must be a positive finite number; leave it out for 1/sqrt(d)");
+}
+
 Shape shape_of(const NpyArray& a, const std::string& flag) {
   if (a.shape.size() != 4)
     throw InputError(flag + ": expected a 4-d array [B, N, H, d], got " + std::to_string(a.shape.size()) + " dims");
@@ -44,8 +49,6 @@ std::string dims(const Shape& s) {
 }
 
 }  // namespace
-
-Shape shape_of_tensor(const NpyArray& a, const std::string& flag) { return shape_of(a, flag); }
 
 // Every rank checks the input; if any rank fails, all fail together (each failing rank says why).
 // A rank failing alone would leave the others waiting in a collective: on several nodes one of
@@ -78,8 +81,7 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}})
       if (shape_of(*a, flag).numel() != g.numel() || a->shape != q.shape)
         throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
-    if (opt.scale_given && !(std::isfinite(opt.scale) && opt.scale > 0))
-      throw InputError("--scale: must be a positive finite number; leave it out for 1/sqrt(d)");
+    check_scale(opt.scale_given, opt.scale);
     if (!opt.allow_nonfinite)
       for (const auto& [a, flag] : {std::pair{&q, "--q"}, std::pair{&k, "--k"}, std::pair{&v, "--v"}}) {
         const auto bad = std::find_if(a->data.begin(), a->data.end(), [](float x) { return !std::isfinite(x); });
@@ -183,8 +185,7 @@ int verify_outputs(const VerifyOptions& opt) {
   const Pattern pattern = load_pattern(opt.pattern);
   if (opt.dtype != "fp32" && opt.dtype != "bf16" && opt.dtype != "fp16")
     throw InputError("--dtype: \"" + opt.dtype.substr(0, 40) + "\" is not fp32, bf16 or fp16");
-  if (opt.scale_given && !(std::isfinite(opt.scale) && opt.scale > 0))
-    throw InputError("--scale: must be a positive finite number; leave it out for 1/sqrt(d)");
+  check_scale(opt.scale_given, opt.scale);
   const NpyArray q = read_npy(opt.q), k = read_npy(opt.k), v = read_npy(opt.v), o = read_npy(opt.o);
   const Shape g = shape_of(q, "--q");
   for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}, std::pair{&o, "--o"}})

@@ -137,7 +137,6 @@ int compare_results(const CompareOptions& opt) {
   if (opt.alpha <= 0 || opt.alpha >= 1) throw InputError("--alpha: must be in (0, 1)");
   // Each side is one file or several (comma-separated: rounds of one program, pooled per case).
   struct Side {
-    std::vector<json> files;
     std::map<std::string, std::vector<double>> samples;
     std::string machine;
   };

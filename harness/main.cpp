@@ -76,7 +76,6 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--plan", ro.plan, "print the expanded cases as JSON and run nothing (scripts/peers.sh reads it)");
 
   VerifyOptions vo;
-  auto* verify_scale_opt = (CLI::Option*)nullptr;
   auto* verify_cmd = app.add_subcommand("verify", "check another program's output against the oracle (SPEC §4); prints the error as JSON");
   verify_cmd->add_option("--q", vo.q, "queries [B, N, H, d] .npy")->required();
   verify_cmd->add_option("--k", vo.k, "keys [B, N, H, d]")->required();
@@ -84,7 +83,7 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--o", vo.o, "the output to check [B, N, H, d]")->required();
   verify_cmd->add_option("--lse", vo.lse, "its LSE [B, H, N] (optional)");
   verify_cmd->add_option("--pattern", vo.pattern, "pattern as inline JSON or a file (SPEC §5)")->required();
-  verify_scale_opt = verify_cmd->add_option("--scale", vo.scale, "score scale, positive and finite (default 1/sqrt(d))");
+  auto* verify_scale_opt = verify_cmd->add_option("--scale", vo.scale, "score scale, positive and finite (default 1/sqrt(d))");
   verify_cmd->add_option("--dtype", vo.dtype, "the tolerance: fp32 (default), bf16 or fp16");
   verify_cmd->add_option("--seed", vo.seed, "which rows are sampled when B·H·N > 4096 (default 1)");
 

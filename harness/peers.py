@@ -305,7 +305,7 @@ class Runner:
             return records
         gen = torch.Generator().manual_seed(int(c["seed"]))
         q, k, v = (torch.randn((B, N, H, d), generator=gen).to(dtype).to(device) for _ in range(3))
-        mask, mask_for = None, None
+        mask, have_mask = None, False  # built once, when a peer first needs it (SDPA on full+causal does not)
         outputs = {}  # peer -> saved .npy paths
         for peer in peers:
             j = self.describe(peer, c)
@@ -322,9 +322,9 @@ class Runner:
                 records.append(dict(j, status="skipped", reason=f"budget: estimated {est:.3g} s for {runs} iterations "
                                     f"from this run's rate; exceeds twice budget_s {c['budget_s']:.3g}"))
                 continue
-            if peer != "torch-dilated" and mask_for is None and c["pattern"] != {"kind": "full"} \
-                    and c["pattern"] != {"kind": "full", "causal": True}:
-                mask, mask_for = pattern_mask(c["pattern"], c.get("levels"), N, H, device), True
+            causal_only = c["pattern"] == {"kind": "full", "causal": True}
+            if not have_mask and (peer == "torch-vanilla" or (peer.startswith("torch-sdpa") and not causal_only)):
+                mask, have_mask = pattern_mask(c["pattern"], c.get("levels"), N, H, device), True
             fn = self.peer_function(peer, c, q, k, v, mask)
             reset_peak_rss()
             samples, skipped = [], None
@@ -399,10 +399,7 @@ class Runner:
         if peer == "torch-vanilla":
             N, H = c["N"], c["H"]
             chunk = max(1, min(H, int(0.25 * available_bytes() // (3 * c["B"] * N * N * 4))))
-            vmask = mask if mask is not None or not c["pattern"].get("causal") else None
-            if c["pattern"] == {"kind": "full", "causal": True}:
-                vmask = pattern_mask(c["pattern"], None, N, H, q.device)
-            return lambda: run_vanilla(q, k, v, scale, vmask, chunk)
+            return lambda: run_vanilla(q, k, v, scale, mask, chunk)
         if peer == "torch-dilated":
             return lambda: run_dilated(q, k, v, scale, c["levels"], c["pattern"].get("causal", False))
         raise ValueError(peer)

@@ -93,12 +93,23 @@ double estimate_bytes(const Case& c, const Method& m, int world) {
   return 1.2 * b + 64e6;
 }
 
+// SPEC §1: FLOPs of the pattern's pairs, and of the dense (full or causal) equivalent.
+double exact_flops(const Case& c) {
+  const Shape s = c.shape;
+  return 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
+}
+double dense_flops(const Case& c) {
+  const Shape s = c.shape;
+  const double n = static_cast<double>(s.N);
+  return 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B;
+}
+
 // FLOPs a method's time grows with: the pattern's pairs, except vanilla, which computes the dense
-// N x N scores whatever the pattern.
+// N x N scores whatever the pattern (causal included).
 double cost_flops(const Case& c, const Method& m) {
   const Shape s = c.shape;
   if (std::string(m.name) == "vanilla") return 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
-  return 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
+  return exact_flops(c);
 }
 
 // Rates measured earlier in this run (cost FLOPs per second per computing rank), by method and
@@ -135,7 +146,8 @@ json skipped(json j, const std::string& why) {
 
 class Runner {
  public:
-  Runner(Communicator& comm, const RunEnvironment& env) : comm_(comm), env_(env), slowdown_(injected_slowdown()) {}
+  Runner(Communicator& comm, const RunEnvironment& env, const InjectedSlowdown& slowdown)
+      : comm_(comm), env_(env), slowdown_(slowdown) {}
 
   CaseResult run(const Case& c) {
     const Method& m = *find_method(c.method);
@@ -189,7 +201,7 @@ class Runner {
     // decision uses only the max-reduced time, identical on every rank: ranks that decided
     // differently would leave the others waiting in a collective.
     auto over_budget = [&](double t) {
-      rates_.record(c, m, t);
+      rates_.record(c, m, t / repeat);
       return t * runs > c.budget_s;
     };
     auto budget_reason = [&](double t) {
@@ -260,9 +272,7 @@ class Runner {
   json describe(const Case& c, const Method& m) const {
     const Shape s = c.shape;
     const bool attention = !is_comm_bench(m);
-    const double exact = attention ? 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B : 0;
-    const double n = static_cast<double>(s.N);
-    const double dense = !attention ? 0 : 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B;
+    const double exact = attention ? exact_flops(c) : 0, dense = attention ? dense_flops(c) : 0;
     return {{"name", c.id(computing_ranks(m, comm_.size()))},
             {"method", c.method},
             {"layout", layout_name(m.layout)},
@@ -402,7 +412,6 @@ json plan(const Suite& suite, int P) {
     const Method* m = find_method(c.method);
     const int world = m ? computing_ranks(*m, P) : 1;
     const Shape s = c.shape;
-    const double n = static_cast<double>(s.N);
     cases.push_back({{"name", c.id(world)},
                      {"method", c.method},
                      {"pattern", to_json(c.pattern)},
@@ -417,8 +426,8 @@ json plan(const Suite& suite, int P) {
                      {"budget_s", c.budget_s},
                      {"scale", c.scale > 0 ? c.scale : default_scale(s.d)},
                      {"seed", c.seed},
-                     {"flops", 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B},
-                     {"flops_dense", 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B}});
+                     {"flops", exact_flops(c)},
+                     {"flops_dense", dense_flops(c)}});
     if (c.pattern.kind == PatternKind::dilated) {  // the levels this N resolves to (longnet: SPEC §2)
       json levels = json::array();
       for (const DilatedLevel& l : c.pattern.dilated_levels(s.N)) levels.push_back({l.w, l.r});
@@ -508,7 +517,7 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
                   {"cases", json::array()}};
   results["context"]["suite_file"] = suite.source;
 
-  Runner runner(comm, env);
+  Runner runner(comm, env, slowdown);
   bool any_failed = false;
   const auto start = Clock::now();
   for (size_t i = 0; i < suite.cases.size(); ++i) {
