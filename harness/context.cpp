@@ -1,5 +1,7 @@
 #include "harness/context.h"
 
+#include "kernels/flash_tiles.h"
+
 #include <cblas.h>
 #include <omp.h>
 #include <sched.h>
@@ -80,6 +82,15 @@ std::string now_iso8601() {
 
 }  // namespace
 
+// Which tile path each dtype's flash tiles take on this CPU, and every path with its availability.
+nlohmann::json tile_path_context() {
+  nlohmann::json chosen = nlohmann::json::object(), all = nlohmann::json::array();
+  for (DType t : {DType::fp32, DType::bf16, DType::fp16}) chosen[dtype_name(t)] = select_tile_path(t).name;
+  for (const TilePath& p : tile_paths())
+    all.push_back({{"name", p.name}, {"dtype", dtype_name(p.dtype)}, {"needs", p.needs}, {"available", p.available()}});
+  return {{"chosen", chosen}, {"paths", all}, {"forced_by", std::getenv("LONGATTN_TILE_PATH") ? "LONGATTN_TILE_PATH" : "none"}};
+}
+
 nlohmann::json run_context(Communicator& comm, const RunEnvironment& env, const std::string& command_line) {
   // Host names of every rank, gathered as fixed-size records.
   char host[64] = {};
@@ -131,6 +142,7 @@ nlohmann::json run_context(Communicator& comm, const RunEnvironment& env, const 
       {"sgemm_shape", "2048x2048x2048, fp32, OpenBLAS, threads_per_rank threads, best of 3"},
       {"blas", blas},
       {"cpu_peak", env.cpu_peak},
+      {"tile_paths", tile_path_context()},
   };
 }
 

@@ -18,6 +18,7 @@
 #include "harness/verify.h"
 #include "kernels/blas.h"
 #include "kernels/cpu.h"
+#include "kernels/flash_tiles.h"
 #include "kernels/input_error.h"
 #include "kernels/reference.h"
 #include "suite/method.h"
@@ -171,12 +172,15 @@ class Runner {
     hold.generate(kQ, c.seed, g, q.data());
     hold.generate(kK, c.seed, g, k.data());
     hold.generate(kV, c.seed, g, v.data());
+    const DType dtype = parse_dtype(c.dtype, "dtype");
+    for (std::vector<float>* t : {&q, &k, &v}) round_all(dtype, t->data(), local);  // exact values of the dtype
     Workspace ws;
     MethodCall call;
     call.global = g;
     call.pattern = c.pattern;
     call.scale = c.scale > 0 ? c.scale : default_scale(g.d);
     call.threads = env_.threads_per_rank;
+    call.dtype = dtype;
     call.q = q.data(), call.k = k.data(), call.v = v.data(), call.o = o.data();
     call.lse = m.returns_lse ? lse.data() : nullptr;
     call.comm = &comm_;
@@ -193,6 +197,7 @@ class Runner {
       const double c0 = comm_.counters.seconds;
       const auto t0 = Clock::now();
       for (int r = 0; r < repeat; ++r) m.run(call);
+      if (!is_comm_bench(m)) round_all(dtype, o.data(), local);  // O in the dtype, as the kernel's caller gets it
       const double t = seconds_since(t0);
       if (comm_seconds) *comm_seconds = comm_.counters.seconds - c0;
       return t;
@@ -311,6 +316,9 @@ class Runner {
       kg.resize(g.numel()), vg.resize(g.numel());
       generate_slice(kK, c.seed, g, 0, g.N, kg.data());
       generate_slice(kV, c.seed, g, 0, g.N, vg.data());
+      const DType dtype = parse_dtype(c.dtype, "dtype");  // the same rounded values the method read
+      round_all(dtype, kg.data(), g.numel());
+      round_all(dtype, vg.data(), g.numel());
     }
     const std::vector<float>& K = whole ? k : kg;
     const std::vector<float>& V = whole ? v : vg;
@@ -363,6 +371,7 @@ class Runner {
       generate_slice(kQ, c.seed, g, 0, g.N, q.data());
       generate_slice(kK, c.seed, g, 0, g.N, k.data());
       generate_slice(kV, c.seed, g, 0, g.N, v.data());
+      for (std::vector<float>* t : {&q, &k, &v}) round_all(dt == GpuDType::bf16 ? DType::bf16 : dt == GpuDType::fp16 ? DType::fp16 : DType::fp32, t->data(), g.numel());
       AttentionArgs a;
       a.shape = g, a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = lse.data();
       a.pattern = c.pattern, a.scale = c.scale > 0 ? c.scale : default_scale(g.d);
@@ -468,6 +477,7 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
     return 0;
   }
   const InjectedSlowdown slowdown = injected_slowdown();  // bad input before anything runs
+  force_tile_path_from_environment();
   RunEnvironment env = detect_environment(comm, opt.threads);
   // The smallest over ranks, so every rank reaches the same verdict (a rank alone refusing a case
   // would leave the others waiting in a collective).

@@ -7,6 +7,7 @@
 
 #include "harness/json_input.h"
 #include "kernels/checked.h"
+#include "kernels/cpu.h"
 #include "kernels/input_error.h"
 
 namespace longattn {
@@ -135,8 +136,9 @@ void expand(const json& j, const std::string& where, const Case& base, int world
             for (int64_t d : ds)
               for (const auto& dt : dtypes)
                 for (const auto& dev : devices) {
-                  if (dev == "cpu" && dt != "fp32")
-                    throw InputError(where + "dtype: " + dt + " runs on device cuda only; the CPU kernels are fp32");
+                  if (dev == "cpu" && dt == "fp16" && !cpu_info().avx512_fp16)
+                    throw InputError(where + "dtype: fp16 on device cpu needs AVX512-FP16, which this CPU (" +
+                                     cpu_info().model.substr(0, 60) + ") lacks; use bf16 or fp32 here, or device cuda");
                   Case x = c;
                   checked_mul(checked_mul(checked_mul(B, N, where + "B x N"), H, where + "B x N x H"), d,
                               where + "B x N x H x d");

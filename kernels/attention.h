@@ -3,6 +3,7 @@
 // outputs they are handed; they never allocate them.
 #include <cstdint>
 
+#include "kernels/dtype.h"
 #include "kernels/pattern.h"
 
 namespace longattn {
@@ -23,6 +24,7 @@ struct AttentionArgs {
   float scale = 0;           // score scale; 1/sqrt(d) unless the case sets it
   int64_t head0 = 0;         // global index of head 0 (dilated offsets are h mod r of the global h)
   int threads = 0;           // 0: every core OpenMP offers
+  DType dtype = DType::fp32; // the inputs' values are of this type (kernels/dtype.h); O is rounded by the caller
 };
 
 inline float default_scale(int64_t d) { return 1.0f / __builtin_sqrtf(static_cast<float>(d)); }

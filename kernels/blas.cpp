@@ -1,5 +1,7 @@
 #include "kernels/blas.h"
 
+#include <dlfcn.h>
+
 #include <cblas.h>
 #include <unistd.h>
 
@@ -78,13 +80,19 @@ void ensure_blas_core(char** argv) {
                want.c_str(), std::strerror(errno), now.c_str());
 }
 
+SbgemmFn blas_sbgemm() {
+  static const SbgemmFn f = reinterpret_cast<SbgemmFn>(dlsym(RTLD_DEFAULT, "cblas_sbgemm"));
+  return f;
+}
+
 nlohmann::json blas_description(int threads) {
   const std::string core = blas_core();
   std::string config = openblas_get_config();
   // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." -> "0.3.21"
   std::string version = config.rfind("OpenBLAS ", 0) == 0 ? config.substr(9, config.find(' ', 9) - 9) : "unknown";
   nlohmann::json j = {{"library", "OpenBLAS"}, {"version", version},          {"config", config},
-                      {"core", core},          {"threads", threads},          {"core_below_cpu_isa", blas_core_is_generic()}};
+                      {"core", core},          {"threads", threads},          {"core_below_cpu_isa", blas_core_is_generic()},
+                      {"bf16_gemm", blas_sbgemm() ? "cblas_sbgemm" : "none: bf16 vanilla runs sgemm on the bf16 values"}};
   const char* before = env("LONGATTN_BLAS_CORE_BEFORE");
   const char* forced = env("OPENBLAS_CORETYPE");
   if (before && core != before) {

@@ -7,6 +7,7 @@
 //
 // LONGATTN_BLAS_CORE: unset or "auto" fixes a core below the CPU's ISA; "keep" keeps whatever
 // OpenBLAS chose; a core name (e.g. "Haswell") forces that one. The choice is recorded.
+#include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,11 @@ std::string blas_core();  // openblas_get_corename()
 // True when the running core is one whose kernels are below this CPU's vector ISA (the forced
 // restart did not take, or LONGATTN_BLAS_CORE kept or chose it): vanilla's figures then say little.
 bool blas_core_is_generic();
+// OpenBLAS's bf16 GEMM (cblas_sbgemm, bf16 operands, fp32 result), looked up at run time: only
+// OpenBLAS built with BUILD_BFLOAT16 has it (Debian's 0.3.21 does not). Null when absent.
+using SbgemmFn = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const uint16_t* a,
+                          int lda, const uint16_t* b, int ldb, float beta, float* c, int ldc);
+SbgemmFn blas_sbgemm();
 // Library, version, core, threads, and who chose the core (OpenBLAS, the environment, longattn).
 nlohmann::json blas_description(int threads);
 

@@ -53,6 +53,7 @@ void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedL
   p.nk = seg.count;
   p.d = sh.d;
   p.scale = a.scale;
+  p.dtype = a.dtype;
   s.o.resize(q_count * sh.d);
   s.lse.resize(q_count);
   p.o = s.o.data();

@@ -3,9 +3,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
+#include "kernels/flash_tiles.h"
+#include "kernels/input_error.h"
 #include "kernels/simd.h"
 #include "kernels/sparse_cpu.h"
 
@@ -19,126 +23,97 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// s[R][Bk] = qp[R][dp] . kt[dp][Bk] for R query rows: R x 4 accumulators, 64 keys at a time.
-template <int R>
-inline void qk_strip(const float* qp, int64_t dp, const float* kt, float* s) {
-  for (int64_t jc = 0; jc < kFlashBk; jc += 64) {
-    vf acc[R][4] = {};
-    const float* kp = kt + jc;
-    for (int64_t c = 0; c < dp; ++c, kp += kFlashBk) {
-      const vf k0 = simd::load(kp), k1 = simd::load(kp + 16), k2 = simd::load(kp + 32), k3 = simd::load(kp + 48);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const vf a = simd::splat(qp[r * dp + c]);
-        acc[r][0] += a * k0;
-        acc[r][1] += a * k1;
-        acc[r][2] += a * k2;
-        acc[r][3] += a * k3;
+// Sets scores of key block [kpos, kpos + cols) that the mask leaves out of row r to -inf. Full
+// and local patterns (every causal mask among them) keep one interval of keys per row: a vector
+// compare. Others ask the pattern key by key.
+void mask_block(const HeadProblem& p, int64_t qpos, int64_t kpos, int64_t cols, float* scores) {
+  int64_t lo = 0, hi = 0;
+  if (p.mask->key_interval(qpos, p.mask_n, lo, hi)) {
+    const simd::vf iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    for (int64_t r = 0; r < kFlashBq; ++r, scores += kFlashBk) {
+      p.mask->key_interval(qpos + r, p.mask_n, lo, hi);
+      // Block-relative bounds, clamped into float's exact integer range.
+      const float a = static_cast<float>(std::clamp<int64_t>(lo - kpos, -1, kFlashBk + 1));
+      const float b = static_cast<float>(std::clamp<int64_t>(hi - kpos, -1, kFlashBk + 1));
+      for (int64_t j = 0; j < kFlashBk; j += 16) {
+        const vf jj = iota + static_cast<float>(j);
+        simd::store(scores + j, (jj < a || jj > b) ? simd::splat(kNegInf) : simd::load(scores + j));
       }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-      for (int q = 0; q < 4; ++q) simd::store(s + r * kFlashBk + jc + 16 * q, acc[r][q]);
+    return;
   }
-}
-
-// o[R][dp] = alpha[r] * o[r] + p[R][:nk] . v[nk][dp], DV = dp / 16 vectors per row.
-template <int R, int DV>
-inline void pv_strip(const float* p, int64_t nk, const float* v, float* o, const float* alpha) {
-  constexpr int64_t dp = DV * 16;
-  vf acc[R][DV];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const vf a = simd::splat(alpha[r]);
-    for (int c = 0; c < DV; ++c) acc[r][c] = simd::load(o + r * dp + 16 * c) * a;
-  }
-  for (int64_t j = 0; j < nk; ++j) {
-    vf vv[DV];
-    for (int c = 0; c < DV; ++c) vv[c] = simd::load(v + j * dp + 16 * c);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const vf b = simd::splat(p[r * kFlashBk + j]);
-      for (int c = 0; c < DV; ++c) acc[r][c] += b * vv[c];
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < DV; ++c) simd::store(o + r * dp + 16 * c, acc[r][c]);
-}
-
-template <int DV>
-void pv_tile(const float* p, int64_t nk, const float* v, float* o, const float* alpha) {
-  // Rows per strip: as many as keep R x DV accumulators within ~24 of the 32 vector registers.
-  constexpr int R = DV <= 3 ? 8 : DV <= 6 ? 4 : DV <= 8 ? 2 : 1;
-  static_assert(kFlashBq % R == 0);
-  for (int64_t r = 0; r < kFlashBq; r += R)
-    pv_strip<R, DV>(p + r * kFlashBk, nk, v, o + r * DV * 16, alpha + r);
-}
-
-using PvTile = void (*)(const float*, int64_t, const float*, float*, const float*);
-template <int... DV>
-constexpr PvTile pv_table_entry(int dv, std::integer_sequence<int, DV...>) {
-  PvTile t = nullptr;
-  ((dv == DV + 1 ? (t = &pv_tile<DV + 1>, 0) : 0), ...);
-  return t;
-}
-PvTile pv_tile_for(int64_t dp) {
-  return pv_table_entry(static_cast<int>(dp / 16), std::make_integer_sequence<int, kFlashMaxD / 16>{});
-}
-
-// P V for a V that holds NaN or inf: keys outside a row's set have p = 0, and 0 x NaN must not
-// reach that row (the oracle never reads them), so zero probabilities are skipped. Slow; only
-// inputs passed with --allow-nonfinite take it.
-void pv_nonfinite(const float* p, int64_t nk, const float* v, float* o, const float* alpha, int64_t dp) {
-  for (int64_t r = 0; r < kFlashBq; ++r) {
-    float* orow = o + r * dp;
-    for (int64_t c = 0; c < dp; ++c) orow[c] *= alpha[r];
-    for (int64_t j = 0; j < nk; ++j)
-      if (const float pj = p[r * kFlashBk + j]; pj != 0.0f)
-        for (int64_t c = 0; c < dp; ++c) orow[c] += pj * v[j * dp + c];
-  }
+  for (int64_t r = 0; r < kFlashBq; ++r, scores += kFlashBk)
+    for (int64_t j = 0; j < cols; ++j)
+      if (!p.mask->contains(0, p.mask_head, qpos + r, kpos + j, p.mask_n)) scores[j] = kNegInf;
 }
 
 }  // namespace
 
-void pack_kv(const HeadProblem& p, PackedKV& out) {
-  out.nk = p.nk;
-  out.dp = round_up(p.d, 16);
-  out.blocks = (p.nk + kFlashBk - 1) / kFlashBk;
-  const int64_t dp = out.dp, rows = out.blocks * kFlashBk;
-  out.kt.assign(out.blocks * dp * kFlashBk, 0.0f);
-  out.v.assign(rows * dp, 0.0f);
-  for (int64_t j = 0; j < p.nk; ++j) {
-    const float* kr = p.k + j * p.kv_stride;
-    const float* vr = p.v + j * p.kv_stride;
-    float* kt = out.kt.data() + (j / kFlashBk) * dp * kFlashBk + j % kFlashBk;
-    for (int64_t c = 0; c < p.d; ++c) kt[c * kFlashBk] = kr[c];
-    std::copy(vr, vr + p.d, out.v.data() + j * dp);
+std::span<const TilePath> tile_paths() {
+  static const TilePath paths[] = {kTileFp32, kTileBf16Amx, kTileBf16Avx512};  // preferred first
+  return paths;
+}
+
+const TilePath* find_tile_path(const std::string& name) {
+  for (const TilePath& t : tile_paths())
+    if (name == t.name) return &t;
+  return nullptr;
+}
+
+namespace {
+std::atomic<const TilePath*> g_forced{nullptr};
+}  // namespace
+
+void force_tile_path(const TilePath* path) { g_forced = path; }
+
+void force_tile_path_from_environment() {
+  const char* e = std::getenv("LONGATTN_TILE_PATH");
+  if (!e || !*e) return;
+  const TilePath* f = find_tile_path(e);
+  if (!f) {
+    std::string names;
+    for (const TilePath& p : tile_paths()) names += std::string(names.empty() ? "" : ", ") + p.name;
+    throw InputError("LONGATTN_TILE_PATH: unknown tile path \"" + std::string(e).substr(0, 40) + "\"; use one of " + names);
   }
+  if (!f->available())
+    throw InputError("LONGATTN_TILE_PATH: " + std::string(f->name) + " needs " + f->needs + ", which this CPU lacks");
+  g_forced = f;
+}
+
+const TilePath& select_tile_path(DType t) {
+  // A forced fp32 path serves every dtype (the conversion path); a forced bf16 path serves bf16.
+  if (const TilePath* f = g_forced.load(); f && (f->dtype == t || f->dtype == DType::fp32)) return *f;
+  for (const TilePath& p : tile_paths())
+    if (p.dtype == t && p.available()) return p;
+  return kTileFp32;  // conversion: the dtype's values are exact in fp32
+}
+
+void pack_kv(const HeadProblem& p, PackedKV& out, const TilePath* path) {
+  out.path = path ? path : &select_tile_path(p.dtype);
+  out.nk = p.nk;
+  out.dp = round_up(p.d, out.path->pad);
+  out.blocks = (p.nk + kFlashBk - 1) / kFlashBk;
+  out.path->pack(p, out);
   out.v_nonfinite = false;
-  for (float x : out.v) out.v_nonfinite |= !std::isfinite(x);
+  for (int64_t j = 0; j < p.nk; ++j)
+    for (int64_t c = 0; c < p.d; ++c) out.v_nonfinite |= !std::isfinite(p.v[j * p.kv_stride + c]);
 }
 
 void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64_t q_end, FlashScratch& s) {
+  const TilePath& path = *kv.path;
   const int64_t dp = kv.dp;
-  const PvTile pv = pv_tile_for(dp);
-  s.q.resize(kFlashBq * dp);
   s.s.resize(kFlashBq * kFlashBk);
-  s.o.resize(kFlashBq * dp);
   s.m.resize(kFlashBq);
-  s.l.resize(kFlashBq);
+  s.l.resize(kFlashBq * simd::kLanes);
   s.alpha.resize(kFlashBq);
-  // Scores live in the log2 domain: q is scaled by scale * log2(e) once, softmax uses exp2.
+  // Scores live in the log2 domain (scaled by scale * log2(e)); softmax uses exp2.
   const float qscale = p.scale * kLog2e;
+  aligned_vector<float>& m_new = s.alpha;  // holds the new maxima until alpha replaces them
 
   for (int64_t i0 = q_begin; i0 < q_end; i0 += kFlashBq) {
     const int64_t rows = std::min(kFlashBq, q_end - i0);
-    std::fill(s.q.begin(), s.q.end(), 0.0f);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* qr = p.q + (i0 + r) * p.q_stride;
-      for (int64_t c = 0; c < p.d; ++c) s.q[r * dp + c] = qr[c] * qscale;
-    }
-    std::fill(s.o.begin(), s.o.end(), 0.0f);
+    path.load_q(p, i0, rows, dp, s);
+    s.o.assign(kFlashBq * dp, 0.0f);
     std::fill(s.m.begin(), s.m.end(), kNegInf);
     std::fill(s.l.begin(), s.l.end(), 0.0f);
     const int64_t qpos = p.q_pos0 + i0;
@@ -148,41 +123,45 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
       const int64_t kpos = p.k_pos0 + j0;
       const BlockKind kind = p.mask ? p.mask->classify(qpos, qpos + rows, kpos, kpos + cols) : BlockKind::full;
       if (kind == BlockKind::empty) continue;
+      path.qk(s, kv, kb, qscale, s.s.data());
+      if (kind == BlockKind::partial) mask_block(p, qpos, kpos, cols, s.s.data());
 
-      for (int64_t r = 0; r < kFlashBq; r += 4)
-        qk_strip<4>(s.q.data() + r * dp, dp, kv.kt.data() + kb * dp * kFlashBk, s.s.data() + r * kFlashBk);
-
-      // Online softmax, row by row: mask, new running max, rescale factor, probabilities.
+      // Online softmax. First every row's new running max, then the rescale factors of all rows
+      // as vectors, then probabilities, with row sums kept as 16 lanes (one reduction per tile).
       for (int64_t r = 0; r < kFlashBq; ++r) {
         float* srow = s.s.data() + r * kFlashBk;
-        if (kind == BlockKind::partial)
-          for (int64_t j = 0; j < cols; ++j)
-            if (!p.mask->contains(0, p.mask_head, qpos + r, kpos + j, p.mask_n)) srow[j] = kNegInf;
         for (int64_t j = cols; j < kFlashBk; ++j) srow[j] = kNegInf;
         vf mx = simd::load(srow);
         for (int64_t j = 16; j < kFlashBk; j += 16) mx = simd::vmax(mx, simd::load(srow + j));
-        const float m_new = simd::max_nan(s.m[r], simd::hmax(mx));
-        if (m_new == kNegInf) {  // nothing visible yet in this row
-          s.alpha[r] = 1.0f;
+        m_new[r] = simd::max_nan(s.m[r], simd::hmax(mx));
+      }
+      for (int64_t r = 0; r < kFlashBq; r += 16) {
+        const vf mn = simd::load(m_new.data() + r), mo = simd::load(s.m.data() + r);
+        simd::store(s.m.data() + r, mn);
+        // Rows with nothing visible yet (new max -inf) keep alpha 1: -inf - -inf is NaN.
+        simd::store(s.alpha.data() + r, mn == kNegInf ? simd::splat(1.0f) : simd::exp2(mo - mn));
+      }
+      for (int64_t r = 0; r < kFlashBq; ++r) {
+        float* srow = s.s.data() + r * kFlashBk;
+        const float mr = s.m[r];
+        if (mr == kNegInf) {  // nothing visible yet in this row
           std::fill(srow, srow + kFlashBk, 0.0f);
           continue;
         }
-        s.alpha[r] = std::exp2(s.m[r] - m_new);
         vf sum{};
         for (int64_t j = 0; j < kFlashBk; j += 16) {
-          const vf e = simd::exp2(simd::load(srow + j) - m_new);
+          const vf e = simd::exp2(simd::load(srow + j) - mr);
           simd::store(srow + j, e);
           sum += e;
         }
-        s.l[r] = s.l[r] * s.alpha[r] + simd::hsum(sum);
-        s.m[r] = m_new;
+        float* l = s.l.data() + r * simd::kLanes;
+        simd::store(l, simd::load(l) * s.alpha[r] + sum);
       }
-      if (kv.v_nonfinite) pv_nonfinite(s.s.data(), cols, kv.v.data() + j0 * dp, s.o.data(), s.alpha.data(), dp);
-      else pv(s.s.data(), cols, kv.v.data() + j0 * dp, s.o.data(), s.alpha.data());
+      path.pv(s, kv, kb, cols);
     }
 
     for (int64_t r = 0; r < rows; ++r) {
-      const float l = s.l[r];
+      const float l = simd::hsum(simd::load(s.l.data() + r * simd::kLanes));
       const bool nan = l != l;  // a non-finite input reached this row: NaN in O and LSE, as in the oracle
       const float inv = nan ? l : l > 0 ? 1.0f / l : 0.0f;
       float* orow = p.o + (i0 + r) * p.o_stride;
@@ -228,6 +207,7 @@ void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, 
     p.lse = a.lse ? a.lse + (b * sh.H + h) * sh.N : nullptr;
     p.d = sh.d;
     p.scale = a.scale;
+    p.dtype = a.dtype;
     p.mask = &a.pattern;
     p.q_pos0 = q_pos0;
     p.k_pos0 = k_pos0;

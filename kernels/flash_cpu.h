@@ -1,10 +1,13 @@
 #pragma once
 // Tiled online-softmax attention of one head on the CPU: the building block that the `flash` and
 // `dilated` kernels, ring steps and LongNet segments all call. Never forms an N x N buffer.
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/dtype.h"
 
 namespace longattn {
 
@@ -25,26 +28,50 @@ struct HeadProblem {
   float* lse = nullptr;  // lse[i] for query row i (natural log), may be null
   int64_t d = 0;
   float scale = 0;
+  DType dtype = DType::fp32;  // the values' type: picks the tile path (select_tile_path)
   // The mask: single-level `mask` in its own coordinates, query row i at position q_pos0 + i and
   // key row j at k_pos0 + j, sequence length mask_n, head mask_head.
   const Pattern* mask = nullptr;
   int64_t q_pos0 = 0, k_pos0 = 0, mask_n = 0, mask_head = 0;
 };
 
-// K transposed per key block and V, both zero-padded to dp = d rounded up to 16 lanes.
+struct TilePath;
+
+// Vectors on 64-byte boundaries: a 512-bit load that straddles two cache lines costs two.
+template <class T>
+struct CacheAligned {
+  using value_type = T;
+  CacheAligned() = default;
+  template <class U>
+  CacheAligned(const CacheAligned<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const CacheAligned<U>&) const { return true; }
+};
+template <class T>
+using aligned_vector = std::vector<T, CacheAligned<T>>;
+
+// K and V of one head, packed per key block in the layout of a tile path, zero-padded to
+// dp = d rounded up to the path's pad (16 lanes, or 32 for AMX tiles).
 struct PackedKV {
+  const TilePath* path = nullptr;  // the path that packed it
   int64_t nk = 0, dp = 0, blocks = 0;
-  std::vector<float> kt;  // [blocks][dp][kFlashBk]
-  std::vector<float> v;   // [blocks * kFlashBk][dp]
-  bool v_nonfinite = false;  // V holds NaN or inf (attend --allow-nonfinite)
+  aligned_vector<float> kt;       // fp32: [blocks][dp][kFlashBk]
+  aligned_vector<float> v;        // fp32: [blocks * kFlashBk][dp]
+  aligned_vector<uint16_t> kt16;  // bf16: [blocks][dp/2][kFlashBk][2]
+  aligned_vector<uint16_t> v16;   // bf16: [blocks][kFlashBk/2][dp][2]
+  bool v_nonfinite = false;    // V holds NaN or inf (attend --allow-nonfinite)
 };
 
 // Per-thread working memory, reused across calls.
 struct FlashScratch {
-  std::vector<float> q, s, o, m, l, alpha;
+  aligned_vector<float> q, s, o, m, l, alpha;  // l: 16 lanes per row, summed at the end of the tile
+  aligned_vector<uint16_t> q16, p16;
 };
 
-void pack_kv(const HeadProblem& p, PackedKV& out);
+// Packs with the tile path of p.dtype (select_tile_path), or with `path` when given.
+void pack_kv(const HeadProblem& p, PackedKV& out, const TilePath* path = nullptr);
 // Attend query rows [q_begin, q_end) of p to all of its keys (packed in kv).
 void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64_t q_end, FlashScratch& s);
 // pack_kv then flash_rows over every query row, on the calling thread.

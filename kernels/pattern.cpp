@@ -82,6 +82,15 @@ bool Pattern::contains(int level, int64_t h, int64_t i, int64_t j, int64_t n) co
   return false;
 }
 
+bool Pattern::key_interval(int64_t i, int64_t n, int64_t& lo, int64_t& hi) const {
+  if (kind != PatternKind::full && kind != PatternKind::local) return false;
+  lo = 0, hi = n - 1;
+  if (kind == PatternKind::local) lo = std::max(lo, i - left), hi = std::min(hi, i + right);
+  if (causal) hi = std::min(hi, i);
+  if (i < 0 || i >= n) lo = 1, hi = 0;
+  return true;
+}
+
 void Pattern::keys(int level, int64_t h, int64_t i, int64_t n, std::vector<int64_t>& out) const {
   const int64_t last = causal ? i : n - 1;  // largest key any set may hold
   switch (kind) {

@@ -40,6 +40,9 @@ struct Pattern {
   bool contains(int level, int64_t h, int64_t i, int64_t j, int64_t n) const;
   // The keys of that set, ascending, appended to `out` (cost proportional to the set's size).
   void keys(int level, int64_t h, int64_t i, int64_t n, std::vector<int64_t>& out) const;
+  // Full and local patterns: the keys of query i form one interval, [lo, hi] (lo > hi: none).
+  // False for the other kinds, whose sets are not intervals.
+  bool key_interval(int64_t i, int64_t n, int64_t& lo, int64_t& hi) const;
   // Exact number of (query, key) pairs of head h, summed over levels (SPEC §1).
   int64_t pairs(int64_t h, int64_t n) const;
   // Sum of pairs() over heads [0, H).

@@ -17,11 +17,24 @@ inline vf load(const float* p) {
   return v;
 }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
-inline vf splat(float x) { return vf{} + x; }
+// Every lane x. (Not `vf{} + x`: 0 + x is not x for x = -0, so GCC emits an add before the
+// broadcast, on the critical path of every FMA that uses it.)
+inline vf splat(float x) { return vf{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
 // Maxima that keep NaN (a NaN score must reach the row's O and LSE, as in the oracle; a plain
 // a > b ? a : b drops it whenever it is the second operand).
 inline vf vmax(vf a, vf b) { return ((a > b) | (a != a)) ? a : b; }
 inline float max_nan(float a, float b) { return (a != a || a > b) ? a : b; }  // b NaN: b
+
+// Holds v in a register. A vector loaded once and used by several FMAs is otherwise folded into
+// each of them as a memory operand: R loads per vector instead of one, and the loads, not the
+// FMAs, bound the loop (seen in qk_strip on Zen 4, where a 512-bit load takes both load ports).
+inline void pin(vf& v) {
+#ifdef __AVX512F__
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
 
 inline float hmax(vf v) {
   float m = v[0];

@@ -30,6 +30,7 @@ void attend_piece(const AttentionArgs& a, int64_t b, int64_t h, HeadProblem p, i
   if (p.nq == 0 || p.nk == 0) return;
   p.d = sh.d;
   p.scale = a.scale;
+  p.dtype = a.dtype;
   s.o.resize(p.nq * sh.d);
   s.lse.resize(p.nq);
   p.o = s.o.data();

@@ -1,6 +1,10 @@
 // The `vanilla` kernel: multi-head attention the way a framework runs it without fusion. Per head:
 // S = scale Q K^T with one threaded sgemm (N x N), mask, softmax in place, O = P V with a second
 // sgemm writing straight into O. Heads are read in place through the leading dimension H*d.
+// bf16: the same with OpenBLAS's sbgemm (bf16 operands, fp32 scores and output; its Cooperlake
+// and Sapphire Rapids cores use AVX512-BF16) where the library has it: Q, K, V of the head and P
+// are converted to bf16 arrays first. Without it (Debian's OpenBLAS is built without bf16), sgemm
+// on the bf16 values, which fp32 holds exactly; P then stays fp32.
 #include "kernels/vanilla_cpu.h"
 
 #include <cblas.h>
@@ -10,6 +14,8 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/blas.h"
+
 namespace longattn {
 
 void vanilla_attention(const AttentionArgs& a) {
@@ -18,13 +24,27 @@ void vanilla_attention(const AttentionArgs& a) {
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
   openblas_set_num_threads(threads);
   std::vector<float> scores(N * N);
+  const SbgemmFn sbgemm = a.dtype == DType::bf16 ? blas_sbgemm() : nullptr;
+  const bool bf16 = sbgemm != nullptr;
+  std::vector<uint16_t> qb(bf16 ? N * sh.d : 0), kb(qb.size()), pb(bf16 ? N * N : 0);
+  auto to_bf16 = [&](const float* x, uint16_t* out) {  // one head's [N, d] rows, ld apart
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t c = 0; c < sh.d; ++c) out[j * sh.d + c] = bf16_bits(x[j * ld + c]);
+  };
   const bool dense = a.pattern.kind == PatternKind::full;
   const int levels = a.pattern.level_count(N);
   for (int64_t b = 0; b < sh.B; ++b) {
     for (int64_t h = 0; h < sh.H; ++h) {
       const int64_t off = b * N * ld + h * sh.d;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, sh.d, a.scale, a.q + off, ld, a.k + off, ld, 0.0f,
-                  scores.data(), N);
+      if (bf16) {
+        to_bf16(a.q + off, qb.data());
+        to_bf16(a.k + off, kb.data());
+        sbgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, sh.d, a.scale, qb.data(), sh.d, kb.data(), sh.d, 0.0f,
+               scores.data(), N);
+      } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, sh.d, a.scale, a.q + off, ld, a.k + off, ld, 0.0f,
+                    scores.data(), N);
+      }
 #pragma omp parallel num_threads(threads)
       {
         // weight[j]: how many levels hold key j (SPEC §1: a key in two levels counts twice).
@@ -64,7 +84,13 @@ void vanilla_attention(const AttentionArgs& a) {
       bool v_finite = true;
       for (int64_t j = 0; j < N && v_finite; ++j)
         for (int64_t c = 0; c < sh.d; ++c) v_finite &= std::isfinite(a.v[off + j * ld + c]);
-      if (v_finite) {
+      if (v_finite && bf16) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t i = 0; i < N * N; ++i) pb[i] = bf16_bits(scores[i]);
+        to_bf16(a.v + off, kb.data());
+        sbgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, sh.d, N, 1.0f, pb.data(), N, kb.data(), sh.d, 0.0f,
+               a.o + off, ld);
+      } else if (v_finite) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, sh.d, N, 1.0f, scores.data(), N, a.v + off, ld, 0.0f,
                     a.o + off, ld);
       } else {

@@ -46,6 +46,7 @@ struct MethodCall {
   float* lse = nullptr;  // written only by methods with returns_lse
   Communicator* comm = nullptr;
   Workspace* ws = nullptr;
+  DType dtype = DType::fp32;  // the inputs' values are of this type; the harness rounds O to it
 
   int64_t shard() const { return global.N / comm->size(); }  // n
   // The local tensors as kernel arguments ([B, rows, H, d]).

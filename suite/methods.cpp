@@ -17,6 +17,7 @@ AttentionArgs MethodCall::local_args(int64_t rows) const {
   a.pattern = pattern;
   a.scale = scale;
   a.threads = threads;
+  a.dtype = dtype;
   return a;
 }
 

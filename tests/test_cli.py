@@ -186,10 +186,19 @@ def main():
         ("unknown pattern", suite("p", dict(ok_suite, patterns=[{"kind": "banded"}])), 1, "patterns[0].kind"),
         ("non-positive N", suite("n", dict(ok_suite, N=[64, 0])), 1, "N[1]: must be a positive integer"),
         ("unsupported d", suite("d", dict(ok_suite, d=512)), 1, "d: head dim 512 is not supported"),
-        ("bf16 on cpu", suite("t", dict(ok_suite, dtype="bf16")), 1, "dtype: bf16 runs on device cuda only"),
+        ("an unknown dtype", suite("t", dict(ok_suite, dtype="fp8")), 1, 'dtype: unknown dtype "fp8"'),
         ("memory over the machine's", suite("mem", dict(ok_suite, methods=["vanilla"], N=1 << 20)), 1, "memory: needs about"),
         ("missing suite", os.path.join(bad_dir, "none.json"), 1, "no such suite file"),
     ]
+    # fp16 on the CPU needs AVX512-FP16: refused where the CPU lacks it, run (and verified) where it has it.
+    has_fp16 = "avx512_fp16" in open("/proc/cpuinfo").read().split()
+    if not has_fp16:
+        suites.append(("fp16 on a CPU without AVX512-FP16", suite("h16", dict(ok_suite, dtype="fp16")), 1,
+                       "dtype: fp16 on device cpu needs AVX512-FP16"))
+    else:
+        r = run(["run", suite("h16", dict(ok_suite, dtype="fp16")), "--out", res, "--quiet"])
+        check("run computes fp16 on a CPU with AVX512-FP16", r.returncode == 0, r.stderr[-300:])
+        os.path.exists(res) and os.remove(res)
     if MPIRUN:
         suites.append(("H not divisible by the world size", suite("h", dict(ok_suite, methods=["dist-heads"], H=4)), 3,
                        "H = 4 is not divisible by the world size 3"))
@@ -199,6 +208,14 @@ def main():
         r = run(["run", path, "--out", res, "--quiet"], np_=np_ if np_ > 1 else None)
         ok = r.returncode == 2 and needle in r.stderr and not os.path.exists(res)
         check(f"run rejects {name}", ok, f"rc={r.returncode} stderr={r.stderr.strip()[-300:]}")
+    # A forced tile path this CPU cannot run, or one that does not exist: exit 2, nothing written.
+    bad_paths = [("nope", "unknown tile path")]
+    if "amx_bf16" not in open("/proc/cpuinfo").read().split():
+        bad_paths.append(("bf16-amx", "needs amx_bf16"))
+    for value, needle in bad_paths:
+        r = run(["run", suite("tp", ok_suite), "--out", res, "--quiet"], env=dict(ENV, LONGATTN_TILE_PATH=value))
+        ok = r.returncode == 2 and "LONGATTN_TILE_PATH" in r.stderr and needle in r.stderr and not os.path.exists(res)
+        check(f"run rejects LONGATTN_TILE_PATH={value}", ok, f"rc={r.returncode} stderr={r.stderr.strip()[-300:]}")
 
     # Timing discipline on several ranks: fixed counts, the same on every rank, so every ok case has
     # exactly `iterations` samples of time and of communication, and the slowest rank's time is at

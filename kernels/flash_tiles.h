@@ -1,0 +1,57 @@
+#pragma once
+// Tile paths: the two products of a flash tile (S = Q K^T and O = alpha O + P V) for one dtype on
+// one ISA. flash_rows owns the online softmax between them and calls a path through this table;
+// a path owns the layout of its packed K/V and query tile. One row per path, one selector
+// (select_tile_path) that the kernels, the tests, the benchmarks and the results context share.
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "kernels/dtype.h"
+#include "kernels/flash_cpu.h"
+
+namespace longattn {
+
+struct TilePath {
+  const char* name;   // "fp32-avx512", "bf16-avx512bf16", ... as recorded in the results context
+  DType dtype;        // the dtype whose inputs it reads
+  const char* needs;  // the CPU feature it needs, for the reason a test skips
+  int64_t pad;        // head dims padded to a multiple of this (PackedKV::dp)
+  bool (*available)();  // this CPU runs it
+  // K and V of p into kv (zero-padded to kv.dp = d rounded up to pad, kv.blocks key blocks).
+  void (*pack)(const HeadProblem& p, PackedKV& kv);
+  // Query rows [i0, i0 + rows) of p into the tile s (rows past `rows` zero).
+  void (*load_q)(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s);
+  // scores[kFlashBq][kFlashBk] = (Q K_kb^T) * qscale: the log2-domain scores of key block kb.
+  void (*qk)(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores);
+  // o[kFlashBq][dp] = alpha[r] * o[r] + P[r][:cols] V_kb, P = the probabilities in s.s.
+  void (*pv)(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols);
+};
+
+std::span<const TilePath> tile_paths();
+const TilePath* find_tile_path(const std::string& name);  // null if unknown
+// The path for dtype t on this CPU: the native one where the CPU has it, else fp32 tiles on the
+// dtype's values (converted on the fly).
+const TilePath& select_tile_path(DType t);
+// Forces `path` (null: back to the choice above) for every later selection. A forced fp32 path
+// serves every dtype (the conversion path); a forced bf16 path serves bf16 only.
+void force_tile_path(const TilePath* path);
+// LONGATTN_TILE_PATH=NAME forces that path (benchmarks, comparisons). Throws InputError for an
+// unknown name or a path this CPU cannot run.
+void force_tile_path_from_environment();
+
+// The paths, one translation unit each (built with their ISA's flags, run only where available).
+extern const TilePath kTileFp32;
+extern const TilePath kTileBf16Avx512;
+extern const TilePath kTileBf16Amx;
+
+// What the bf16 paths share: VDPBF16PS and AMX read the same VNNI pair layouts (PackedKV::kt16,
+// v16; FlashScratch::q16, p16).
+namespace bf16_tiles {
+void pack(const HeadProblem& p, PackedKV& out);
+void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s);
+void p_to_bf16(const float* p, uint16_t* out);  // the tile's probabilities, rounded; needs AVX512-BF16
+void pv_nonfinite(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols);  // V with NaN or inf
+}  // namespace bf16_tiles
+
+}  // namespace longattn

@@ -1,0 +1,167 @@
+// The bf16 tile path on AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and Sapphire Rapids):
+// VDPBF16PS multiplies 16 pairs of bf16 and adds both products to 16 fp32 lanes, twice the
+// multiply-adds of an fp32 FMA. Each operand therefore holds pairs along the reduced axis:
+//   Q K^T reduces over d:    q as (c, c+1) pairs, K as kt16[block][d/2][Bk][2];
+//   P V   reduces over keys: P rows converted to bf16 (pairs j, j+1), V as v16[block][Bk/2][dp][2].
+// Scores, softmax and O stay fp32. The functions carry their ISA as a target attribute, so the
+// file builds on any x86 compiler and runs only where cpu_info() says it may.
+#include <immintrin.h>
+
+#include <cstring>
+#include <utility>
+
+#include "kernels/cpu.h"
+#include "kernels/flash_tiles.h"
+
+namespace longattn {
+namespace {
+
+#define LONGATTN_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+LONGATTN_BF16_TARGET inline __m512 dot(__m512 acc, __m512i a, __m512i b) {
+  return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+inline uint32_t pair_at(const uint16_t* p) {  // two consecutive bf16 as one 32-bit lane
+  uint32_t w;
+  std::memcpy(&w, p, 4);
+  return w;
+}
+
+// scores[R][Bk] = qscale * q16[R][dp] . K, 64 keys (4 vectors) per step of two head dims.
+template <int R>
+LONGATTN_BF16_TARGET inline void qk_strip(const uint16_t* q, int64_t dp, const uint16_t* kt, float qscale,
+                                          float* s) {
+  __m512 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < 4; ++w) acc[r][w] = _mm512_setzero_ps();
+  for (int64_t c2 = 0; c2 < dp / 2; ++c2) {
+    const uint16_t* kp = kt + c2 * kFlashBk * 2;
+    const __m512i k0 = _mm512_loadu_si512(kp), k1 = _mm512_loadu_si512(kp + 32), k2 = _mm512_loadu_si512(kp + 64),
+                  k3 = _mm512_loadu_si512(kp + 96);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512i a = _mm512_set1_epi32(static_cast<int>(pair_at(q + r * dp + 2 * c2)));
+      acc[r][0] = dot(acc[r][0], k0, a);
+      acc[r][1] = dot(acc[r][1], k1, a);
+      acc[r][2] = dot(acc[r][2], k2, a);
+      acc[r][3] = dot(acc[r][3], k3, a);
+    }
+  }
+  const __m512 sc = _mm512_set1_ps(qscale);
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < 4; ++w) _mm512_storeu_ps(s + r * kFlashBk + 16 * w, _mm512_mul_ps(acc[r][w], sc));
+}
+
+// o[R][dp] = alpha[r] * o[r] + p16[R][:] . V, one pair of keys per step.
+template <int R, int DV>
+LONGATTN_BF16_TARGET inline void pv_strip(const uint16_t* p, int64_t pairs, const uint16_t* v, float* o,
+                                          const float* alpha) {
+  constexpr int64_t dp = DV * 16;
+  __m512 acc[R][DV];
+  for (int r = 0; r < R; ++r) {
+    const __m512 a = _mm512_set1_ps(alpha[r]);
+    for (int c = 0; c < DV; ++c) acc[r][c] = _mm512_mul_ps(_mm512_loadu_ps(o + r * dp + 16 * c), a);
+  }
+  for (int64_t j2 = 0; j2 < pairs; ++j2) {
+    __m512i vv[DV];
+    for (int c = 0; c < DV; ++c) vv[c] = _mm512_loadu_si512(v + (j2 * dp + 16 * c) * 2);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512i b = _mm512_set1_epi32(static_cast<int>(pair_at(p + r * kFlashBk + 2 * j2)));
+      for (int c = 0; c < DV; ++c) acc[r][c] = dot(acc[r][c], vv[c], b);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < DV; ++c) _mm512_storeu_ps(o + r * dp + 16 * c, acc[r][c]);
+}
+
+template <int DV>
+LONGATTN_BF16_TARGET void pv_tile(const uint16_t* p, int64_t pairs, const uint16_t* v, float* o, const float* alpha) {
+  constexpr int R = DV <= 3 ? 8 : DV <= 6 ? 4 : DV <= 8 ? 2 : 1;
+  static_assert(kFlashBq % R == 0);
+  for (int64_t r = 0; r < kFlashBq; r += R) pv_strip<R, DV>(p + r * kFlashBk, pairs, v, o + r * DV * 16, alpha + r);
+}
+
+using PvTile = void (*)(const uint16_t*, int64_t, const uint16_t*, float*, const float*);
+template <int... DV>
+constexpr PvTile pv_table_entry(int dv, std::integer_sequence<int, DV...>) {
+  PvTile t = nullptr;
+  ((dv == DV + 1 ? (t = &pv_tile<DV + 1>, 0) : 0), ...);
+  return t;
+}
+
+void qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores) {
+  const int64_t dp = kv.dp;
+  for (int64_t r = 0; r < kFlashBq; r += 4)
+    qk_strip<4>(s.q16.data() + r * dp, dp, kv.kt16.data() + kb * dp * kFlashBk, qscale, scores + r * kFlashBk);
+}
+
+bool has_avx512_bf16() { return cpu_info().avx512_bf16 && cpu_info().avx512bw && cpu_info().avx512vl; }
+
+void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
+  if (kv.v_nonfinite) return bf16_tiles::pv_nonfinite(s, kv, kb, cols);
+  const int64_t dp = kv.dp;
+  s.p16.resize(kFlashBq * kFlashBk);
+  bf16_tiles::p_to_bf16(s.s.data(), s.p16.data());
+  const PvTile tile =
+      pv_table_entry(static_cast<int>(dp / 16), std::make_integer_sequence<int, kFlashMaxD / 16>{});
+  tile(s.p16.data(), (cols + 1) / 2, kv.v16.data() + kb * kFlashBk * dp, s.o.data(), s.alpha.data());
+}
+
+}  // namespace
+
+namespace bf16_tiles {
+
+// Rows of P (fp32, Bk wide) to bf16, rounded to nearest even: 32 at a time.
+LONGATTN_BF16_TARGET void p_to_bf16(const float* p, uint16_t* out) {
+  for (int64_t i = 0; i < kFlashBq * kFlashBk; i += 32) {
+    const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(p + i + 16), _mm512_loadu_ps(p + i));
+    std::memcpy(out + i, &h, 64);
+  }
+}
+
+void pack(const HeadProblem& p, PackedKV& out) {
+  const int64_t dp = out.dp;
+  out.kt16.assign(out.blocks * dp * kFlashBk, 0);
+  out.v16.assign(out.blocks * kFlashBk * dp, 0);
+  for (int64_t j = 0; j < p.nk; ++j) {
+    const float* kr = p.k + j * p.kv_stride;
+    const float* vr = p.v + j * p.kv_stride;
+    uint16_t* kt = out.kt16.data() + (j / kFlashBk) * dp * kFlashBk;
+    uint16_t* vb = out.v16.data() + (j / kFlashBk) * kFlashBk * dp;
+    const int64_t jj = j % kFlashBk;
+    for (int64_t c = 0; c < p.d; ++c) {
+      kt[((c / 2) * kFlashBk + jj) * 2 + c % 2] = bf16_bits(kr[c]);
+      vb[((jj / 2) * dp + c) * 2 + jj % 2] = bf16_bits(vr[c]);
+    }
+  }
+}
+
+void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s) {
+  s.q16.assign(kFlashBq * dp, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* qr = p.q + (i0 + r) * p.q_stride;
+    for (int64_t c = 0; c < p.d; ++c) s.q16[r * dp + c] = bf16_bits(qr[c]);
+  }
+}
+
+// P V for a V holding NaN or inf (attend --allow-nonfinite): zero probabilities skipped, as in the
+// fp32 path, so 0 x NaN never reaches a row whose set excludes that key.
+void pv_nonfinite(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
+  const int64_t dp = kv.dp;
+  const uint16_t* vb = kv.v16.data() + kb * kFlashBk * dp;
+  for (int64_t r = 0; r < kFlashBq; ++r) {
+    float* orow = s.o.data() + r * dp;
+    for (int64_t c = 0; c < dp; ++c) orow[c] *= s.alpha[r];
+    for (int64_t j = 0; j < cols; ++j)
+      if (const float pj = bf16_value(bf16_bits(s.s[r * kFlashBk + j])); pj != 0.0f)
+        for (int64_t c = 0; c < dp; ++c) orow[c] += pj * bf16_value(vb[((j / 2) * dp + c) * 2 + j % 2]);
+  }
+}
+
+}  // namespace bf16_tiles
+
+const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, has_avx512_bf16,
+                                  bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
+
+}  // namespace longattn
