@@ -109,6 +109,7 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
   // Scores live in the log2 domain (scaled by scale * log2(e)); softmax uses exp2.
   const float qscale = p.scale * kLog2e;
   aligned_vector<float>& m_new = s.alpha;  // holds the new maxima until alpha replaces them
+  float sc = 1;  // what the path left for the softmax to multiply scores by
 
   for (int64_t i0 = q_begin; i0 < q_end; i0 += kFlashBq) {
     const int64_t rows = std::min(kFlashBq, q_end - i0);
@@ -123,34 +124,42 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
       const int64_t kpos = p.k_pos0 + j0;
       const BlockKind kind = p.mask ? p.mask->classify(qpos, qpos + rows, kpos, kpos + cols) : BlockKind::full;
       if (kind == BlockKind::empty) continue;
-      path.qk(s, kv, kb, qscale, s.s.data());
+      sc = path.qk(s, kv, kb, qscale, s.s.data());
       if (kind == BlockKind::partial) mask_block(p, qpos, kpos, cols, s.s.data());
 
-      // Online softmax. First every row's new running max, then the rescale factors of all rows
+      // Online softmax on scores that are still to be multiplied by sc > 0 (so maxima are taken
+      // before scaling). First every row's new running max, then the rescale factors of all rows
       // as vectors, then probabilities, with row sums kept as 16 lanes (one reduction per tile).
+      // Maxima drop NaN; a NaN score still reaches its row through exp2 and the sum, and the
+      // one case where it would not (no other visible key) is caught below.
       for (int64_t r = 0; r < kFlashBq; ++r) {
         float* srow = s.s.data() + r * kFlashBk;
         for (int64_t j = cols; j < kFlashBk; ++j) srow[j] = kNegInf;
         vf mx = simd::load(srow);
-        for (int64_t j = 16; j < kFlashBk; j += 16) mx = simd::vmax(mx, simd::load(srow + j));
-        m_new[r] = simd::max_nan(s.m[r], simd::hmax(mx));
+        for (int64_t j = 16; j < kFlashBk; j += 16) mx = simd::fast_max(mx, simd::load(srow + j));
+        m_new[r] = simd::max_nan(s.m[r], simd::fast_hmax(mx));
       }
       for (int64_t r = 0; r < kFlashBq; r += 16) {
         const vf mn = simd::load(m_new.data() + r), mo = simd::load(s.m.data() + r);
         simd::store(s.m.data() + r, mn);
         // Rows with nothing visible yet (new max -inf) keep alpha 1: -inf - -inf is NaN.
-        simd::store(s.alpha.data() + r, mn == kNegInf ? simd::splat(1.0f) : simd::exp2(mo - mn));
+        simd::store(s.alpha.data() + r, mn == kNegInf ? simd::splat(1.0f) : simd::exp2((mo - mn) * sc));
       }
+      const vf scv = simd::splat(sc);
       for (int64_t r = 0; r < kFlashBq; ++r) {
         float* srow = s.s.data() + r * kFlashBk;
         const float mr = s.m[r];
-        if (mr == kNegInf) {  // nothing visible yet in this row
+        if (mr == kNegInf) {  // nothing visible yet in this row, unless a NaN the maxima dropped
+          float* l = s.l.data() + r * simd::kLanes;
+          for (int64_t j = 0; j < cols; ++j)
+            if (srow[j] != srow[j]) std::fill(l, l + simd::kLanes, srow[j]);
           std::fill(srow, srow + kFlashBk, 0.0f);
           continue;
         }
+        const vf mrs = simd::splat(mr * sc);
         vf sum{};
         for (int64_t j = 0; j < kFlashBk; j += 16) {
-          const vf e = simd::exp2(simd::load(srow + j) - mr);
+          const vf e = simd::exp2(simd::load(srow + j) * scv - mrs);
           simd::store(srow + j, e);
           sum += e;
         }
@@ -166,7 +175,7 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
       const float inv = nan ? l : l > 0 ? 1.0f / l : 0.0f;
       float* orow = p.o + (i0 + r) * p.o_stride;
       for (int64_t c = 0; c < p.d; ++c) orow[c] = s.o[r * dp + c] * inv;
-      if (p.lse) p.lse[i0 + r] = nan ? l : l > 0 ? (s.m[r] + std::log2(l)) * kLn2 : kNegInf;
+      if (p.lse) p.lse[i0 + r] = nan ? l : l > 0 ? (s.m[r] * sc + std::log2(l)) * kLn2 : kNegInf;
     }
   }
 }

@@ -18,12 +18,16 @@ struct TilePath {
   const char* needs;  // the CPU feature it needs, for the reason a test skips
   int64_t pad;        // head dims padded to a multiple of this (PackedKV::dp)
   bool (*available)();  // this CPU runs it
+  // Its peak per core and cycle (multiply-adds count two): the yardstick of `% of peak` figures.
+  double (*peak_flops_per_cycle)();
   // K and V of p into kv (zero-padded to kv.dp = d rounded up to pad, kv.blocks key blocks).
   void (*pack)(const HeadProblem& p, PackedKV& kv);
   // Query rows [i0, i0 + rows) of p into the tile s (rows past `rows` zero).
   void (*load_q)(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s);
-  // scores[kFlashBq][kFlashBk] = (Q K_kb^T) * qscale: the log2-domain scores of key block kb.
-  void (*qk)(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores);
+  // scores[kFlashBq][kFlashBk] = Q K_kb^T of key block kb, and the factor sc > 0 still to apply:
+  // the log2-domain scores are scores x sc, and Q K^T x qscale. (A path returns qscale and leaves
+  // the multiply to the softmax's FMAs, or applies it and returns 1.)
+  float (*qk)(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores);
   // o[kFlashBq][dp] = alpha[r] * o[r] + P[r][:cols] V_kb, P = the probabilities in s.s.
   void (*pv)(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols);
 };

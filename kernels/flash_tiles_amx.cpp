@@ -40,6 +40,9 @@ bool amx_permitted() {
   return ok;
 }
 
+// One TDPBF16PS (16 x 16 x 32 multiply-adds) every 16 cycles per core (Intel's optimization manual).
+double amx_peak() { return 2.0 * 16 * 16 * 32 / 16; }
+
 // C[32 x 32] (tmm0-3) = sum over `chunks` of A[32 x 32 bf16] B[32 bf16 x 32]: A rows at a, a_stride
 // bytes apart, the next 32 reduced elements 64 bytes on; B pair-rows at b, b_stride bytes apart,
 // the next 16 pair-rows b_next bytes on, its second 16 columns 64 bytes on.
@@ -76,7 +79,7 @@ LONGATTN_AMX_TARGET inline void load_32x32(const float* c, int64_t stride) {
 }
 
 // scores = qscale * Q K_kb^T: q16 [Bq][dp] row-major (A), kt16 [dp/2][Bk][2] (B).
-LONGATTN_AMX_TARGET void qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores) {
+LONGATTN_AMX_TARGET float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores) {
   const int64_t dp = kv.dp;
   const uint16_t* kt = kv.kt16.data() + kb * dp * kFlashBk;
   configure_tiles();
@@ -89,9 +92,11 @@ LONGATTN_AMX_TARGET void qk(FlashScratch& s, const PackedKV& kv, int64_t kb, flo
       block_32x32(s.q16.data() + r * dp, dp * 2, kt + j * 2, kFlashBk * 4, 16 * kFlashBk * 4, dp / 32);
       store_32x32(scores + r * kFlashBk + j, kFlashBk * 4);
     }
+  if (qscale > 0) return qscale;  // left to the softmax's FMAs
   const __m512 sc = _mm512_set1_ps(qscale);
   for (int64_t i = 0; i < kFlashBq * kFlashBk; i += 16)
     _mm512_storeu_ps(scores + i, _mm512_mul_ps(_mm512_loadu_ps(scores + i), sc));
+  return 1.0f;
 }
 
 // o = alpha * o + P V_kb: P rows to bf16 (A, [Bq][Bk]), v16 [Bk/2][dp][2] (B), o [Bq][dp] as C.
@@ -102,6 +107,7 @@ LONGATTN_AMX_TARGET void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int
   bf16_tiles::p_to_bf16(s.s.data(), s.p16.data());
   float* o = s.o.data();
   for (int64_t r = 0; r < kFlashBq; ++r) {
+    if (s.alpha[r] == 1.0f) continue;  // the row's max held: the common case once a row has seen a few blocks
     const __m512 a = _mm512_set1_ps(s.alpha[r]);
     for (int64_t c = 0; c < dp; c += 16) _mm512_storeu_ps(o + r * dp + c, _mm512_mul_ps(_mm512_loadu_ps(o + r * dp + c), a));
   }
@@ -119,6 +125,6 @@ LONGATTN_AMX_TARGET void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int
 }  // namespace
 
 const TilePath kTileBf16Amx = {"bf16-amx", DType::bf16, "amx_bf16 (and the kernel's leave to use AMX state)", 32,
-                               amx_permitted, bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
+                               amx_permitted, amx_peak, bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
 
 }  // namespace longattn

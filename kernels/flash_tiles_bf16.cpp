@@ -90,11 +90,16 @@ constexpr PvTile pv_table_entry(int dv, std::integer_sequence<int, DV...>) {
   return t;
 }
 
-void qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores) {
+float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores) {
   const int64_t dp = kv.dp;
+  const float apply = qscale > 0 ? 1.0f : qscale;  // a positive scale is left to the softmax
   for (int64_t r = 0; r < kFlashBq; r += 4)
-    qk_strip<4>(s.q16.data() + r * dp, dp, kv.kt16.data() + kb * dp * kFlashBk, qscale, scores + r * kFlashBk);
+    qk_strip<4>(s.q16.data() + r * dp, dp, kv.kt16.data() + kb * dp * kFlashBk, apply, scores + r * kFlashBk);
+  return qscale > 0 ? qscale : 1.0f;
 }
+
+// VDPBF16PS issues like an FMA (assumed, as cpu_info's FMA units are) and does two multiply-adds per lane.
+double dpbf16_peak() { return 4.0 * 16 * cpu_info().fma_units(); }
 
 bool has_avx512_bf16() { return cpu_info().avx512_bf16 && cpu_info().avx512bw && cpu_info().avx512vl; }
 
@@ -161,7 +166,7 @@ void pv_nonfinite(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols)
 
 }  // namespace bf16_tiles
 
-const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, has_avx512_bf16,
+const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, has_avx512_bf16, dpbf16_peak,
                                   bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
 
 }  // namespace longattn

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <utility>
 
+#include "kernels/cpu.h"
 #include "kernels/flash_tiles.h"
 #include "kernels/simd.h"
 
@@ -119,10 +120,11 @@ void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScr
   }
 }
 
-void qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float /*qscale: applied in load_q*/, float* scores) {
+float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float /*qscale: applied in load_q*/, float* scores) {
   const int64_t dp = kv.dp;
   for (int64_t r = 0; r < kFlashBq; r += 4)
     qk_strip<4>(s.q.data() + r * dp, dp, kv.kt.data() + kb * dp * kFlashBk, scores + r * kFlashBk);
+  return 1.0f;
 }
 
 void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
@@ -132,6 +134,7 @@ void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
 }
 
 bool always() { return true; }
+double fma_peak() { return 2.0 * cpu_info().fp32_lanes() * cpu_info().fma_units(); }
 
 }  // namespace
 
@@ -140,6 +143,6 @@ bool always() { return true; }
 #else
 #define LONGATTN_FP32_TILES "fp32-avx2"
 #endif
-const TilePath kTileFp32 = {LONGATTN_FP32_TILES, DType::fp32, "nothing", 16, always, pack, load_q, qk, pv};
+const TilePath kTileFp32 = {LONGATTN_FP32_TILES, DType::fp32, "nothing", 16, always, fma_peak, pack, load_q, qk, pv};
 
 }  // namespace longattn

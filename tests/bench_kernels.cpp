@@ -1,11 +1,17 @@
 // Microbenchmarks of the CPU kernels with a fixed iteration count, GFLOP/s from exact pair counts
 // (SPEC §1), and an OpenBLAS sgemm in the same binary so every figure reads as a fraction of this
 // machine's BLAS peak. Arguments: N (sequence length); B=1, H=8, d=64, fp32.
+//
+// tile/PATH/...: `flash` on one tile path (kernels/flash_tiles.h), forced, on that path's dtype,
+// with pct_peak against the path's own peak (its FLOP per cycle x cores x measured clock). A path
+// this CPU cannot run is listed and skipped with the feature it lacks.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <omp.h>
 
 #include "kernels/blas.h"
+#include "kernels/cpu.h"
+#include "kernels/flash_tiles.h"
 #include "kernels/registry.h"
 #include "tests/check.h"
 
@@ -25,6 +31,29 @@ void attention(benchmark::State& st, const char* kernel, nlohmann::json pattern)
   for (auto _ : st) k->run(a);
   const double flops = 4.0 * kD * p.pairs_all_heads(kH, s.N);
   st.counters["GFLOPs"] = benchmark::Counter(flops * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
+void tile_path(benchmark::State& st, const TilePath* path, nlohmann::json pattern, int64_t d) {
+  if (!path->available()) {
+    st.SkipWithError((std::string(path->name) + " needs " + path->needs + ", which this CPU lacks").c_str());
+    return;
+  }
+  const Shape s{1, st.range(0), kH, d};
+  test::Problem prob(s, 1);
+  for (auto* t : {&prob.q, &prob.k, &prob.v}) round_all(path->dtype, t->data(), int64_t(t->size()));
+  const Pattern p = parse_pattern(pattern);
+  std::vector<float> o, lse;
+  AttentionArgs a = prob.args(p, o, lse);
+  a.dtype = path->dtype;
+  force_tile_path(path);
+  for (auto _ : st) find_kernel("flash")->run(a);
+  force_tile_path(nullptr);
+  const double flops = 4.0 * d * p.pairs_all_heads(kH, s.N);
+  static const double clock = measured_clock_ghz();
+  const double peak = path->peak_flops_per_cycle() * omp_get_max_threads() * clock * 1e9;
+  st.counters["GFLOPs"] = benchmark::Counter(flops * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  st.counters["pct_peak"] = benchmark::Counter(100.0 * flops * st.iterations() / peak, benchmark::Counter::kIsRate);
+  st.SetLabel(std::string(dtype_name(path->dtype)) + ", peak " + std::to_string(int(peak / 1e9)) + " GFLOP/s");
 }
 
 void sgemm(benchmark::State& st) {
@@ -50,6 +79,12 @@ BENCHMARK_CAPTURE(attention, dilated_longnet, "dilated", kLongnet)->Arg(16384)->
 
 int main(int argc, char** argv) {
   ensure_blas_core(argv);  // OpenBLAS on the CPU's proper core, as in longattn itself
+  for (const TilePath& t : tile_paths())
+    for (const auto& [pname, pattern] : {std::pair{"full", kFull}, std::pair{"causal", kCausal}})
+      for (int64_t d : {64, 128})
+        benchmark::RegisterBenchmark((std::string("tile/") + t.name + "/flash_" + pname + "/d" + std::to_string(d)).c_str(),
+                                     tile_path, &t, pattern, d)
+            ->Arg(4096)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("blas_core", blas_core());
