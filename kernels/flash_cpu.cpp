@@ -26,23 +26,23 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // Sets scores of key block [kpos, kpos + cols) that the mask leaves out of row r to -inf. Full
 // and local patterns (every causal mask among them) keep one interval of keys per row: a vector
 // compare. Others ask the pattern key by key.
-void mask_block(const HeadProblem& p, int64_t qpos, int64_t kpos, int64_t cols, float* scores) {
+void mask_block(const HeadProblem& p, int64_t qpos, int64_t kpos, int64_t cols, int64_t bk, float* scores) {
   int64_t lo = 0, hi = 0;
   if (p.mask->key_interval(qpos, p.mask_n, lo, hi)) {
     const simd::vf iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    for (int64_t r = 0; r < kFlashBq; ++r, scores += kFlashBk) {
+    for (int64_t r = 0; r < kFlashBq; ++r, scores += bk) {
       p.mask->key_interval(qpos + r, p.mask_n, lo, hi);
       // Block-relative bounds, clamped into float's exact integer range.
-      const float a = static_cast<float>(std::clamp<int64_t>(lo - kpos, -1, kFlashBk + 1));
-      const float b = static_cast<float>(std::clamp<int64_t>(hi - kpos, -1, kFlashBk + 1));
-      for (int64_t j = 0; j < kFlashBk; j += 16) {
+      const float a = static_cast<float>(std::clamp<int64_t>(lo - kpos, -1, bk + 1));
+      const float b = static_cast<float>(std::clamp<int64_t>(hi - kpos, -1, bk + 1));
+      for (int64_t j = 0; j < bk; j += 16) {
         const vf jj = iota + static_cast<float>(j);
         simd::store(scores + j, (jj < a || jj > b) ? simd::splat(kNegInf) : simd::load(scores + j));
       }
     }
     return;
   }
-  for (int64_t r = 0; r < kFlashBq; ++r, scores += kFlashBk)
+  for (int64_t r = 0; r < kFlashBq; ++r, scores += bk)
     for (int64_t j = 0; j < cols; ++j)
       if (!p.mask->contains(0, p.mask_head, qpos + r, kpos + j, p.mask_n)) scores[j] = kNegInf;
 }
@@ -92,7 +92,8 @@ void pack_kv(const HeadProblem& p, PackedKV& out, const TilePath* path) {
   out.path = path ? path : &select_tile_path(p.dtype);
   out.nk = p.nk;
   out.dp = round_up(p.d, out.path->pad);
-  out.blocks = (p.nk + kFlashBk - 1) / kFlashBk;
+  out.bk = out.path->bk;
+  out.blocks = (p.nk + out.bk - 1) / out.bk;
   out.path->pack(p, out);
   out.v_nonfinite = false;
   for (int64_t j = 0; j < p.nk; ++j)
@@ -102,7 +103,8 @@ void pack_kv(const HeadProblem& p, PackedKV& out, const TilePath* path) {
 void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64_t q_end, FlashScratch& s) {
   const TilePath& path = *kv.path;
   const int64_t dp = kv.dp;
-  s.s.resize(kFlashBq * kFlashBk);
+  const int64_t bk = kv.bk;
+  s.s.resize(kFlashBq * bk);
   s.m.resize(kFlashBq);
   s.l.resize(kFlashBq * simd::kLanes);
   s.alpha.resize(kFlashBq);
@@ -120,12 +122,12 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
     const int64_t qpos = p.q_pos0 + i0;
 
     for (int64_t kb = 0; kb < kv.blocks; ++kb) {
-      const int64_t j0 = kb * kFlashBk, cols = std::min(kFlashBk, kv.nk - j0);
+      const int64_t j0 = kb * bk, cols = std::min(bk, kv.nk - j0);
       const int64_t kpos = p.k_pos0 + j0;
       const BlockKind kind = p.mask ? p.mask->classify(qpos, qpos + rows, kpos, kpos + cols) : BlockKind::full;
       if (kind == BlockKind::empty) continue;
       sc = path.qk(s, kv, kb, qscale, s.s.data());
-      if (kind == BlockKind::partial) mask_block(p, qpos, kpos, cols, s.s.data());
+      if (kind == BlockKind::partial) mask_block(p, qpos, kpos, cols, bk, s.s.data());
 
       // Online softmax on scores that are still to be multiplied by sc > 0 (so maxima are taken
       // before scaling). First every row's new running max, then the rescale factors of all rows
@@ -133,10 +135,10 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
       // Maxima drop NaN; a NaN score still reaches its row through exp2 and the sum, and the
       // one case where it would not (no other visible key) is caught below.
       for (int64_t r = 0; r < kFlashBq; ++r) {
-        float* srow = s.s.data() + r * kFlashBk;
-        for (int64_t j = cols; j < kFlashBk; ++j) srow[j] = kNegInf;
+        float* srow = s.s.data() + r * bk;
+        for (int64_t j = cols; j < bk; ++j) srow[j] = kNegInf;
         vf mx = simd::load(srow);
-        for (int64_t j = 16; j < kFlashBk; j += 16) mx = simd::fast_max(mx, simd::load(srow + j));
+        for (int64_t j = 16; j < bk; j += 16) mx = simd::fast_max(mx, simd::load(srow + j));
         m_new[r] = simd::max_nan(s.m[r], simd::fast_hmax(mx));
       }
       for (int64_t r = 0; r < kFlashBq; r += 16) {
@@ -147,18 +149,18 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
       }
       const vf scv = simd::splat(sc);
       for (int64_t r = 0; r < kFlashBq; ++r) {
-        float* srow = s.s.data() + r * kFlashBk;
+        float* srow = s.s.data() + r * bk;
         const float mr = s.m[r];
         if (mr == kNegInf) {  // nothing visible yet in this row, unless a NaN the maxima dropped
           float* l = s.l.data() + r * simd::kLanes;
           for (int64_t j = 0; j < cols; ++j)
             if (srow[j] != srow[j]) std::fill(l, l + simd::kLanes, srow[j]);
-          std::fill(srow, srow + kFlashBk, 0.0f);
+          std::fill(srow, srow + bk, 0.0f);
           continue;
         }
         const vf mrs = simd::splat(mr * sc);
         vf sum{};
-        for (int64_t j = 0; j < kFlashBk; j += 16) {
+        for (int64_t j = 0; j < bk; j += 16) {
           const vf e = simd::exp2(simd::load(srow + j) * scv - mrs);
           simd::store(srow + j, e);
           sum += e;
@@ -232,10 +234,11 @@ void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, 
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < heads; ++bh) pack_kv(head(bh / sh.H, bh % sh.H), packed[bh]);
     FlashScratch scratch;
-    // Reverse tile order first: with causal masks the last tiles are the longest.
+    // Head by head, so a thread's next tile reads the K and V its last one left in its cache;
+    // within a head the last tiles first: with causal masks they are the longest.
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < heads * tiles; ++t) {
-      const int64_t bh = t % heads, tile = tiles - 1 - t / heads;
+      const int64_t bh = t / tiles, tile = tiles - 1 - t % tiles;
       const int64_t q0 = tile * kFlashBq;
       flash_rows(head(bh / sh.H, bh % sh.H), packed[bh], q0, std::min(sh.N, q0 + kFlashBq), scratch);
     }

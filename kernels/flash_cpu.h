@@ -12,7 +12,7 @@
 namespace longattn {
 
 constexpr int64_t kFlashBq = 64;  // query rows per tile
-constexpr int64_t kFlashBk = 64;  // keys per block (a multiple of 64: the QK^T strip is 64 wide)
+constexpr int64_t kFlashBk = 64;  // keys per block of the AVX-512 paths (AMX takes more: TilePath::bk)
 constexpr int64_t kFlashMaxD = 256;
 
 // One head's problem on strided rows. Rows of q, k, v, o are `*_stride` floats apart, so a head of
@@ -56,11 +56,11 @@ using aligned_vector = std::vector<T, CacheAligned<T>>;
 // dp = d rounded up to the path's pad (16 lanes, or 32 for AMX tiles).
 struct PackedKV {
   const TilePath* path = nullptr;  // the path that packed it
-  int64_t nk = 0, dp = 0, blocks = 0;
-  aligned_vector<float> kt;       // fp32: [blocks][dp][kFlashBk]
-  aligned_vector<float> v;        // fp32: [blocks * kFlashBk][dp]
-  aligned_vector<uint16_t> kt16;  // bf16: [blocks][dp/2][kFlashBk][2]
-  aligned_vector<uint16_t> v16;   // bf16: [blocks][kFlashBk/2][dp][2]
+  int64_t nk = 0, dp = 0, bk = 0, blocks = 0;  // bk keys per block (the path's)
+  aligned_vector<float> kt;       // fp32: [blocks][dp][bk]
+  aligned_vector<float> v;        // fp32: [blocks * bk][dp]
+  aligned_vector<uint16_t> kt16;  // bf16: [blocks][dp/2][bk][2]
+  aligned_vector<uint16_t> v16;   // bf16: [blocks][bk/2][dp][2]
   bool v_nonfinite = false;    // V holds NaN or inf (attend --allow-nonfinite)
 };
 

@@ -17,6 +17,7 @@ struct TilePath {
   DType dtype;        // the dtype whose inputs it reads
   const char* needs;  // the CPU feature it needs, for the reason a test skips
   int64_t pad;        // head dims padded to a multiple of this (PackedKV::dp)
+  int64_t bk;         // keys per block: scores and probabilities are kFlashBq x bk
   bool (*available)();  // this CPU runs it
   // Its peak per core and cycle (multiply-adds count two): the yardstick of `% of peak` figures.
   double (*peak_flops_per_cycle)();
@@ -24,7 +25,7 @@ struct TilePath {
   void (*pack)(const HeadProblem& p, PackedKV& kv);
   // Query rows [i0, i0 + rows) of p into the tile s (rows past `rows` zero).
   void (*load_q)(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s);
-  // scores[kFlashBq][kFlashBk] = Q K_kb^T of key block kb, and the factor sc > 0 still to apply:
+  // scores[kFlashBq][bk] = Q K_kb^T of key block kb, and the factor sc > 0 still to apply:
   // the log2-domain scores are scores x sc, and Q K^T x qscale. (A path returns qscale and leaves
   // the multiply to the softmax's FMAs, or applies it and returns 1.)
   float (*qk)(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores);
@@ -54,7 +55,7 @@ extern const TilePath kTileBf16Amx;
 namespace bf16_tiles {
 void pack(const HeadProblem& p, PackedKV& out);
 void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s);
-void p_to_bf16(const float* p, uint16_t* out);  // the tile's probabilities, rounded; needs AVX512-BF16
+void p_to_bf16(const float* p, int64_t n, uint16_t* out);  // n probabilities, rounded; needs AVX512-BF16
 void pv_nonfinite(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols);  // V with NaN or inf
 }  // namespace bf16_tiles
 

@@ -107,7 +107,7 @@ void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
   if (kv.v_nonfinite) return bf16_tiles::pv_nonfinite(s, kv, kb, cols);
   const int64_t dp = kv.dp;
   s.p16.resize(kFlashBq * kFlashBk);
-  bf16_tiles::p_to_bf16(s.s.data(), s.p16.data());
+  bf16_tiles::p_to_bf16(s.s.data(), kFlashBq * kFlashBk, s.p16.data());
   const PvTile tile =
       pv_table_entry(static_cast<int>(dp / 16), std::make_integer_sequence<int, kFlashMaxD / 16>{});
   tile(s.p16.data(), (cols + 1) / 2, kv.v16.data() + kb * kFlashBk * dp, s.o.data(), s.alpha.data());
@@ -117,26 +117,26 @@ void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
 
 namespace bf16_tiles {
 
-// Rows of P (fp32, Bk wide) to bf16, rounded to nearest even: 32 at a time.
-LONGATTN_BF16_TARGET void p_to_bf16(const float* p, uint16_t* out) {
-  for (int64_t i = 0; i < kFlashBq * kFlashBk; i += 32) {
+// n probabilities (a multiple of 32) to bf16, rounded to nearest even.
+LONGATTN_BF16_TARGET void p_to_bf16(const float* p, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; i += 32) {
     const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(p + i + 16), _mm512_loadu_ps(p + i));
     std::memcpy(out + i, &h, 64);
   }
 }
 
 void pack(const HeadProblem& p, PackedKV& out) {
-  const int64_t dp = out.dp;
-  out.kt16.assign(out.blocks * dp * kFlashBk, 0);
-  out.v16.assign(out.blocks * kFlashBk * dp, 0);
+  const int64_t dp = out.dp, bk = out.bk;
+  out.kt16.assign(out.blocks * dp * bk, 0);
+  out.v16.assign(out.blocks * bk * dp, 0);
   for (int64_t j = 0; j < p.nk; ++j) {
     const float* kr = p.k + j * p.kv_stride;
     const float* vr = p.v + j * p.kv_stride;
-    uint16_t* kt = out.kt16.data() + (j / kFlashBk) * dp * kFlashBk;
-    uint16_t* vb = out.v16.data() + (j / kFlashBk) * kFlashBk * dp;
-    const int64_t jj = j % kFlashBk;
+    uint16_t* kt = out.kt16.data() + (j / bk) * dp * bk;
+    uint16_t* vb = out.v16.data() + (j / bk) * bk * dp;
+    const int64_t jj = j % bk;
     for (int64_t c = 0; c < p.d; ++c) {
-      kt[((c / 2) * kFlashBk + jj) * 2 + c % 2] = bf16_bits(kr[c]);
+      kt[((c / 2) * bk + jj) * 2 + c % 2] = bf16_bits(kr[c]);
       vb[((jj / 2) * dp + c) * 2 + jj % 2] = bf16_bits(vr[c]);
     }
   }
@@ -153,20 +153,20 @@ void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScr
 // P V for a V holding NaN or inf (attend --allow-nonfinite): zero probabilities skipped, as in the
 // fp32 path, so 0 x NaN never reaches a row whose set excludes that key.
 void pv_nonfinite(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
-  const int64_t dp = kv.dp;
-  const uint16_t* vb = kv.v16.data() + kb * kFlashBk * dp;
+  const int64_t dp = kv.dp, bk = kv.bk;
+  const uint16_t* vb = kv.v16.data() + kb * bk * dp;
   for (int64_t r = 0; r < kFlashBq; ++r) {
     float* orow = s.o.data() + r * dp;
     for (int64_t c = 0; c < dp; ++c) orow[c] *= s.alpha[r];
     for (int64_t j = 0; j < cols; ++j)
-      if (const float pj = bf16_value(bf16_bits(s.s[r * kFlashBk + j])); pj != 0.0f)
+      if (const float pj = bf16_value(bf16_bits(s.s[r * bk + j])); pj != 0.0f)
         for (int64_t c = 0; c < dp; ++c) orow[c] += pj * bf16_value(vb[((j / 2) * dp + c) * 2 + j % 2]);
   }
 }
 
 }  // namespace bf16_tiles
 
-const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, has_avx512_bf16, dpbf16_peak,
+const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, kFlashBk, has_avx512_bf16, dpbf16_peak,
                                   bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
 
 }  // namespace longattn
