@@ -95,16 +95,21 @@ void pack_kv(const HeadProblem& p, PackedKV& out, const TilePath* path) {
   out.bk = out.path->bk;
   out.blocks = (p.nk + out.bk - 1) / out.bk;
   out.path->pack(p, out);
-  out.v_nonfinite = false;
+  // x * 0 is 0 for finite x, NaN for inf and NaN: one vectorisable pass instead of isfinite calls.
+  float acc[kFlashMaxD] = {};
   for (int64_t j = 0; j < p.nk; ++j)
-    for (int64_t c = 0; c < p.d; ++c) out.v_nonfinite |= !std::isfinite(p.v[j * p.kv_stride + c]);
+    for (int64_t c = 0; c < p.d; ++c) acc[c] += p.v[j * p.kv_stride + c] * 0.0f;
+  out.v_nonfinite = false;
+  for (int64_t c = 0; c < p.d; ++c) out.v_nonfinite |= acc[c] != 0.0f;
 }
 
 void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64_t q_end, FlashScratch& s) {
   const TilePath& path = *kv.path;
   const int64_t dp = kv.dp;
   const int64_t bk = kv.bk;
+  const bool p_bf16 = path.p_bf16;
   s.s.resize(kFlashBq * bk);
+  if (p_bf16) s.p16.resize(kFlashBq * bk);
   s.m.resize(kFlashBq);
   s.l.resize(kFlashBq * simd::kLanes);
   s.alpha.resize(kFlashBq);
@@ -156,14 +161,24 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
           for (int64_t j = 0; j < cols; ++j)
             if (srow[j] != srow[j]) std::fill(l, l + simd::kLanes, srow[j]);
           std::fill(srow, srow + bk, 0.0f);
+          if (p_bf16) std::fill(s.p16.data() + r * bk, s.p16.data() + (r + 1) * bk, 0);
           continue;
         }
         const vf mrs = simd::splat(mr * sc);
         vf sum{};
-        for (int64_t j = 0; j < bk; j += 16) {
-          const vf e = simd::exp2(simd::load(srow + j) * scv - mrs);
-          simd::store(srow + j, e);
-          sum += e;
+        if (p_bf16) {
+          uint16_t* prow = s.p16.data() + r * bk;
+          for (int64_t j = 0; j < bk; j += 16) {
+            const vf e = simd::exp2<4>(simd::load(srow + j) * scv - mrs);
+            simd::store_bf16(prow + j, e);
+            sum += e;
+          }
+        } else {
+          for (int64_t j = 0; j < bk; j += 16) {
+            const vf e = simd::exp2(simd::load(srow + j) * scv - mrs);
+            simd::store(srow + j, e);
+            sum += e;
+          }
         }
         float* l = s.l.data() + r * simd::kLanes;
         simd::store(l, simd::load(l) * s.alpha[r] + sum);

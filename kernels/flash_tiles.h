@@ -18,6 +18,7 @@ struct TilePath {
   const char* needs;  // the CPU feature it needs, for the reason a test skips
   int64_t pad;        // head dims padded to a multiple of this (PackedKV::dp)
   int64_t bk;         // keys per block: scores and probabilities are kFlashBq x bk
+  bool p_bf16;        // reads the probabilities as bf16 (FlashScratch::p16), not fp32 (::s)
   bool (*available)();  // this CPU runs it
   // Its peak per core and cycle (multiply-adds count two): the yardstick of `% of peak` figures.
   double (*peak_flops_per_cycle)();
@@ -55,7 +56,6 @@ extern const TilePath kTileBf16Amx;
 namespace bf16_tiles {
 void pack(const HeadProblem& p, PackedKV& out);
 void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s);
-void p_to_bf16(const float* p, int64_t n, uint16_t* out);  // n probabilities, rounded; needs AVX512-BF16
 void pv_nonfinite(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols);  // V with NaN or inf
 }  // namespace bf16_tiles
 

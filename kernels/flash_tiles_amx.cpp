@@ -107,8 +107,6 @@ LONGATTN_AMX_TARGET float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, fl
 LONGATTN_AMX_TARGET void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
   if (kv.v_nonfinite) return bf16_tiles::pv_nonfinite(s, kv, kb, cols);
   const int64_t dp = kv.dp;
-  s.p16.resize(kFlashBq * kAmxBk);
-  bf16_tiles::p_to_bf16(s.s.data(), kFlashBq * kAmxBk, s.p16.data());
   float* o = s.o.data();
   for (int64_t r = 0; r < kFlashBq; ++r) {
     if (s.alpha[r] == 1.0f) continue;  // the row's max held: the common case once a row has seen a few blocks
@@ -128,7 +126,7 @@ LONGATTN_AMX_TARGET void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int
 
 }  // namespace
 
-const TilePath kTileBf16Amx = {"bf16-amx", DType::bf16, "amx_bf16 (and the kernel's leave to use AMX state)", 32, kAmxBk,
+const TilePath kTileBf16Amx = {"bf16-amx", DType::bf16, "amx_bf16 (and the kernel's leave to use AMX state)", 32, kAmxBk, true,
                                amx_permitted, amx_peak, bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
 
 }  // namespace longattn

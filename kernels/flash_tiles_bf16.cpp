@@ -7,11 +7,13 @@
 // file builds on any x86 compiler and runs only where cpu_info() says it may.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "kernels/cpu.h"
 #include "kernels/flash_tiles.h"
+#include "kernels/simd.h"
 
 namespace longattn {
 namespace {
@@ -106,8 +108,6 @@ bool has_avx512_bf16() { return cpu_info().avx512_bf16 && cpu_info().avx512bw &&
 void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
   if (kv.v_nonfinite) return bf16_tiles::pv_nonfinite(s, kv, kb, cols);
   const int64_t dp = kv.dp;
-  s.p16.resize(kFlashBq * kFlashBk);
-  bf16_tiles::p_to_bf16(s.s.data(), kFlashBq * kFlashBk, s.p16.data());
   const PvTile tile =
       pv_table_entry(static_cast<int>(dp / 16), std::make_integer_sequence<int, kFlashMaxD / 16>{});
   tile(s.p16.data(), (cols + 1) / 2, kv.v16.data() + kb * kFlashBk * dp, s.o.data(), s.alpha.data());
@@ -117,11 +117,16 @@ void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
 
 namespace bf16_tiles {
 
-// n probabilities (a multiple of 32) to bf16, rounded to nearest even.
-LONGATTN_BF16_TARGET void p_to_bf16(const float* p, int64_t n, uint16_t* out) {
-  for (int64_t i = 0; i < n; i += 32) {
-    const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(p + i + 16), _mm512_loadu_ps(p + i));
-    std::memcpy(out + i, &h, 64);
+// One row of d values as bf16 pairs: 32-bit words, (x[2c], x[2c+1]) in word c, zero past d.
+void row_pairs(const float* x, int64_t d, int64_t dp, uint32_t* out) {
+  uint16_t* h = reinterpret_cast<uint16_t*>(out);
+  int64_t c = 0;
+  for (; c + 16 <= d; c += 16) simd::store_bf16(h + c, simd::load(x + c));
+  if (c < dp) {  // the tail, then zeros
+    alignas(64) float tail[16] = {};
+    std::copy(x + c, x + d, tail);
+    simd::store_bf16(h + c, simd::load(tail));
+    std::fill(h + c + 16, h + dp, 0);
   }
 }
 
@@ -129,25 +134,31 @@ void pack(const HeadProblem& p, PackedKV& out) {
   const int64_t dp = out.dp, bk = out.bk;
   out.kt16.assign(out.blocks * dp * bk, 0);
   out.v16.assign(out.blocks * bk * dp, 0);
-  for (int64_t j = 0; j < p.nk; ++j) {
-    const float* kr = p.k + j * p.kv_stride;
-    const float* vr = p.v + j * p.kv_stride;
-    uint16_t* kt = out.kt16.data() + (j / bk) * dp * bk;
-    uint16_t* vb = out.v16.data() + (j / bk) * bk * dp;
-    const int64_t jj = j % bk;
-    for (int64_t c = 0; c < p.d; ++c) {
-      kt[((c / 2) * bk + jj) * 2 + c % 2] = bf16_bits(kr[c]);
-      vb[((jj / 2) * dp + c) * 2 + jj % 2] = bf16_bits(vr[c]);
+  uint32_t* kt = reinterpret_cast<uint32_t*>(out.kt16.data());  // [blocks][dp/2][bk] words
+  uint32_t* vt = reinterpret_cast<uint32_t*>(out.v16.data());   // [blocks][bk/2][dp] words
+  alignas(64) uint32_t k2[kFlashMaxD / 2 + 16], v0[kFlashMaxD / 2 + 16], v1[kFlashMaxD / 2 + 16];
+  uint16_t* h0 = reinterpret_cast<uint16_t*>(v0);
+  uint16_t* h1 = reinterpret_cast<uint16_t*>(v1);
+  for (int64_t j = 0; j < p.nk; j += 2) {
+    for (int64_t jj = j; jj < std::min(j + 2, p.nk); ++jj) {
+      row_pairs(p.k + jj * p.kv_stride, p.d, dp, k2);
+      uint32_t* kb = kt + (jj / bk) * (dp / 2) * bk + jj % bk;
+      for (int64_t c2 = 0; c2 < dp / 2; ++c2) kb[c2 * bk] = k2[c2];
     }
+    // Keys j and j + 1 interleaved per column: word c of the pair row is (v[j][c], v[j+1][c]).
+    row_pairs(p.v + j * p.kv_stride, p.d, dp, v0);
+    if (j + 1 < p.nk) row_pairs(p.v + (j + 1) * p.kv_stride, p.d, dp, v1);
+    else std::fill(v1, v1 + dp / 2, 0u);
+    uint32_t* vb = vt + (j / bk) * (bk / 2) * dp + (j % bk) / 2 * dp;
+    for (int64_t c = 0; c < dp; ++c) vb[c] = uint32_t{h0[c]} | uint32_t{h1[c]} << 16;
   }
 }
 
 void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s) {
-  s.q16.assign(kFlashBq * dp, 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* qr = p.q + (i0 + r) * p.q_stride;
-    for (int64_t c = 0; c < p.d; ++c) s.q16[r * dp + c] = bf16_bits(qr[c]);
-  }
+  s.q16.resize(kFlashBq * dp);
+  for (int64_t r = 0; r < rows; ++r)
+    row_pairs(p.q + (i0 + r) * p.q_stride, p.d, dp, reinterpret_cast<uint32_t*>(s.q16.data() + r * dp));
+  std::fill(s.q16.begin() + rows * dp, s.q16.end(), 0);
 }
 
 // P V for a V holding NaN or inf (attend --allow-nonfinite): zero probabilities skipped, as in the
@@ -159,14 +170,14 @@ void pv_nonfinite(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols)
     float* orow = s.o.data() + r * dp;
     for (int64_t c = 0; c < dp; ++c) orow[c] *= s.alpha[r];
     for (int64_t j = 0; j < cols; ++j)
-      if (const float pj = bf16_value(bf16_bits(s.s[r * bk + j])); pj != 0.0f)
+      if (const float pj = bf16_value(s.p16[r * bk + j]); pj != 0.0f)
         for (int64_t c = 0; c < dp; ++c) orow[c] += pj * bf16_value(vb[((j / 2) * dp + c) * 2 + j % 2]);
   }
 }
 
 }  // namespace bf16_tiles
 
-const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, kFlashBk, has_avx512_bf16, dpbf16_peak,
+const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, kFlashBk, true, has_avx512_bf16, dpbf16_peak,
                                   bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
 
 }  // namespace longattn

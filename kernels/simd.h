@@ -69,11 +69,29 @@ inline float hsum(vf v) {
   return s;
 }
 
+// x rounded to bf16 (nearest even; NaN stays NaN), 16 values to p.
+inline void store_bf16(uint16_t* p, vf x) {
+#ifdef __AVX512BF16__
+  const __m256bh h = _mm512_cvtneps_pbh(x);
+  std::memcpy(p, &h, 32);
+#else
+  vi u;
+  std::memcpy(&u, &x, sizeof u);
+  const vi nan = (u & 0x7fffffff) > 0x7f800000;
+  const vi r = (u + 0x7fff + ((u >> 16) & 1)) >> 16;
+  const vi b = nan ? ((u >> 16) | 0x40) : r;
+  for (int i = 0; i < kLanes; ++i) p[i] = static_cast<uint16_t>(b[i]);
+#endif
+}
+
 // 2^x for x <= 0 (scores minus their running max); exactly 0 below -126 (no denormals, which
-// would cost the FMAs that read them microcode assists), NaN for NaN, relative error ~2e-7.
-// Degree-6 Taylor series of 2^f on f in [-0.5, 0.5] after splitting off the nearest integer n;
-// VSCALEFPS applies 2^n where there is AVX-512.
+// would cost the FMAs that read them microcode assists), NaN for NaN. Taylor series of 2^f on f in
+// [-0.5, 0.5] after splitting off the nearest integer n; VSCALEFPS applies 2^n where there is
+// AVX-512. Degree 6: relative error ~2e-7 (fp32). Degree 4: ~5e-5, for probabilities that are
+// rounded to bf16 (2^-9) anyway.
+template <int Degree = 6>
 inline vf exp2(vf x) {
+  static_assert(Degree == 4 || Degree == 6);
 #ifdef __AVX512F__
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const vf f = x - vf(n);
@@ -82,9 +100,14 @@ inline vf exp2(vf x) {
   const vf n = (xc + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23 trick)
   const vf f = xc - n;                             // f in [-0.5, 0.5]
 #endif
-  vf p = splat(1.5403530393381606e-4f);
-  p = p * f + 1.3333558146428443e-3f;
-  p = p * f + 9.6181291076284772e-3f;
+  vf p;
+  if constexpr (Degree == 6) {
+    p = splat(1.5403530393381606e-4f);
+    p = p * f + 1.3333558146428443e-3f;
+    p = p * f + 9.6181291076284772e-3f;
+  } else {
+    p = splat(9.6181291076284772e-3f);
+  }
   p = p * f + 5.5504108664821580e-2f;
   p = p * f + 2.4022650695910071e-1f;
   p = p * f + 6.9314718055994531e-1f;
