@@ -40,10 +40,10 @@ inline void qk_strip(const float* qp, int64_t dp, const float* kt, float* s) {
   }
 }
 
-// o[R][dp] = alpha[r] * o[r] + p[R][:nk] . v[nk][dp], DV = dp / 16 vectors per row.
+// o[R][DV vectors] = alpha[r] * o[r] + p[R][:nk] . v[nk][DV vectors]: DV of the dp / 16 vectors
+// of a row (o and v rows are dp apart).
 template <int R, int DV>
-inline void pv_strip(const float* p, int64_t nk, const float* v, float* o, const float* alpha) {
-  constexpr int64_t dp = DV * 16;
+inline void pv_strip(const float* p, int64_t nk, const float* v, float* o, const float* alpha, int64_t dp) {
   vf acc[R][DV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -66,11 +66,19 @@ inline void pv_strip(const float* p, int64_t nk, const float* v, float* o, const
 
 template <int DV>
 void pv_tile(const float* p, int64_t nk, const float* v, float* o, const float* alpha) {
-  // Rows per strip: as many as keep R x DV accumulators within ~24 of the 32 vector registers.
-  constexpr int R = DV <= 3 ? 8 : DV <= 6 ? 4 : DV <= 8 ? 2 : 1;
+  // Rows wider than 4 vectors go in column chunks of 4 (and a rest): 4 rows x 4 vectors of
+  // accumulators load each V vector once per 4 rows. (Whole rows 2 at a time, the alternative,
+  // read V twice as often, from L2 once d = 128 pushes a block's K, V and O out of L1.)
+  constexpr int64_t dp = DV * 16;
+  constexpr int C = DV <= 6 ? DV : 4, Rest = DV <= 6 ? 0 : DV % 4;
+  constexpr int R = C <= 3 ? 8 : 4;
   static_assert(kFlashBq % R == 0);
-  for (int64_t r = 0; r < kFlashBq; r += R)
-    pv_strip<R, DV>(p + r * kFlashBk, nk, v, o + r * DV * 16, alpha + r);
+  for (int64_t r = 0; r < kFlashBq; r += R) {
+    int c = 0;
+    for (; c + C <= DV; c += C)
+      pv_strip<R, C>(p + r * kFlashBk, nk, v + 16 * c, o + r * dp + 16 * c, alpha + r, dp);
+    if constexpr (Rest > 0) pv_strip<R, Rest>(p + r * kFlashBk, nk, v + 16 * c, o + r * dp + 16 * c, alpha + r, dp);
+  }
 }
 
 using PvTile = void (*)(const float*, int64_t, const float*, float*, const float*);
