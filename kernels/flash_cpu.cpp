@@ -47,6 +47,25 @@ void mask_block(const HeadProblem& p, int64_t qpos, int64_t kpos, int64_t cols, 
       if (!p.mask->contains(0, p.mask_head, qpos + r, kpos + j, p.mask_n)) scores[j] = kNegInf;
 }
 
+// The spans of a partial block under an interval mask (full, local, block-diagonal): for each
+// group of 16 rows, the union of its valid rows' key intervals, clamped to the block. False for
+// other masks (every key is computed, then masked).
+bool key_spans(const HeadProblem& p, int64_t qpos, int64_t rows, int64_t kpos, int64_t cols, KeySpans& out) {
+  int64_t lo = 0, hi = 0;
+  if (!p.mask->key_interval(qpos, p.mask_n, lo, hi)) return false;
+  for (int64_t g = 0; g < kFlashBq / kSpanRows; ++g) {
+    int64_t a = cols, b = 0;
+    for (int64_t r = g * kSpanRows; r < std::min(rows, (g + 1) * kSpanRows); ++r) {
+      p.mask->key_interval(qpos + r, p.mask_n, lo, hi);
+      lo = std::max<int64_t>(lo - kpos, 0), hi = std::min<int64_t>(hi - kpos + 1, cols);
+      if (lo < hi) a = std::min(a, lo), b = std::max(b, hi);
+    }
+    out.lo[g] = a < b ? a : 0;
+    out.hi[g] = a < b ? b : 0;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::span<const TilePath> tile_paths() {
@@ -125,13 +144,25 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
     std::fill(s.m.begin(), s.m.end(), kNegInf);
     std::fill(s.l.begin(), s.l.end(), 0.0f);
     const int64_t qpos = p.q_pos0 + i0;
+    // Interval masks (full, local, block-diagonal) move right with the row: the tile's keys lie in
+    // [lo(first row), hi(last row)], so blocks outside are not even classified (a narrow band
+    // over a long sequence would otherwise ask about every block).
+    int64_t kb_begin = 0, kb_end = kv.blocks, lo = 0, hi = 0, lo2 = 0, hi2 = 0;
+    const int64_t r0 = std::max<int64_t>(qpos, 0), r1 = std::min(qpos + rows, p.mask_n) - 1;
+    if (p.mask && r0 <= r1 && p.mask->key_interval(r0, p.mask_n, lo, hi) && p.mask->key_interval(r1, p.mask_n, lo2, hi2)) {
+      const int64_t j_lo = lo - p.k_pos0, j_hi = hi2 - p.k_pos0;
+      kb_begin = std::max<int64_t>(0, j_lo) / bk;
+      kb_end = j_hi < 0 ? 0 : std::min(kv.blocks, j_hi / bk + 1);
+    }
 
-    for (int64_t kb = 0; kb < kv.blocks; ++kb) {
+    for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
       const int64_t j0 = kb * bk, cols = std::min(bk, kv.nk - j0);
       const int64_t kpos = p.k_pos0 + j0;
       const BlockKind kind = p.mask ? p.mask->classify(qpos, qpos + rows, kpos, kpos + cols) : BlockKind::full;
       if (kind == BlockKind::empty) continue;
-      sc = path.qk(s, kv, kb, qscale, s.s.data());
+      KeySpans spans;
+      const KeySpans* sp = kind == BlockKind::partial && key_spans(p, qpos, rows, kpos, cols, spans) ? &spans : nullptr;
+      sc = path.qk(s, kv, kb, sp, qscale, s.s.data());
       if (kind == BlockKind::partial) mask_block(p, qpos, kpos, cols, bk, s.s.data());
 
       // Online softmax on scores that are still to be multiplied by sc > 0 (so maxima are taken
@@ -183,7 +214,7 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
         float* l = s.l.data() + r * simd::kLanes;
         simd::store(l, simd::load(l) * s.alpha[r] + sum);
       }
-      path.pv(s, kv, kb, cols);
+      path.pv(s, kv, kb, sp, cols);
     }
 
     for (int64_t r = 0; r < rows; ++r) {
@@ -242,7 +273,11 @@ void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, 
     return p;
   };
   const int64_t heads = sh.B * sh.H, tiles = (sh.N + kFlashBq - 1) / kFlashBq;
-  std::vector<PackedKV> packed(heads);
+  // Packed K and V kept by the calling thread across calls: a fresh allocation each call would
+  // page-fault its way through tens of MB, as much as a narrow band's whole compute.
+  thread_local std::vector<PackedKV> kept;
+  if (static_cast<int64_t>(kept.size()) < heads) kept.resize(heads);
+  std::vector<PackedKV>& packed = kept;  // the caller's, also inside the parallel region
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
 #pragma omp parallel num_threads(threads)
   {

@@ -37,6 +37,14 @@ struct HeadProblem {
 
 struct TilePath;
 
+// The keys each 16-row group of a tile may see in one key block: [lo, hi), block-relative, a
+// superset of every row's visible keys. Partial blocks of banded masks (causal diagonals, local
+// bands, block diagonals) pass them, and the paths skip the keys a whole group masks out.
+constexpr int64_t kSpanRows = 16;
+struct KeySpans {
+  int64_t lo[kFlashBq / kSpanRows], hi[kFlashBq / kSpanRows];
+};
+
 // Vectors on 64-byte boundaries: a 512-bit load that straddles two cache lines costs two.
 template <class T>
 struct CacheAligned {

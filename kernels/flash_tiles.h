@@ -29,9 +29,11 @@ struct TilePath {
   // scores[kFlashBq][bk] = Q K_kb^T of key block kb, and the factor sc > 0 still to apply:
   // the log2-domain scores are scores x sc, and Q K^T x qscale. (A path returns qscale and leaves
   // the multiply to the softmax's FMAs, or applies it and returns 1.)
-  float (*qk)(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores);
+  // With spans, a row's scores outside its group's span may be left unwritten (the mask covers them).
+  float (*qk)(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans* spans, float qscale, float* scores);
   // o[kFlashBq][dp] = alpha[r] * o[r] + P[r][:cols] V_kb, P = the probabilities in s.s.
-  void (*pv)(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols);
+  // With spans, P is zero outside each group's span.
+  void (*pv)(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans* spans, int64_t cols);
 };
 
 std::span<const TilePath> tile_paths();

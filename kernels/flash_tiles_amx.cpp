@@ -83,7 +83,8 @@ LONGATTN_AMX_TARGET inline void load_32x32(const float* c, int64_t stride) {
 }
 
 // scores = qscale * Q K_kb^T: q16 [Bq][dp] row-major (A), kt16 [dp/2][Bk][2] (B).
-LONGATTN_AMX_TARGET float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores) {
+LONGATTN_AMX_TARGET float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans*, float qscale,
+                             float* scores) {
   const int64_t dp = kv.dp;
   const uint16_t* kt = kv.kt16.data() + kb * dp * kAmxBk;
   configure_tiles();
@@ -104,7 +105,7 @@ LONGATTN_AMX_TARGET float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, fl
 }
 
 // o = alpha * o + P V_kb: P rows to bf16 (A, [Bq][Bk]), v16 [Bk/2][dp][2] (B), o [Bq][dp] as C.
-LONGATTN_AMX_TARGET void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
+LONGATTN_AMX_TARGET void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans*, int64_t cols) {
   if (kv.v_nonfinite) return bf16_tiles::pv_nonfinite(s, kv, kb, cols);
   const int64_t dp = kv.dp;
   float* o = s.o.data();

@@ -92,7 +92,7 @@ constexpr PvTile pv_table_entry(int dv, std::integer_sequence<int, DV...>) {
   return t;
 }
 
-float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float qscale, float* scores) {
+float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans*, float qscale, float* scores) {
   const int64_t dp = kv.dp;
   const float apply = qscale > 0 ? 1.0f : qscale;  // a positive scale is left to the softmax
   for (int64_t r = 0; r < kFlashBq; r += 4)
@@ -105,7 +105,7 @@ double dpbf16_peak() { return 4.0 * 16 * cpu_info().fma_units(); }
 
 bool has_avx512_bf16() { return cpu_info().avx512_bf16 && cpu_info().avx512bw && cpu_info().avx512vl; }
 
-void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
+void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans*, int64_t cols) {
   if (kv.v_nonfinite) return bf16_tiles::pv_nonfinite(s, kv, kb, cols);
   const int64_t dp = kv.dp;
   const PvTile tile =

@@ -15,28 +15,40 @@ namespace {
 
 using simd::vf;
 
-// s[R][Bk] = qscale-free qp[R][dp] . kt[dp][Bk] for R query rows: R x 4 accumulators, 64 keys
-// at a time (q was scaled when loaded).
-template <int R>
+// s[R][16 W keys] = qp[R][dp] . kt[dp][16 W keys] for R query rows (q was scaled when loaded):
+// R x W accumulators; kt and s point at the first of the W key vectors (rows kFlashBk apart).
+template <int R, int W>
 inline void qk_strip(const float* qp, int64_t dp, const float* kt, float* s) {
-  for (int64_t jc = 0; jc < kFlashBk; jc += 64) {
-    vf acc[R][4] = {};
-    const float* kp = kt + jc;
-    for (int64_t c = 0; c < dp; ++c, kp += kFlashBk) {
-      vf k0 = simd::load(kp), k1 = simd::load(kp + 16), k2 = simd::load(kp + 32), k3 = simd::load(kp + 48);
-      simd::pin(k0), simd::pin(k1), simd::pin(k2), simd::pin(k3);
+  vf acc[R][W] = {};
+  const float* kp = kt;
+  for (int64_t c = 0; c < dp; ++c, kp += kFlashBk) {
+    vf k[W];
+    for (int w = 0; w < W; ++w) k[w] = simd::load(kp + 16 * w), simd::pin(k[w]);
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const vf a = simd::splat(qp[r * dp + c]);
-        acc[r][0] += a * k0;
-        acc[r][1] += a * k1;
-        acc[r][2] += a * k2;
-        acc[r][3] += a * k3;
-      }
+    for (int r = 0; r < R; ++r) {
+      const vf a = simd::splat(qp[r * dp + c]);
+      for (int w = 0; w < W; ++w) acc[r][w] += a * k[w];
     }
+  }
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-      for (int q = 0; q < 4; ++q) simd::store(s + r * kFlashBk + jc + 16 * q, acc[r][q]);
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < W; ++w) simd::store(s + r * kFlashBk + 16 * w, acc[r][w]);
+}
+
+// Rows [r0, r0 + 16) of the tile against key vectors [v0, v1) of the block.
+inline void qk_group(const float* q, int64_t dp, const float* kt, float* scores, int64_t r0, int64_t v0, int64_t v1) {
+  static_assert(kFlashBk == 64, "qk_group dispatches 1 to 4 key vectors");
+  for (int64_t r = r0; r < r0 + kSpanRows; r += 4) {
+    const float* qp = q + r * dp;
+    const float* k = kt + 16 * v0;
+    float* s = scores + r * kFlashBk + 16 * v0;
+    switch (v1 - v0) {
+      case 4: qk_strip<4, 4>(qp, dp, k, s); break;
+      case 3: qk_strip<4, 3>(qp, dp, k, s); break;
+      case 2: qk_strip<4, 2>(qp, dp, k, s); break;
+      case 1: qk_strip<4, 1>(qp, dp, k, s); break;
+      default: break;
+    }
   }
 }
 
@@ -64,16 +76,20 @@ inline void pv_strip(const float* p, int64_t nk, const float* v, float* o, const
     for (int c = 0; c < DV; ++c) simd::store(o + r * dp + 16 * c, acc[r][c]);
 }
 
+// Rows [r0, r0 + 16) of o, keys [j0, j1) of the block (P is zero outside them).
 template <int DV>
-void pv_tile(const float* p, int64_t nk, const float* v, float* o, const float* alpha) {
+void pv_group(const float* p, int64_t j0, int64_t j1, const float* v, float* o, const float* alpha, int64_t r0) {
   // Rows wider than 4 vectors go in column chunks of 4 (and a rest): 4 rows x 4 vectors of
   // accumulators load each V vector once per 4 rows. (Whole rows 2 at a time, the alternative,
   // read V twice as often, from L2 once d = 128 pushes a block's K, V and O out of L1.)
   constexpr int64_t dp = DV * 16;
   constexpr int C = DV <= 6 ? DV : 4, Rest = DV <= 6 ? 0 : DV % 4;
   constexpr int R = C <= 3 ? 8 : 4;
-  static_assert(kFlashBq % R == 0);
-  for (int64_t r = 0; r < kFlashBq; r += R) {
+  static_assert(kSpanRows % R == 0);
+  const int64_t nk = j1 - j0;
+  p += j0;
+  v += j0 * dp;
+  for (int64_t r = r0; r < r0 + kSpanRows; r += R) {
     int c = 0;
     for (; c + C <= DV; c += C)
       pv_strip<R, C>(p + r * kFlashBk, nk, v + 16 * c, o + r * dp + 16 * c, alpha + r, dp);
@@ -81,14 +97,14 @@ void pv_tile(const float* p, int64_t nk, const float* v, float* o, const float* 
   }
 }
 
-using PvTile = void (*)(const float*, int64_t, const float*, float*, const float*);
+using PvGroup = void (*)(const float*, int64_t, int64_t, const float*, float*, const float*, int64_t);
 template <int... DV>
-constexpr PvTile pv_table_entry(int dv, std::integer_sequence<int, DV...>) {
-  PvTile t = nullptr;
-  ((dv == DV + 1 ? (t = &pv_tile<DV + 1>, 0) : 0), ...);
+constexpr PvGroup pv_table_entry(int dv, std::integer_sequence<int, DV...>) {
+  PvGroup t = nullptr;
+  ((dv == DV + 1 ? (t = &pv_group<DV + 1>, 0) : 0), ...);
   return t;
 }
-PvTile pv_tile_for(int64_t dp) {
+PvGroup pv_group_for(int64_t dp) {
   return pv_table_entry(static_cast<int>(dp / 16), std::make_integer_sequence<int, kFlashMaxD / 16>{});
 }
 
@@ -128,17 +144,25 @@ void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScr
   }
 }
 
-float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, float /*qscale: applied in load_q*/, float* scores) {
+float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans* spans, float /*qscale: applied in load_q*/,
+         float* scores) {
   const int64_t dp = kv.dp;
-  for (int64_t r = 0; r < kFlashBq; r += 4)
-    qk_strip<4>(s.q.data() + r * dp, dp, kv.kt.data() + kb * dp * kFlashBk, scores + r * kFlashBk);
+  const float* kt = kv.kt.data() + kb * dp * kFlashBk;
+  for (int64_t g = 0; g < kFlashBq / kSpanRows; ++g) {
+    const int64_t v0 = spans ? spans->lo[g] / 16 : 0, v1 = spans ? (spans->hi[g] + 15) / 16 : kFlashBk / 16;
+    qk_group(s.q.data(), dp, kt, scores, g * kSpanRows, v0, v1);
+  }
   return 1.0f;
 }
 
-void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols) {
+void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans* spans, int64_t cols) {
   const float* v = kv.v.data() + kb * kFlashBk * kv.dp;
-  if (kv.v_nonfinite) pv_nonfinite(s.s.data(), cols, v, s.o.data(), s.alpha.data(), kv.dp);
-  else pv_tile_for(kv.dp)(s.s.data(), cols, v, s.o.data(), s.alpha.data());
+  if (kv.v_nonfinite) return pv_nonfinite(s.s.data(), cols, v, s.o.data(), s.alpha.data(), kv.dp);
+  const PvGroup group = pv_group_for(kv.dp);
+  for (int64_t g = 0; g < kFlashBq / kSpanRows; ++g) {
+    const int64_t j0 = spans ? spans->lo[g] : 0, j1 = spans ? std::min(spans->hi[g], cols) : cols;
+    group(s.s.data(), j0, std::max(j0, j1), v, s.o.data(), s.alpha.data(), g * kSpanRows);
+  }
 }
 
 bool always() { return true; }

@@ -83,9 +83,11 @@ bool Pattern::contains(int level, int64_t h, int64_t i, int64_t j, int64_t n) co
 }
 
 bool Pattern::key_interval(int64_t i, int64_t n, int64_t& lo, int64_t& hi) const {
-  if (kind != PatternKind::full && kind != PatternKind::local) return false;
+  const bool blocks = kind == PatternKind::fixed && summary == 0;  // block-diagonal
+  if (kind != PatternKind::full && kind != PatternKind::local && !blocks) return false;
   lo = 0, hi = n - 1;
   if (kind == PatternKind::local) lo = std::max(lo, i - left), hi = std::min(hi, i + right);
+  if (blocks && i >= 0) lo = i / block * block, hi = std::min(hi, lo + block - 1);
   if (causal) hi = std::min(hi, i);
   if (i < 0 || i >= n) lo = 1, hi = 0;
   return true;
