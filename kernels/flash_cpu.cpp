@@ -169,12 +169,17 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
       // before scaling). First every row's new running max, then the rescale factors of all rows
       // as vectors, then probabilities, with row sums kept as 16 lanes (one reduction per tile).
       // Maxima drop NaN; a NaN score still reaches its row through exp2 and the sum, and the
-      // one case where it would not (no other visible key) is caught below.
+      // one case where it would not (no other visible key) is caught below. Where the path
+      // honours spans, a row's softmax covers only its group's span: [jb, je) in whole vectors.
+      const bool skip = sp && path.honours_spans;
+      auto jb = [&](int64_t r) { return skip ? sp->lo[r / kSpanRows] / 16 * 16 : 0; };
+      auto je = [&](int64_t r) { return skip ? std::min(bk, (sp->hi[r / kSpanRows] + 15) / 16 * 16) : bk; };
       for (int64_t r = 0; r < kFlashBq; ++r) {
         float* srow = s.s.data() + r * bk;
-        for (int64_t j = cols; j < bk; ++j) srow[j] = kNegInf;
-        vf mx = simd::load(srow);
-        for (int64_t j = 16; j < bk; j += 16) mx = simd::fast_max(mx, simd::load(srow + j));
+        const int64_t b = jb(r), e = je(r);
+        for (int64_t j = std::max(cols, b); j < e; ++j) srow[j] = kNegInf;
+        vf mx = simd::splat(kNegInf);
+        for (int64_t j = b; j < e; j += 16) mx = simd::fast_max(mx, simd::load(srow + j));
         m_new[r] = simd::max_nan(s.m[r], simd::fast_hmax(mx));
       }
       for (int64_t r = 0; r < kFlashBq; r += 16) {
@@ -189,7 +194,7 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
         const float mr = s.m[r];
         if (mr == kNegInf) {  // nothing visible yet in this row, unless a NaN the maxima dropped
           float* l = s.l.data() + r * simd::kLanes;
-          for (int64_t j = 0; j < cols; ++j)
+          for (int64_t j = jb(r); j < std::min(cols, je(r)); ++j)
             if (srow[j] != srow[j]) std::fill(l, l + simd::kLanes, srow[j]);
           std::fill(srow, srow + bk, 0.0f);
           if (p_bf16) std::fill(s.p16.data() + r * bk, s.p16.data() + (r + 1) * bk, 0);
@@ -205,7 +210,7 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
             sum += e;
           }
         } else {
-          for (int64_t j = 0; j < bk; j += 16) {
+          for (int64_t j = jb(r); j < je(r); j += 16) {
             const vf e = simd::exp2(simd::load(srow + j) * scv - mrs);
             simd::store(srow + j, e);
             sum += e;

@@ -19,6 +19,7 @@ struct TilePath {
   int64_t pad;        // head dims padded to a multiple of this (PackedKV::dp)
   int64_t bk;         // keys per block: scores and probabilities are kFlashBq x bk
   bool p_bf16;        // reads the probabilities as bf16 (FlashScratch::p16), not fp32 (::s)
+  bool honours_spans; // qk and pv touch only KeySpans' keys (so the softmax may skip the rest)
   bool (*available)();  // this CPU runs it
   // Its peak per core and cycle (multiply-adds count two): the yardstick of `% of peak` figures.
   double (*peak_flops_per_cycle)();

@@ -127,7 +127,7 @@ LONGATTN_AMX_TARGET void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, con
 
 }  // namespace
 
-const TilePath kTileBf16Amx = {"bf16-amx", DType::bf16, "amx_bf16 (and the kernel's leave to use AMX state)", 32, kAmxBk, true,
+const TilePath kTileBf16Amx = {"bf16-amx", DType::bf16, "amx_bf16 (and the kernel's leave to use AMX state)", 32, kAmxBk, true, false,
                                amx_permitted, amx_peak, bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
 
 }  // namespace longattn

@@ -177,7 +177,7 @@ void pv_nonfinite(FlashScratch& s, const PackedKV& kv, int64_t kb, int64_t cols)
 
 }  // namespace bf16_tiles
 
-const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, kFlashBk, true, has_avx512_bf16, dpbf16_peak,
+const TilePath kTileBf16Avx512 = {"bf16-avx512bf16", DType::bf16, "avx512_bf16", 16, kFlashBk, true, false, has_avx512_bf16, dpbf16_peak,
                                   bf16_tiles::pack, bf16_tiles::load_q, qk, pv};
 
 }  // namespace longattn

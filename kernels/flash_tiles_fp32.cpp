@@ -175,6 +175,6 @@ double fma_peak() { return 2.0 * cpu_info().fp32_lanes() * cpu_info().fma_units(
 #else
 #define LONGATTN_FP32_TILES "fp32-avx2"
 #endif
-const TilePath kTileFp32 = {LONGATTN_FP32_TILES, DType::fp32, "nothing", 16, kFlashBk, false, always, fma_peak, pack, load_q, qk, pv};
+const TilePath kTileFp32 = {LONGATTN_FP32_TILES, DType::fp32, "nothing", 16, kFlashBk, false, true, always, fma_peak, pack, load_q, qk, pv};
 
 }  // namespace longattn
