@@ -39,8 +39,8 @@ struct TilePath {
 
 std::span<const TilePath> tile_paths();
 const TilePath* find_tile_path(const std::string& name);  // null if unknown
-// The path for dtype t on this CPU: the native one where the CPU has it, else fp32 tiles on the
-// dtype's values (converted on the fly).
+// The path for dtype t on this CPU: the first native one this CPU runs, else fp32 tiles on the
+// dtype's values (exact in fp32).
 const TilePath& select_tile_path(DType t);
 // Forces `path` (null: back to the choice above) for every later selection. A forced fp32 path
 // serves every dtype (the conversion path); a forced bf16 path serves bf16 only.

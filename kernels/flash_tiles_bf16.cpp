@@ -54,11 +54,11 @@ LONGATTN_BF16_TARGET inline void qk_strip(const uint16_t* q, int64_t dp, const u
     for (int w = 0; w < 4; ++w) _mm512_storeu_ps(s + r * kFlashBk + 16 * w, _mm512_mul_ps(acc[r][w], sc));
 }
 
-// o[R][dp] = alpha[r] * o[r] + p16[R][:] . V, one pair of keys per step.
+// o[R][DV vectors] = alpha[r] * o[r] + p16[R][:] . V, one pair of keys per step: DV of the
+// dp / 16 vectors of a row (o rows dp apart, V pair rows 2 dp).
 template <int R, int DV>
 LONGATTN_BF16_TARGET inline void pv_strip(const uint16_t* p, int64_t pairs, const uint16_t* v, float* o,
-                                          const float* alpha) {
-  constexpr int64_t dp = DV * 16;
+                                          const float* alpha, int64_t dp) {
   __m512 acc[R][DV];
   for (int r = 0; r < R; ++r) {
     const __m512 a = _mm512_set1_ps(alpha[r]);
@@ -77,11 +77,19 @@ LONGATTN_BF16_TARGET inline void pv_strip(const uint16_t* p, int64_t pairs, cons
     for (int c = 0; c < DV; ++c) _mm512_storeu_ps(o + r * dp + 16 * c, acc[r][c]);
 }
 
+// Rows of more than 6 vectors in chunks of 4, 4 rows at a time (as the fp32 path: V is read half
+// as often as with whole rows 2 at a time).
 template <int DV>
 LONGATTN_BF16_TARGET void pv_tile(const uint16_t* p, int64_t pairs, const uint16_t* v, float* o, const float* alpha) {
-  constexpr int R = DV <= 3 ? 8 : DV <= 6 ? 4 : DV <= 8 ? 2 : 1;
+  constexpr int64_t dp = DV * 16;
+  constexpr int C = DV <= 6 ? DV : 4, Rest = DV <= 6 ? 0 : DV % 4;
+  constexpr int R = C <= 3 ? 8 : 4;
   static_assert(kFlashBq % R == 0);
-  for (int64_t r = 0; r < kFlashBq; r += R) pv_strip<R, DV>(p + r * kFlashBk, pairs, v, o + r * DV * 16, alpha + r);
+  for (int64_t r = 0; r < kFlashBq; r += R) {
+    int c = 0;
+    for (; c + C <= DV; c += C) pv_strip<R, C>(p + r * kFlashBk, pairs, v + 32 * c, o + r * dp + 16 * c, alpha + r, dp);
+    if constexpr (Rest > 0) pv_strip<R, Rest>(p + r * kFlashBk, pairs, v + 32 * c, o + r * dp + 16 * c, alpha + r, dp);
+  }
 }
 
 using PvTile = void (*)(const uint16_t*, int64_t, const uint16_t*, float*, const float*);

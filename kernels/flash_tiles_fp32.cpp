@@ -15,6 +15,15 @@ namespace {
 
 using simd::vf;
 
+// Register blocking, sized for AVX-512's 32 zmm registers (a 16-lane vf is one of them):
+// a strip's accumulators plus the vectors it loads fit. Without AVX-512 a vf is two ymm of 16 and
+// GCC lowers these strips through spills: smaller strips were measured slower still (16 against
+// 24 GFLOP/s on an AVX2 build); the AVX2 build needs 8-lane vectors, not other constants.
+constexpr int kQkRows = 4, kQkVecs = 4;   // Q K^T: 4 rows x 4 key vectors = 16 zmm + 4 K
+constexpr int kPvWhole = 6, kPvChunk = 4;  // P V: rows of up to 6 vectors whole, else 4 at a time
+template <int C>
+constexpr int kPvRows = C <= 3 ? 8 : 4;    // 8 x 3 or 4 x 4..6 accumulators
+
 // s[R][16 W keys] = qp[R][dp] . kt[dp][16 W keys] for R query rows (q was scaled when loaded):
 // R x W accumulators; kt and s point at the first of the W key vectors (rows kFlashBk apart).
 template <int R, int W>
@@ -37,19 +46,19 @@ inline void qk_strip(const float* qp, int64_t dp, const float* kt, float* s) {
 
 // Rows [r0, r0 + 16) of the tile against key vectors [v0, v1) of the block.
 inline void qk_group(const float* q, int64_t dp, const float* kt, float* scores, int64_t r0, int64_t v0, int64_t v1) {
-  static_assert(kFlashBk == 64, "qk_group dispatches 1 to 4 key vectors");
-  for (int64_t r = r0; r < r0 + kSpanRows; r += 4) {
-    const float* qp = q + r * dp;
-    const float* k = kt + 16 * v0;
-    float* s = scores + r * kFlashBk + 16 * v0;
-    switch (v1 - v0) {
-      case 4: qk_strip<4, 4>(qp, dp, k, s); break;
-      case 3: qk_strip<4, 3>(qp, dp, k, s); break;
-      case 2: qk_strip<4, 2>(qp, dp, k, s); break;
-      case 1: qk_strip<4, 1>(qp, dp, k, s); break;
-      default: break;
+  static_assert(kFlashBk == 64 && kSpanRows % kQkRows == 0, "qk_group dispatches 1 to 4 key vectors");
+  for (int64_t r = r0; r < r0 + kSpanRows; r += kQkRows)
+    for (int64_t v = v0; v < v1; v += kQkVecs) {
+      const float* qp = q + r * dp;
+      const float* k = kt + 16 * v;
+      float* s = scores + r * kFlashBk + 16 * v;
+      switch (std::min<int64_t>(kQkVecs, v1 - v)) {
+        case 4: qk_strip<kQkRows, 4>(qp, dp, k, s); break;
+        case 3: qk_strip<kQkRows, 3>(qp, dp, k, s); break;
+        case 2: qk_strip<kQkRows, 2>(qp, dp, k, s); break;
+        default: qk_strip<kQkRows, 1>(qp, dp, k, s); break;
+      }
     }
-  }
 }
 
 // o[R][DV vectors] = alpha[r] * o[r] + p[R][:nk] . v[nk][DV vectors]: DV of the dp / 16 vectors
@@ -79,12 +88,12 @@ inline void pv_strip(const float* p, int64_t nk, const float* v, float* o, const
 // Rows [r0, r0 + 16) of o, keys [j0, j1) of the block (P is zero outside them).
 template <int DV>
 void pv_group(const float* p, int64_t j0, int64_t j1, const float* v, float* o, const float* alpha, int64_t r0) {
-  // Rows wider than 4 vectors go in column chunks of 4 (and a rest): 4 rows x 4 vectors of
-  // accumulators load each V vector once per 4 rows. (Whole rows 2 at a time, the alternative,
-  // read V twice as often, from L2 once d = 128 pushes a block's K, V and O out of L1.)
+  // Rows wider than kPvWhole vectors go in column chunks (and a rest): on AVX-512, 4 rows x 4
+  // vectors of accumulators load each V vector once per 4 rows. (Whole rows 2 at a time, the
+  // alternative at d = 128, read V twice as often, from L2 once K, V and O outgrow L1.)
   constexpr int64_t dp = DV * 16;
-  constexpr int C = DV <= 6 ? DV : 4, Rest = DV <= 6 ? 0 : DV % 4;
-  constexpr int R = C <= 3 ? 8 : 4;
+  constexpr int C = DV <= kPvWhole ? DV : kPvChunk, Rest = DV <= kPvWhole ? 0 : DV % kPvChunk;
+  constexpr int R = kPvRows<C>;
   static_assert(kSpanRows % R == 0);
   const int64_t nk = j1 - j0;
   p += j0;

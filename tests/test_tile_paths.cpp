@@ -1,5 +1,5 @@
 // Every tile path, on every dtype it serves, through every kernel that runs the tile code, against
-// the oracle run on the same rounded inputs (SPEC §4: 1e-4 for fp32, 2e-2 for bf16). A path this
+// the oracle run on the same rounded inputs (SPEC §4: 1e-4 for fp32, 2e-2 for bf16 and fp16). A path this
 // CPU cannot run skips and says which feature it lacks.
 #include <gtest/gtest.h>
 
@@ -23,8 +23,8 @@ std::vector<Pattern> patterns() {
   });
 }
 
-// N not a multiple of the 64-row tiles; d = 3, 17, 80, 128; one head.
-const Shape kShapes[] = {{1, 67, 2, 3}, {1, 130, 3, 17}, {2, 75, 2, 80}, {1, 200, 1, 128}, {1, 1, 1, 16}};
+// N not a multiple of the 64-row tiles; d = 3, 17, 80, 128; one head; several 256-key AMX blocks.
+const Shape kShapes[] = {{1, 67, 2, 3}, {1, 130, 3, 17}, {2, 75, 2, 80}, {1, 200, 1, 128}, {1, 1, 1, 16}, {1, 600, 2, 64}};
 
 struct PathCase {
   const TilePath* path;
@@ -35,7 +35,10 @@ std::vector<PathCase> path_cases() {
   std::vector<PathCase> out;
   for (const TilePath& p : tile_paths()) {
     out.push_back({&p, p.dtype});
-    if (p.dtype == DType::fp32) out.push_back({&p, DType::bf16});  // the conversion path
+    if (p.dtype == DType::fp32) {  // the conversion path: bf16 and fp16 values on fp32 tiles
+      out.push_back({&p, DType::bf16});
+      out.push_back({&p, DType::fp16});
+    }
   }
   return out;
 }
