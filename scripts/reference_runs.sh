@@ -13,14 +13,18 @@ run 2 smoke --out results/smoke.np2.json
 run 1 smoke --out results/smoke.np1.json
 run 2 comm --out results/comm.np2.json
 run 1 kernels --out results/kernels.json
+bash scripts/peers.sh kernels --out results/kernels.torch.json
+run 1 cpu-vs-sdpa --out results/cpu-vs-sdpa.json
+bash scripts/peers.sh cpu-vs-sdpa --out results/cpu-vs-sdpa.torch.json
 run 1 distributed-mha --out results/distributed-mha.np1.json
 run 2 distributed-mha --out results/distributed-mha.np2.json
 run 1 longnet-scaling --out results/longnet-scaling.np1.json
 run 2 longnet-scaling --out results/longnet-scaling.np2.json
-# The PyTorch peers of the same cases (the first use installs PyTorch into ~/.cache/longattn).
-bash scripts/peers.sh kernels --out results/kernels.torch.json
+# The PyTorch peers of the same cases, each right after its longattn run above where the run is
+# short (the first use installs PyTorch into ~/.cache/longattn).
 bash scripts/peers.sh longnet-scaling --out results/longnet-scaling.torch.json
 build/longattn plot results/kernels.json results/kernels.torch.json --out plots/kernels
+build/longattn plot results/cpu-vs-sdpa.json results/cpu-vs-sdpa.torch.json --out plots/cpu-vs-sdpa
 build/longattn plot results/distributed-mha.np1.json results/distributed-mha.np2.json --out plots/distributed-mha
 build/longattn plot results/longnet-scaling.np1.json results/longnet-scaling.np2.json results/longnet-scaling.torch.json \
   --out plots/longnet-scaling
