@@ -23,8 +23,8 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Sets scores of key block [kpos, kpos + cols) that the mask leaves out of row r to -inf. Full
-// and local patterns (every causal mask among them) keep one interval of keys per row: a vector
+// Sets scores of key block [kpos, kpos + cols) that the mask leaves out of row r to -inf. Interval
+// masks (full, local, block-diagonal; causal or not) keep one interval of keys per row: a vector
 // compare. Others ask the pattern key by key.
 void mask_block(const HeadProblem& p, int64_t qpos, int64_t kpos, int64_t cols, int64_t bk, float* scores) {
   int64_t lo = 0, hi = 0;

@@ -11,8 +11,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cstring>
-
 #include "kernels/cpu.h"
 #include "kernels/flash_tiles.h"
 
