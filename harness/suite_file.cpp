@@ -122,7 +122,9 @@ void expand(const json& j, const std::string& where, const Case& base, int world
   const auto devices = j.contains("device") ? string_axis(j, "device", where) : std::vector<std::string>{base.device};
   for (const auto& dev : devices)
     if (dev != "cpu" && dev != "cuda") throw InputError(where + "device: unknown device \"" + dev + "\"; use cpu or cuda");
-  for (const auto& dt : dtypes) parse_dtype(dt, where + "dtype");  // the one list of dtypes
+  for (const auto& dt : dtypes)
+    if (dt != "fp32" && dt != "bf16" && dt != "fp16")
+      throw InputError(where + "dtype: unknown dtype \"" + dt.substr(0, 40) + "\"; use fp32, bf16 or fp16");
   for (int64_t d : ds)
     if (d > 256) throw InputError(where + "d: head dim " + std::to_string(d) + " is not supported; use 1..256");
 

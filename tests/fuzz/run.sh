@@ -16,7 +16,7 @@ flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 declare -A sources=(
   [npy]="harness/npy.cpp"
   [pattern]="kernels/pattern.cpp harness/json_input.cpp"
-  [suite]="harness/suite_file.cpp kernels/pattern.cpp harness/json_input.cpp kernels/cpu.cpp kernels/dtype.cpp"
+  [suite]="harness/suite_file.cpp kernels/pattern.cpp harness/json_input.cpp kernels/cpu.cpp"
 )
 for t in npy pattern suite; do
   srcs=()
