@@ -338,7 +338,7 @@ def baselines(tmp, suite, ok_suite, res):
     check("compare --cross-machine compares them anyway", r.returncode in (0, 1) and "| flash" in r.stdout, r.stderr[-300:])
 
     # The budget estimate comes from this run's rate of the same method and pattern family.
-    r = run(["run", suite("rates", dict(ok_suite, methods=["flash"], N=[256, 16384], budget_s=0.5, warmup=0, iterations=3)),
+    r = run(["run", suite("rates", dict(ok_suite, methods=["flash"], N=[256, 131072], budget_s=0.5, warmup=0, iterations=3)),
              "--out", res, "--quiet"])
     ok = r.returncode == 0
     if ok:
