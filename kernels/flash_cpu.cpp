@@ -66,6 +66,22 @@ bool key_spans(const HeadProblem& p, int64_t qpos, int64_t rows, int64_t kpos, i
   return true;
 }
 
+// Keys [j0, j1) that query rows [q_begin, q_end) of p can see under an interval mask (full,
+// local, block-diagonal): they move right with the row, so the first row's lowest key and the last
+// row's highest bound them. False for other masks (and without one).
+bool visible_keys(const HeadProblem& p, int64_t q_begin, int64_t q_end, int64_t& j0, int64_t& j1) {
+  int64_t lo = 0, hi = 0, lo2 = 0, hi2 = 0;
+  const int64_t r0 = std::max<int64_t>(p.q_pos0 + q_begin, 0), r1 = std::min(p.q_pos0 + q_end, p.mask_n) - 1;
+  if (!p.mask || !p.mask->key_interval(0, p.mask_n, lo, hi)) return false;
+  j0 = j1 = 0;
+  if (r0 > r1) return true;  // no row inside the sequence: nothing visible
+  p.mask->key_interval(r0, p.mask_n, lo, hi);
+  p.mask->key_interval(r1, p.mask_n, lo2, hi2);
+  j0 = std::clamp<int64_t>(lo - p.k_pos0, 0, p.nk);
+  j1 = std::clamp<int64_t>(hi2 - p.k_pos0 + 1, j0, p.nk);
+  return true;
+}
+
 }  // namespace
 
 std::span<const TilePath> tile_paths() {
@@ -144,17 +160,10 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
     std::fill(s.m.begin(), s.m.end(), kNegInf);
     std::fill(s.l.begin(), s.l.end(), 0.0f);
     const int64_t qpos = p.q_pos0 + i0;
-    // Interval masks (full, local, block-diagonal) move right with the row: the tile's keys lie in
-    // [lo(first row), hi(last row)], so blocks outside are not even classified (a narrow band
+    // Blocks outside the keys the tile's rows can see are not even classified (a narrow band
     // over a long sequence would otherwise ask about every block).
-    int64_t kb_begin = 0, kb_end = kv.blocks, lo = 0, hi = 0, lo2 = 0, hi2 = 0;
-    const int64_t r0 = std::max<int64_t>(qpos, 0), r1 = std::min(qpos + rows, p.mask_n) - 1;
-    if (p.mask && r0 <= r1 && p.mask->key_interval(r0, p.mask_n, lo, hi) && p.mask->key_interval(r1, p.mask_n, lo2, hi2)) {
-      const int64_t j_lo = lo - p.k_pos0, j_hi = hi2 - p.k_pos0;
-      kb_begin = std::max<int64_t>(0, j_lo) / bk;
-      kb_end = j_hi < 0 ? 0 : std::min(kv.blocks, j_hi / bk + 1);
-    }
-
+    int64_t kb_begin = 0, kb_end = kv.blocks, j_lo = 0, j_hi = 0;
+    if (visible_keys(p, i0, i0 + rows, j_lo, j_hi)) kb_begin = j_lo / bk, kb_end = j_lo < j_hi ? (j_hi - 1) / bk + 1 : kb_begin;
     for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
       const int64_t j0 = kb * bk, cols = std::min(bk, kv.nk - j0);
       const int64_t kpos = p.k_pos0 + j0;
@@ -278,12 +287,44 @@ void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, 
     return p;
   };
   const int64_t heads = sh.B * sh.H, tiles = (sh.N + kFlashBq - 1) / kFlashBq;
+  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+
+  // Banded masks (a local window, a block diagonal) see few keys from a run of rows: each task
+  // packs just the keys its rows see, right before its tiles read them from cache. Packing all of
+  // a head up front costs as much as a narrow band's compute (a write and a read of K and V
+  // through memory).
+  constexpr int64_t kChunkTiles = 8;
+  const int64_t chunks = (tiles + kChunkTiles - 1) / kChunkTiles;
+  int64_t seen = 0;  // keys the chunks of a head see, summed; -1: not an interval mask
+  for (int64_t c = 0, j0 = 0, j1 = 0; c < chunks && seen >= 0; ++c)
+    seen = visible_keys(head(0, 0), c * kChunkTiles * kFlashBq, std::min(sh.N, (c + 1) * kChunkTiles * kFlashBq), j0, j1)
+               ? seen + (j1 - j0)
+               : -1;
+  if (seen >= 0 && chunks > 1 && 3 * seen <= chunks * nk) {  // a third of the keys per chunk, or fewer
+#pragma omp parallel num_threads(threads)
+    {
+      PackedKV kv;
+      FlashScratch scratch;
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < heads * chunks; ++t) {
+        const int64_t bh = t / chunks, q0 = (t % chunks) * kChunkTiles * kFlashBq;
+        const int64_t q1 = std::min(sh.N, q0 + kChunkTiles * kFlashBq);
+        HeadProblem p = head(bh / sh.H, bh % sh.H);
+        int64_t j0 = 0, j1 = 0;
+        visible_keys(p, q0, q1, j0, j1);
+        p.k += j0 * p.kv_stride, p.v += j0 * p.kv_stride, p.nk = j1 - j0, p.k_pos0 += j0;
+        pack_kv(p, kv);
+        flash_rows(p, kv, q0, q1, scratch);
+      }
+    }
+    return;
+  }
+
   // Packed K and V kept by the calling thread across calls: a fresh allocation each call would
-  // page-fault its way through tens of MB, as much as a narrow band's whole compute.
+  // page-fault its way through tens of MB.
   thread_local std::vector<PackedKV> kept;
   if (static_cast<int64_t>(kept.size()) < heads) kept.resize(heads);
   std::vector<PackedKV>& packed = kept;  // the caller's, also inside the parallel region
-  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(dynamic)

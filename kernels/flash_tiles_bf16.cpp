@@ -148,6 +148,8 @@ void pack(const HeadProblem& p, PackedKV& out) {
   uint16_t* h0 = reinterpret_cast<uint16_t*>(v0);
   uint16_t* h1 = reinterpret_cast<uint16_t*>(v1);
   for (int64_t j = 0; j < p.nk; j += 2) {
+    for (int64_t a = j + kPackAhead; a < j + kPackAhead + 2; ++a)
+      prefetch_row(p.k, a, p.nk, p.kv_stride, p.d), prefetch_row(p.v, a, p.nk, p.kv_stride, p.d);
     for (int64_t jj = j; jj < std::min(j + 2, p.nk); ++jj) {
       row_pairs(p.k + jj * p.kv_stride, p.d, dp, k2);
       uint32_t* kb = kt + (jj / bk) * (dp / 2) * bk + jj % bk;
@@ -164,8 +166,10 @@ void pack(const HeadProblem& p, PackedKV& out) {
 
 void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScratch& s) {
   s.q16.resize(kFlashBq * dp);
-  for (int64_t r = 0; r < rows; ++r)
+  for (int64_t r = 0; r < rows; ++r) {
+    prefetch_row(p.q, i0 + r + kPackAhead, i0 + rows, p.q_stride, p.d);
     row_pairs(p.q + (i0 + r) * p.q_stride, p.d, dp, reinterpret_cast<uint32_t*>(s.q16.data() + r * dp));
+  }
   std::fill(s.q16.begin() + rows * dp, s.q16.end(), 0);
 }
 

@@ -131,15 +131,25 @@ void pv_nonfinite(const float* p, int64_t nk, const float* v, float* o, const fl
 }
 
 void pack(const HeadProblem& p, PackedKV& out) {
-  const int64_t dp = out.dp;
-  out.kt.assign(out.blocks * dp * kFlashBk, 0.0f);
-  out.v.assign(out.blocks * kFlashBk * dp, 0.0f);
-  for (int64_t j = 0; j < p.nk; ++j) {
-    const float* kr = p.k + j * p.kv_stride;
-    const float* vr = p.v + j * p.kv_stride;
-    float* kt = out.kt.data() + (j / kFlashBk) * dp * kFlashBk + j % kFlashBk;
-    for (int64_t c = 0; c < p.d; ++c) kt[c * kFlashBk] = kr[c];
-    std::copy(vr, vr + p.d, out.v.data() + j * dp);
+  const int64_t dp = out.dp, d = p.d, bk = kFlashBk;
+  // Every element is written below, padding included: no zeroing pass over the whole buffer.
+  out.kt.resize(out.blocks * dp * bk);
+  out.v.resize(out.blocks * bk * dp);
+  for (int64_t b = 0; b < out.blocks; ++b) {
+    const int64_t j0 = b * bk, n = std::min(bk, p.nk - j0);
+    float* kt = out.kt.data() + b * dp * bk;
+    float* v = out.v.data() + j0 * dp;
+    for (int64_t j = 0; j < n; ++j) {
+      prefetch_row(p.k, j0 + j + kPackAhead, p.nk, p.kv_stride, d);
+      prefetch_row(p.v, j0 + j + kPackAhead, p.nk, p.kv_stride, d);
+      const float* kr = p.k + (j0 + j) * p.kv_stride;
+      const float* vr = p.v + (j0 + j) * p.kv_stride;
+      for (int64_t c = 0; c < d; ++c) kt[c * bk + j] = kr[c];
+      std::copy(vr, vr + d, v + j * dp);
+      std::fill(v + j * dp + d, v + (j + 1) * dp, 0.0f);
+    }
+    for (int64_t c = 0; c < dp; ++c) std::fill(kt + c * bk + (c < d ? n : 0), kt + (c + 1) * bk, 0.0f);
+    std::fill(v + n * dp, v + bk * dp, 0.0f);
   }
 }
 
@@ -148,6 +158,7 @@ void load_q(const HeadProblem& p, int64_t i0, int64_t rows, int64_t dp, FlashScr
   const float qscale = p.scale * 1.4426950408889634f;
   s.q.assign(kFlashBq * dp, 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
+    prefetch_row(p.q, i0 + r + kPackAhead, i0 + rows, p.q_stride, p.d);
     const float* qr = p.q + (i0 + r) * p.q_stride;
     for (int64_t c = 0; c < p.d; ++c) s.q[r * dp + c] = qr[c] * qscale;
   }

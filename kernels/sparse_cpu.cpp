@@ -83,30 +83,41 @@ void strided_attention(const AttentionArgs& args) {
   after.left = 0;
   after.right = sh.N;
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+  // Sixteen classes at a time in vector lanes, for a run of heads (tasks enough to keep every
+  // thread busy); class by class where inputs are not finite.
+  const int64_t groups = (l + kStridedLanes - 1) / kStridedLanes;
+  const int64_t runs = std::min(sh.H, std::max<int64_t>(1, (4 * threads + sh.B * groups - 1) / (sh.B * groups)));
+  const int64_t per_run = (sh.H + runs - 1) / runs;
 #pragma omp parallel num_threads(threads)
   {
+    StridedLanes lanes;
     DilatedScratch s;
 #pragma omp for schedule(dynamic)
-    for (int64_t task = 0; task < sh.B * sh.H * l; ++task) {
-      const int64_t b = task / (sh.H * l), h = (task / l) % sh.H, rho = task % l;
-      const int64_t m = rho < sh.N ? (sh.N - rho + l - 1) / l : 0;
-      if (m < 2) continue;
-      HeadProblem p;
-      const int64_t at = (b * sh.N + rho) * row + h * sh.d;
-      p.q = a.q + at;
-      p.k = a.k + at;
-      p.v = a.v + at;
-      p.q_stride = p.kv_stride = l * row;
-      p.nq = p.nk = m;
-      p.mask = &before;
-      p.k_pos0 = 1;
-      p.mask_n = m + 1;
-      attend_piece(a, b, h, p, rho, l, s);
-      if (!a.pattern.causal) {
-        p.mask = &after;
-        p.k_pos0 = -1;
-        p.mask_n = m;
+    for (int64_t task = 0; task < sh.B * groups * runs; ++task) {
+      const int64_t b = task / (groups * runs), rho0 = task / runs % groups * kStridedLanes;
+      const int64_t h0 = task % runs * per_run, h1 = std::min(sh.H, h0 + per_run);
+      if (rho0 >= sh.N || h0 >= h1 || strided_residue_lanes(a, b, rho0, h0, h1, lanes)) continue;
+      for (int64_t h = h0; h < h1; ++h)
+      for (int64_t rho = rho0; rho < std::min({rho0 + kStridedLanes, l, sh.N}); ++rho) {
+        const int64_t m = (sh.N - rho + l - 1) / l;
+        if (m < 2) continue;
+        HeadProblem p;
+        const int64_t at = (b * sh.N + rho) * row + h * sh.d;
+        p.q = a.q + at;
+        p.k = a.k + at;
+        p.v = a.v + at;
+        p.q_stride = p.kv_stride = l * row;
+        p.nq = p.nk = m;
+        p.mask = &before;
+        p.k_pos0 = 1;
+        p.mask_n = m + 1;
         attend_piece(a, b, h, p, rho, l, s);
+        if (!a.pattern.causal) {
+          p.mask = &after;
+          p.k_pos0 = -1;
+          p.mask_n = m;
+          attend_piece(a, b, h, p, rho, l, s);
+        }
       }
     }
   }

@@ -1,11 +1,27 @@
 #pragma once
 // Strided and fixed (Sparse Transformer) attention as disjoint dense pieces merged by LSE; the
 // `flash` kernel runs these patterns this way (see sparse_cpu.cpp).
+#include <vector>
+
 #include "kernels/attention.h"
+#include "kernels/flash_cpu.h"
 
 namespace longattn {
 
 void strided_attention(const AttentionArgs& a);
 void fixed_attention(const AttentionArgs& a);
+
+// strided's keys outside the band, for the residue classes [rho0, rho0 + 16) of batch b, heads
+// [h0, h1), one class per vector lane (strided_lanes.cpp), merged into a.o and a.lse (which must
+// exist).
+// False, with nothing written, where Q, K or V hold NaN or inf: the caller attends those classes
+// one by one.
+constexpr int64_t kStridedLanes = 16;
+struct StridedLanes {  // per-thread working memory
+  aligned_vector<float> q, k, v;  // [slab][d][lane]
+  aligned_vector<float> s, o;     // scores of 4 queries x 64 keys, their outputs
+  std::vector<float> lse, row;
+};
+bool strided_residue_lanes(const AttentionArgs& a, int64_t b, int64_t rho0, int64_t h0, int64_t h1, StridedLanes& w);
 
 }  // namespace longattn

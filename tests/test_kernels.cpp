@@ -58,6 +58,23 @@ TEST(Kernels, EveryKernelMatchesTheOracle) {
   }
 }
 
+// strided's residue classes run 16 to a vector (strided_lanes.cpp): classes with more than one
+// 64-key softmax step (N / stride > 64), a last group of 3 classes, a last slab that is partial.
+TEST(Kernels, StridedWithLongResidueClasses) {
+  const Shape s{1, 400, 2, 20};
+  const test::Problem prob(s, 4321);
+  for (const Pattern& p : test::with_and_without_causal({{{"kind", "strided"}, {"stride", 3}},
+                                                         {{"kind", "strided"}, {"stride", 19}}})) {
+    SCOPED_TRACE(p.name());
+    std::vector<float> o_ref, lse_ref, o, lse;
+    reference_attention(prob.args(p, o_ref, lse_ref));
+    find_kernel("flash")->run(prob.args(p, o, lse));
+    const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
+    EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
+    EXPECT_LE(e.lse, test::kLseToleranceFp32);
+  }
+}
+
 TEST(Kernels, AutoPicksTheSpecialisedKernel) {
   const Shape s{1, 64, 2, 64};
   EXPECT_STREQ(auto_kernel(parse_pattern(json{{"kind", "dilated"}, {"levels", "longnet"}}), s).name, "dilated");
