@@ -1,6 +1,6 @@
 #pragma once
 // Suite files: which methods, patterns and shapes to time, and how. Axes expand as a product
-// (Google Benchmark's ArgsProduct); `cases` adds explicit ones. See suite/README.md.
+// (Google Benchmark's ArgsProduct); `cases` adds explicit ones. The format: README.md, "Suites and results".
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -1,7 +1,9 @@
 #include "kernels/pattern.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <set>
+#include <string>
 
 #include "kernels/input_error.h"
 
@@ -204,25 +206,33 @@ BlockKind Pattern::classify(int64_t i0, int64_t i1, int64_t j0, int64_t j1) cons
 }
 
 std::string Pattern::name() const {
+  // Appends only: GCC 12 warns (-Wrestrict, a false positive) on "(" + std::to_string(x).
   std::string s = kind_name(kind);
-  auto num = [](int64_t x) { return std::to_string(x); };
+  auto args = [&s](std::initializer_list<int64_t> xs) {
+    s += '(';
+    for (int64_t x : xs) s += (s.back() == '(' ? "" : ","), s += std::to_string(x);
+    s += ')';
+  };
   switch (kind) {
     case PatternKind::full: break;
-    case PatternKind::local: s += "(" + num(left) + "," + num(right) + ")"; break;
-    case PatternKind::strided: s += "(" + num(stride) + ")"; break;
-    case PatternKind::fixed: s += "(" + num(block) + "," + num(summary) + ")"; break;
+    case PatternKind::local: args({left, right}); break;
+    case PatternKind::strided: args({stride}); break;
+    case PatternKind::fixed: args({block, summary}); break;
     case PatternKind::dilated:
       if (longnet) {
         s += "(longnet)";
       } else {
-        s += "(";
-        for (size_t k = 0; k < levels.size(); ++k)
-          s += (k ? "," : "") + num(levels[k].w) + "x" + num(levels[k].r);
-        s += ")";
+        s += '(';
+        for (size_t k = 0; k < levels.size(); ++k) {
+          if (k) s += ',';
+          s += std::to_string(levels[k].w), s += 'x', s += std::to_string(levels[k].r);
+        }
+        s += ')';
       }
       break;
   }
-  return causal ? s + "+causal" : s;
+  if (causal) s += "+causal";
+  return s;
 }
 
 // ---- SPEC §5 spelling ----

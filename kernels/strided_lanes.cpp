@@ -20,43 +20,43 @@ namespace {
 
 using simd::vf;
 constexpr int64_t L = kStridedLanes;
-constexpr int64_t kQ = 4;            // queries per block (register blocking)
-constexpr int64_t kK = 4;            // keys per Q K^T strip
+constexpr int64_t kQueries = 4;            // queries per block (register blocking)
+constexpr int64_t kKeys = 4;            // keys per Q K^T strip
 constexpr int64_t kChunk = 64;       // keys per online-softmax step
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Q K^T of queries [t0, t0 + kQ) against keys [k0, k0 + kK), every lane at once.
+// Q K^T of queries [t0, t0 + kQueries) against keys [k0, k0 + kKeys), every lane at once.
 inline void qk_strip(const float* q, const float* k, int64_t d, float* s) {
-  vf acc[kQ][kK] = {};
+  vf acc[kQueries][kKeys] = {};
   for (int64_t c = 0; c < d; ++c) {
-    vf kv[kK];
-    for (int64_t b = 0; b < kK; ++b) kv[b] = simd::load(k + (b * d + c) * L), simd::pin(kv[b]);
+    vf kv[kKeys];
+    for (int64_t b = 0; b < kKeys; ++b) kv[b] = simd::load(k + (b * d + c) * L), simd::pin(kv[b]);
 #pragma GCC unroll 4
-    for (int64_t a = 0; a < kQ; ++a) {
+    for (int64_t a = 0; a < kQueries; ++a) {
       const vf qv = simd::load(q + (a * d + c) * L);
-      for (int64_t b = 0; b < kK; ++b) acc[a][b] += qv * kv[b];
+      for (int64_t b = 0; b < kKeys; ++b) acc[a][b] += qv * kv[b];
     }
   }
-  for (int64_t a = 0; a < kQ; ++a)
-    for (int64_t b = 0; b < kK; ++b) simd::store(s + (a * kChunk + b) * L, acc[a][b]);
+  for (int64_t a = 0; a < kQueries; ++a)
+    for (int64_t b = 0; b < kKeys; ++b) simd::store(s + (a * kChunk + b) * L, acc[a][b]);
 }
 
 // o[a][c0..c0+C) = alpha[a] o[a][..] + sum_j p[a][j] v[j][..] over n keys.
 template <int C>
 inline void pv_strip(const float* p, int64_t n, const float* v, int64_t d, const vf* alpha, float* o) {
-  vf acc[kQ][C];
-  for (int64_t a = 0; a < kQ; ++a)
+  vf acc[kQueries][C];
+  for (int64_t a = 0; a < kQueries; ++a)
     for (int c = 0; c < C; ++c) acc[a][c] = simd::load(o + (a * d + c) * L) * alpha[a];
   for (int64_t j = 0; j < n; ++j) {
     vf vv[C];
     for (int c = 0; c < C; ++c) vv[c] = simd::load(v + (j * d + c) * L), simd::pin(vv[c]);
 #pragma GCC unroll 4
-    for (int64_t a = 0; a < kQ; ++a) {
+    for (int64_t a = 0; a < kQueries; ++a) {
       const vf pa = simd::load(p + (a * kChunk + j) * L);
       for (int c = 0; c < C; ++c) acc[a][c] += pa * vv[c];
     }
   }
-  for (int64_t a = 0; a < kQ; ++a)
+  for (int64_t a = 0; a < kQueries; ++a)
     for (int c = 0; c < C; ++c) simd::store(o + (a * d + c) * L, acc[a][c]);
 }
 
@@ -94,10 +94,10 @@ inline void transpose16(const vf* rows, float* out) {
 // Tokens rho0 + lane + t l of heads [h0, h1) into [head][t][c][lane], times mul. A slab's 16
 // tokens are consecutive, their heads side by side: one contiguous read per slab, 16 x 16 blocks
 // transposed in registers. Lanes past the sequence or past the group's classes are zero, and so
-// are kQ slabs past the last. False if a value is NaN or inf.
+// are kQueries slabs past the last. False if a value is NaN or inf.
 bool transpose_in(const float* x, int64_t row, int64_t n, int64_t l, int64_t rho0, int64_t lanes, int64_t slabs,
                   int64_t d, int64_t h0, int64_t h1, float mul, aligned_vector<float>& out) {
-  const int64_t per_head = (slabs + kQ) * d * L;
+  const int64_t per_head = (slabs + kQueries) * d * L;
   out.resize((h1 - h0) * per_head);
   vf finite{}, rows[L];
   alignas(64) float block[L * L];
@@ -138,18 +138,18 @@ void residue_head(const AttentionArgs& a, int64_t slabs, vf last_bias, float* wq
                   float* lse, StridedLanes& w) {
   const int64_t d = a.shape.d;
   const bool causal = a.pattern.causal;
-  for (int64_t t0 = 0; t0 < slabs; t0 += kQ) {
+  for (int64_t t0 = 0; t0 < slabs; t0 += kQueries) {
     // Keys t' < t (causal), or every t' != t (t' = t is the band's).
-    const int64_t k_end = causal ? std::min(slabs, t0 + kQ - 1) : slabs;
-    vf m[kQ], lsum[kQ];
-    for (int64_t q = 0; q < kQ; ++q) m[q] = simd::splat(kNegInf), lsum[q] = vf{};
+    const int64_t k_end = causal ? std::min(slabs, t0 + kQueries - 1) : slabs;
+    vf m[kQueries], lsum[kQueries];
+    for (int64_t q = 0; q < kQueries; ++q) m[q] = simd::splat(kNegInf), lsum[q] = vf{};
     std::fill(w.o.begin(), w.o.end(), 0.0f);
     for (int64_t k0 = 0; k0 < k_end; k0 += kChunk) {
       const int64_t kc = std::min(kChunk, k_end - k0);
-      for (int64_t j = 0; j < kc; j += kK)
+      for (int64_t j = 0; j < kc; j += kKeys)
         qk_strip(wq + t0 * d * L, wk + (k0 + j) * d * L, d, w.s.data() + j * L);
-      vf alpha[kQ];
-      for (int64_t q = 0; q < kQ; ++q) {
+      vf alpha[kQueries];
+      for (int64_t q = 0; q < kQueries; ++q) {
         float* s = w.s.data() + q * kChunk * L;
         const int64_t t = t0 + q;
         vf mx = m[q];
@@ -181,7 +181,7 @@ void residue_head(const AttentionArgs& a, int64_t slabs, vf last_bias, float* wq
     }
     // Normalised outputs over the block's queries (no longer needed) and their LSE: merged into
     // the band's rows token by token once every head is done.
-    for (int64_t q = 0; q < kQ && t0 + q < slabs; ++q) {
+    for (int64_t q = 0; q < kQueries && t0 + q < slabs; ++q) {
       const vf inv = lsum[q] > 0 ? 1.0f / lsum[q] : vf{};
       for (int64_t c = 0; c < d; ++c) simd::store(wq + ((t0 + q) * d + c) * L, simd::load(w.o.data() + (q * d + c) * L) * inv);
       for (int64_t lane = 0; lane < L; ++lane)
@@ -195,15 +195,15 @@ void residue_head(const AttentionArgs& a, int64_t slabs, vf last_bias, float* wq
 bool strided_residue_lanes(const AttentionArgs& a, int64_t b, int64_t rho0, int64_t h0, int64_t h1, StridedLanes& w) {
   const Shape sh = a.shape;
   const int64_t l = a.pattern.stride, d = sh.d, row = sh.H * d, n = sh.N;
-  const int64_t lanes = std::min(L, l - rho0), slabs = (n - rho0 + l - 1) / l, per_head = (slabs + kQ) * d * L;
+  const int64_t lanes = std::min(L, l - rho0), slabs = (n - rho0 + l - 1) / l, per_head = (slabs + kQueries) * d * L;
   const float* q = a.q + b * n * row;
   const float qscale = a.scale * 1.4426950408889634f;  // scores in the log2 domain
   if (!transpose_in(q, row, n, l, rho0, lanes, slabs, d, h0, h1, qscale, w.q) ||
       !transpose_in(a.k + b * n * row, row, n, l, rho0, lanes, slabs, d, h0, h1, 1.0f, w.k) ||
       !transpose_in(a.v + b * n * row, row, n, l, rho0, lanes, slabs, d, h0, h1, 1.0f, w.v))
     return false;
-  w.s.resize(kQ * kChunk * L);
-  w.o.resize(kQ * d * L);
+  w.s.resize(kQueries * kChunk * L);
+  w.o.resize(kQueries * d * L);
   w.row.resize(d);
   // Keys of the last slab past the sequence: -inf (other slabs are whole).
   vf last_bias{};

@@ -67,12 +67,20 @@ TEST(Pattern, ClassifyIsExactForFullAndEmpty) {
               for (int64_t j = j0; j < j1; ++j) in += p.contains(0, 0, i, j, n);
             const BlockKind k = p.classify(i0, i1, j0, j1);
             const int64_t all = (i1 - i0) * (j1 - j0);
-            if (k == BlockKind::full) ASSERT_EQ(in, all) << p.name() << " " << i0 << " " << i1 << " " << j0 << " " << j1;
-            if (k == BlockKind::empty) ASSERT_EQ(in, 0) << p.name() << " " << i0 << " " << i1 << " " << j0 << " " << j1;
+            if (k == BlockKind::full) {
+              ASSERT_EQ(in, all) << p.name() << " " << i0 << " " << i1 << " " << j0 << " " << j1;
+            }
+            if (k == BlockKind::empty) {
+              ASSERT_EQ(in, 0) << p.name() << " " << i0 << " " << i1 << " " << j0 << " " << j1;
+            }
             // Exactness where it matters for speed: full and causal/local blocks are never "partial".
             if (p.kind == PatternKind::full || p.kind == PatternKind::local) {
-              if (in == all) EXPECT_EQ(k, BlockKind::full) << p.name();
-              if (in == 0) EXPECT_EQ(k, BlockKind::empty) << p.name();
+              if (in == all) {
+                EXPECT_EQ(k, BlockKind::full) << p.name();
+              }
+              if (in == 0) {
+                EXPECT_EQ(k, BlockKind::empty) << p.name();
+              }
             }
           }
   }
