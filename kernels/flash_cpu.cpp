@@ -187,9 +187,7 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
         float* srow = s.s.data() + r * bk;
         const int64_t b = jb(r), e = je(r);
         for (int64_t j = std::max(cols, b); j < e; ++j) srow[j] = kNegInf;
-        vf mx = simd::splat(kNegInf);
-        for (int64_t j = b; j < e; j += 16) mx = simd::fast_max(mx, simd::load(srow + j));
-        m_new[r] = simd::max_nan(s.m[r], simd::fast_hmax(mx));
+        m_new[r] = simd::max_nan(s.m[r], simd::row_max(srow + b, e - b));
       }
       for (int64_t r = 0; r < kFlashBq; r += 16) {
         const vf mn = simd::load(m_new.data() + r), mo = simd::load(s.m.data() + r);
@@ -219,11 +217,7 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
             sum += e;
           }
         } else {
-          for (int64_t j = jb(r); j < je(r); j += 16) {
-            const vf e = simd::exp2(simd::load(srow + j) * scv - mrs);
-            simd::store(srow + j, e);
-            sum += e;
-          }
+          sum = simd::row_exp2(srow + jb(r), je(r) - jb(r), sc, mr * sc);
         }
         float* l = s.l.data() + r * simd::kLanes;
         simd::store(l, simd::load(l) * s.alpha[r] + sum);

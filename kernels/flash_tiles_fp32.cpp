@@ -4,6 +4,7 @@
 // values are exact in fp32, so these tiles compute them without rounding.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "kernels/cpu.h"
@@ -16,14 +17,13 @@ namespace {
 using simd::vf;
 
 // Register blocking, sized for AVX-512's 32 zmm registers (a 16-lane vf is one of them):
-// a strip's accumulators plus the vectors it loads fit. Without AVX-512 a vf is two ymm of 16 and
-// GCC lowers these strips through spills: smaller strips were measured slower still (16 against
-// 24 GFLOP/s on an AVX2 build); the AVX2 build needs 8-lane vectors, not other constants.
+// a strip's accumulators plus the vectors it loads fit. AVX2 builds take their own strips below.
 constexpr int kQkRows = 4, kQkVecs = 4;   // Q K^T: 4 rows x 4 key vectors = 16 zmm + 4 K
 constexpr int kPvWhole = 6, kPvChunk = 4;  // P V: rows of up to 6 vectors whole, else 4 at a time
 template <int C>
 constexpr int kPvRows = C <= 3 ? 8 : 4;    // 8 x 3 or 4 x 4..6 accumulators
 
+#ifdef __AVX512F__
 // s[R][16 W keys] = qp[R][dp] . kt[dp][16 W keys] for R query rows (q was scaled when loaded):
 // R x W accumulators; kt and s point at the first of the W key vectors (rows kFlashBk apart).
 template <int R, int W>
@@ -44,6 +44,48 @@ inline void qk_strip(const float* qp, int64_t dp, const float* kt, float* s) {
     for (int w = 0; w < W; ++w) simd::store(s + r * kFlashBk + 16 * w, acc[r][w]);
 }
 
+#else
+// AVX2 has 16 ymm registers, and a 16-lane vf is two of them: GCC spills the strips above. These
+// take 8-lane vectors, R = 4 rows by up to 3 of them: 12 accumulators (more than the 8 that the
+// FMA units' two ports times their four cycles of latency need), the 3 vectors loaded and a
+// broadcast fill the 16 registers.
+typedef float v8 __attribute__((vector_size(32)));
+inline v8 load8(const float* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof v); }
+inline v8 splat8(float x) { return v8{x, x, x, x, x, x, x, x}; }
+constexpr int kAvx2Vecs = 3;
+
+template <int R, int C>
+inline void qk_part(const float* qp, int64_t dp, const float* kt, float* s) {
+  v8 acc[R][C] = {};
+  const float* kp = kt;
+  for (int64_t c = 0; c < dp; ++c, kp += kFlashBk) {
+    v8 k[C];
+    for (int u = 0; u < C; ++u) k[u] = load8(kp + 8 * u);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const v8 a = splat8(qp[r * dp + c]);
+      for (int u = 0; u < C; ++u) acc[r][u] += a * k[u];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < C; ++u) store8(s + r * kFlashBk + 8 * u, acc[r][u]);
+}
+
+template <int R, int W>
+inline void qk_strip(const float* qp, int64_t dp, const float* kt, float* s) {
+  constexpr int n = 2 * W;  // 8-lane vectors of keys
+  int u = 0;
+  for (; u + kAvx2Vecs <= n; u += kAvx2Vecs) qk_part<R, kAvx2Vecs>(qp, dp, kt + 8 * u, s + 8 * u);
+  if (n - u == 2) qk_part<R, 2>(qp, dp, kt + 8 * u, s + 8 * u);
+  if (n - u == 1) qk_part<R, 1>(qp, dp, kt + 8 * u, s + 8 * u);
+}
+#endif
+
 // Rows [r0, r0 + 16) of the tile against key vectors [v0, v1) of the block.
 inline void qk_group(const float* q, int64_t dp, const float* kt, float* scores, int64_t r0, int64_t v0, int64_t v1) {
   static_assert(kFlashBk == 64 && kSpanRows % kQkRows == 0, "qk_group dispatches 1 to 4 key vectors");
@@ -61,6 +103,7 @@ inline void qk_group(const float* q, int64_t dp, const float* kt, float* scores,
     }
 }
 
+#ifdef __AVX512F__
 // o[R][DV vectors] = alpha[r] * o[r] + p[R][:nk] . v[nk][DV vectors]: DV of the dp / 16 vectors
 // of a row (o and v rows are dp apart).
 template <int R, int DV>
@@ -84,6 +127,43 @@ inline void pv_strip(const float* p, int64_t nk, const float* v, float* o, const
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < DV; ++c) simd::store(o + r * dp + 16 * c, acc[r][c]);
 }
+
+#else
+// AVX2: 4 rows x up to 3 8-lane column vectors (12 accumulators) at a time.
+template <int C>
+inline void pv_part(const float* p, int64_t nk, const float* v, float* o, const float* alpha, int64_t dp) {
+  v8 acc[4][C];
+  for (int r = 0; r < 4; ++r) {
+    const v8 a = splat8(alpha[r]);
+    for (int u = 0; u < C; ++u) acc[r][u] = load8(o + r * dp + 8 * u) * a;
+  }
+  for (int64_t j = 0; j < nk; ++j) {
+    v8 vv[C];
+    for (int u = 0; u < C; ++u) vv[u] = load8(v + j * dp + 8 * u);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const v8 b = splat8(p[r * kFlashBk + j]);
+      for (int u = 0; u < C; ++u) acc[r][u] += b * vv[u];
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int u = 0; u < C; ++u) store8(o + r * dp + 8 * u, acc[r][u]);
+}
+
+template <int R, int DV>
+inline void pv_strip(const float* p, int64_t nk, const float* v, float* o, const float* alpha, int64_t dp) {
+  static_assert(R % 4 == 0);
+  constexpr int n = 2 * DV;  // 8-lane vectors of a row's DV
+  for (int r0 = 0; r0 < R; r0 += 4) {
+    const float* pr = p + r0 * kFlashBk;
+    float* orow = o + r0 * dp;
+    int u = 0;
+    for (; u + kAvx2Vecs <= n; u += kAvx2Vecs) pv_part<kAvx2Vecs>(pr, nk, v + 8 * u, orow + 8 * u, alpha + r0, dp);
+    if (n - u == 2) pv_part<2>(pr, nk, v + 8 * u, orow + 8 * u, alpha + r0, dp);
+    if (n - u == 1) pv_part<1>(pr, nk, v + 8 * u, orow + 8 * u, alpha + r0, dp);
+  }
+}
+#endif
 
 // Rows [r0, r0 + 16) of o, keys [j0, j1) of the block (P is zero outside them).
 template <int DV>
@@ -135,21 +215,26 @@ void pack(const HeadProblem& p, PackedKV& out) {
   // Every element is written below, padding included: no zeroing pass over the whole buffer.
   out.kt.resize(out.blocks * dp * bk);
   out.v.resize(out.blocks * bk * dp);
-  for (int64_t b = 0; b < out.blocks; ++b) {
-    const int64_t j0 = b * bk, n = std::min(bk, p.nk - j0);
-    float* kt = out.kt.data() + b * dp * bk;
-    float* v = out.v.data() + j0 * dp;
-    for (int64_t j = 0; j < n; ++j) {
-      prefetch_row(p.k, j0 + j + kPackAhead, p.nk, p.kv_stride, d);
-      prefetch_row(p.v, j0 + j + kPackAhead, p.nk, p.kv_stride, d);
-      const float* kr = p.k + (j0 + j) * p.kv_stride;
-      const float* vr = p.v + (j0 + j) * p.kv_stride;
-      for (int64_t c = 0; c < d; ++c) kt[c * bk + j] = kr[c];
-      std::copy(vr, vr + d, v + j * dp);
-      std::fill(v + j * dp + d, v + (j + 1) * dp, 0.0f);
+  vf rows[16];
+  for (int64_t j0 = 0; j0 < out.blocks * bk; j0 += 16) {
+    // 16 keys: V rows copied (zero past d, and past nk), K rows transposed 16 dims at a time.
+    for (int64_t r = 0; r < 16; ++r) {
+      prefetch_row(p.k, j0 + r + kPackAhead, p.nk, p.kv_stride, d);
+      prefetch_row(p.v, j0 + r + kPackAhead, p.nk, p.kv_stride, d);
+      float* v = out.v.data() + (j0 + r) * dp;
+      const bool key = j0 + r < p.nk;
+      if (key) std::copy_n(p.v + (j0 + r) * p.kv_stride, d, v);
+      std::fill(v + (key ? d : 0), v + dp, 0.0f);
     }
-    for (int64_t c = 0; c < dp; ++c) std::fill(kt + c * bk + (c < d ? n : 0), kt + (c + 1) * bk, 0.0f);
-    std::fill(v + n * dp, v + bk * dp, 0.0f);
+    float* kt = out.kt.data() + (j0 / bk) * dp * bk + j0 % bk;
+    for (int64_t c0 = 0; c0 < dp; c0 += 16) {
+      const int64_t w = std::min<int64_t>(16, d - c0);
+      for (int64_t r = 0; r < 16; ++r) {
+        rows[r] = vf{};
+        if (j0 + r < p.nk && w > 0) std::memcpy(&rows[r], p.k + (j0 + r) * p.kv_stride + c0, w * sizeof(float));
+      }
+      simd::transpose16(rows, kt + c0 * bk, bk);
+    }
   }
 }
 

@@ -60,37 +60,6 @@ inline void pv_strip(const float* p, int64_t n, const float* v, int64_t d, const
     for (int c = 0; c < C; ++c) simd::store(o + (a * d + c) * L, acc[a][c]);
 }
 
-// A 16 x 16 block: out[c][lane] = rows[lane][c] (vectors out[c] L floats apart).
-// (GCC 12's AVX-512 headers trip -Wmaybe-uninitialized once inlined, as in simd.h.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-inline void transpose16(const vf* rows, float* out) {
-#ifdef __AVX512F__
-  __m512 a[16], b[16];
-  for (int i = 0; i < 16; i += 2)
-    a[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]), a[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
-  // b[4j + m]: in 128-bit lane k, column 4k + m of rows 4j .. 4j + 3.
-  for (int j = 0; j < 16; j += 4) {
-    const __m512d a0 = _mm512_castps_pd(a[j]), a1 = _mm512_castps_pd(a[j + 1]);
-    const __m512d a2 = _mm512_castps_pd(a[j + 2]), a3 = _mm512_castps_pd(a[j + 3]);
-    b[j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2)), b[j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-    b[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3)), b[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-  }
-  for (int m = 0; m < 4; ++m) {
-    const __m512 c0 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0x88), c1 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0xdd);
-    const __m512 c2 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x88), c3 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xdd);
-    _mm512_storeu_ps(out + (0 + m) * L, _mm512_shuffle_f32x4(c0, c2, 0x88));
-    _mm512_storeu_ps(out + (4 + m) * L, _mm512_shuffle_f32x4(c1, c3, 0x88));
-    _mm512_storeu_ps(out + (8 + m) * L, _mm512_shuffle_f32x4(c0, c2, 0xdd));
-    _mm512_storeu_ps(out + (12 + m) * L, _mm512_shuffle_f32x4(c1, c3, 0xdd));
-  }
-#else
-  for (int c = 0; c < 16; ++c)
-    for (int lane = 0; lane < 16; ++lane) out[c * L + lane] = rows[lane][c];
-#endif
-}
-#pragma GCC diagnostic pop
-
 // Tokens rho0 + lane + t l of heads [h0, h1) into [head][t][c][lane], times mul. A slab's 16
 // tokens are consecutive, their heads side by side: one contiguous read per slab, 16 x 16 blocks
 // transposed in registers. Lanes past the sequence or past the group's classes are zero, and so
@@ -119,10 +88,10 @@ bool transpose_in(const float* x, int64_t row, int64_t n, int64_t l, int64_t rho
         }
         float* dst = out.data() + h * per_head + t * d * L + c0 * L;
         if (w == 16) {
-          transpose16(rows, dst);
+          simd::transpose16(rows, dst, L);
           for (int64_t c = 0; c < 16; ++c) simd::store(dst + c * L, simd::load(dst + c * L) * mul);
         } else {
-          transpose16(rows, block);
+          simd::transpose16(rows, block, L);
           for (int64_t c = 0; c < w; ++c) simd::store(dst + c * L, simd::load(block + c * L) * mul);
         }
       }
@@ -134,7 +103,7 @@ bool transpose_in(const float* x, int64_t row, int64_t n, int64_t l, int64_t rho
 
 // Attention over the residue keys in one head, from its transposed Q, K, V: the normalised
 // outputs replace Q in wq ([t][c][lane]), the LSE go to lse ([t][lane]).
-void residue_head(const AttentionArgs& a, int64_t slabs, vf last_bias, float* wq, const float* wk, const float* wv,
+void residue_head(const AttentionArgs& a, int64_t slabs, const vf& last_bias, float* wq, const float* wk, const float* wv,
                   float* lse, StridedLanes& w) {
   const int64_t d = a.shape.d;
   const bool causal = a.pattern.causal;
