@@ -61,7 +61,9 @@ constexpr int kAvx2Vecs = 3;
 
 template <int R, int C>
 inline void qk_part(const float* qp, int64_t dp, const float* kt, float* s) {
-  v8 acc[R][C] = {};
+  v8 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < C; ++u) acc[r][u] = v8{};
   const float* kp = kt;
   for (int64_t c = 0; c < dp; ++c, kp += kFlashBk) {
     v8 k[C];
