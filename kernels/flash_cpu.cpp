@@ -156,6 +156,12 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
   for (int64_t i0 = q_begin; i0 < q_end; i0 += kFlashBq) {
     const int64_t rows = std::min(kFlashBq, q_end - i0);
     path.load_q(p, i0, rows, dp, s);
+    // The next tile's query and output rows, a head's rows pages apart: fetched while this one
+    // computes (a narrow band computes a few key blocks per tile, too few to hide the misses).
+    for (int64_t r = i0 + kFlashBq; r < std::min(q_end, i0 + 2 * kFlashBq); ++r) {
+      prefetch_row(p.q, r, q_end, p.q_stride, p.d);
+      prefetch_row(p.o, r, q_end, p.o_stride, p.d);
+    }
     s.o.assign(kFlashBq * dp, 0.0f);
     std::fill(s.m.begin(), s.m.end(), kNegInf);
     std::fill(s.l.begin(), s.l.end(), 0.0f);

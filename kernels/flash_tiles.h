@@ -51,7 +51,7 @@ void force_tile_path_from_environment();
 
 // Rows of one head lie a token apart (its other heads between them), often a page or more, and the
 // hardware prefetcher does not cross pages: packing asks for the rows kPackAhead ahead itself.
-constexpr int64_t kPackAhead = 8;
+constexpr int64_t kPackAhead = 16;
 inline void prefetch_row(const float* base, int64_t row, int64_t rows, int64_t stride, int64_t d) {
   if (row < rows)
     for (int64_t c = 0; c < d; c += 16) __builtin_prefetch(base + row * stride + c);
