@@ -21,9 +21,23 @@ typedef int32_t vi __attribute__((vector_size(64)));
 // int conversion) through the stack: those run on 8-lane halves.
 typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
-inline vf8 low(vf v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7); }
-inline vf8 high(vf v) { return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15); }
-inline vf join(vf8 a, vf8 b) { return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+// (Through memcpy: GCC 12 lowers a 16-lane __builtin_shufflevector of two halves lane by lane.)
+inline vf8 low(vf v) {
+  vf8 h;
+  std::memcpy(&h, &v, sizeof h);
+  return h;
+}
+inline vf8 high(vf v) {
+  vf8 h;
+  std::memcpy(&h, reinterpret_cast<const char*>(&v) + sizeof h, sizeof h);
+  return h;
+}
+inline vf join(vf8 a, vf8 b) {
+  vf v;
+  std::memcpy(&v, &a, sizeof a);
+  std::memcpy(reinterpret_cast<char*>(&v) + sizeof a, &b, sizeof b);
+  return v;
+}
 
 inline vf load(const float* p) {
   vf v;
