@@ -5,6 +5,7 @@
 #include <random>
 
 #include "kernels/reference.h"
+#include "kernels/tolerance.h"
 
 namespace longattn {
 
@@ -54,8 +55,8 @@ RowErrors check_rows(const AttentionArgs& ref, const std::vector<SampleRow>& row
 
 nlohmann::json error_report(const RowErrors& e, double max_abs_v, const std::string& dtype, bool has_lse,
                             double rows_checked) {
-  const double bound = dtype == "fp32" ? 1e-4 : 2e-2;
-  const double tol_o = bound * std::max(1.0, max_abs_v);
+  const DType t = parse_dtype(dtype, "dtype");
+  const double bound = lse_tolerance(t), tol_o = o_tolerance(t, max_abs_v);
   const bool passed = e.o <= tol_o && (!has_lse || e.lse <= bound);
   return {{"o_max_abs", e.o},
           {"lse_max_abs", has_lse ? nlohmann::json(e.lse) : nlohmann::json(nullptr)},

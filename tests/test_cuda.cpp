@@ -69,8 +69,8 @@ struct Bounds {
   double o, lse;
 };
 Bounds bounds(GpuDType t, const std::vector<float>& v) {
-  if (t == GpuDType::fp32) return {test::o_tolerance_fp32(v), test::kLseToleranceFp32};
-  return {2e-2 * std::max(1.0, test::max_abs(v)), 2e-2};
+  const DType d = t == GpuDType::fp32 ? DType::fp32 : t == GpuDType::bf16 ? DType::bf16 : DType::fp16;
+  return {o_tolerance(d, test::max_abs(v)), lse_tolerance(d)};
 }
 
 std::string label(const std::string& kernel, GpuDType t, const Pattern& p, const Shape& s) {

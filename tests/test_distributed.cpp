@@ -10,6 +10,7 @@
 #include "harness/inputs.h"
 #include "kernels/dilated_cpu.h"
 #include "kernels/registry.h"
+#include "kernels/tolerance.h"
 #include "suite/method.h"
 
 using namespace longattn;
@@ -181,8 +182,8 @@ TEST(Distributed, Bf16EqualsSingleRankBf16) {
       SCOPED_TRACE(std::string(name) + " " + p.name() + " bf16 P=" + std::to_string(P));
       const char* kernel = dilated ? "dilated" : std::string(name).starts_with("dist-ring") ? "flash" : nullptr;
       const Outcome out = run_and_compare(m, kernel, p, s, DType::bf16);
-      EXPECT_LE(out.o_err, 2e-2);
-      EXPECT_LE(out.lse_err, 2e-2);
+      EXPECT_LE(out.o_err, lse_tolerance(DType::bf16));
+      EXPECT_LE(out.lse_err, lse_tolerance(DType::bf16));
       EXPECT_EQ(out.received, formula(name, p, s, P, g_comm->rank()));
     }
   }

@@ -58,8 +58,7 @@ TEST_P(TilePaths, MatchTheOracleOnRoundedInputs) {
   for (const Shape& s : kShapes) {
     test::Problem prob(s, 77 + s.N + s.d);
     for (auto* t : {&prob.q, &prob.k, &prob.v}) round_all(pc.dtype, t->data(), int64_t(t->size()));
-    const double o_tol = (pc.dtype == DType::fp32 ? 1e-4 : 2e-2) * std::max(1.0, test::max_abs(prob.v));
-    const double lse_tol = pc.dtype == DType::fp32 ? 1e-4 : 2e-2;
+    const double o_tol = o_tolerance(pc.dtype, test::max_abs(prob.v)), lse_tol = lse_tolerance(pc.dtype);
     for (const Pattern& p : patterns()) {
       std::vector<float> o_ref, lse_ref;
       reference_attention(prob.args(p, o_ref, lse_ref));
