@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
   auto* model_cmd = app.add_subcommand("model", "performance model: predict, --calibrate, --validate (harness/model.py)");
   model_cmd->allow_extras();
   model_cmd->prefix_command();
+  model_cmd->set_help_flag();  // -h / --help go to model.py, which lists the model's real options
 
   try {
     app.parse(argc, argv);
