@@ -10,6 +10,9 @@
 #include "harness/run.h"
 #include "harness/suite_file.h"
 #include "kernels/blas.h"
+#ifdef LONGATTN_HAVE_CUDA
+#include "kernels/cuda/cuda_attention.h"
+#endif
 #include "kernels/input_error.h"
 #include "kernels/registry.h"
 #include "suite/method.h"
@@ -18,23 +21,48 @@ using namespace longattn;
 
 namespace {
 
+const char* const kPatternExamples[] = {
+    R"({"kind": "full"})", R"({"kind": "local", "left": 256, "right": 0})", R"({"kind": "strided", "stride": 128})",
+    R"({"kind": "fixed", "block": 128, "summary": 8})", R"({"kind": "dilated", "levels": [[2048, 1], [4096, 2]]})",
+    R"({"kind": "dilated", "levels": "longnet"})"};
+
+std::vector<std::string> suite_names() {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(suite_dir()))
+    if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// The same lists as JSON, for scripts (plots, the model, CI) that must not keep their own.
+int list_json() {
+  nlohmann::json j;
+  j["methods"] = nlohmann::json::array();
+  for (const Method& m : methods())
+    j["methods"].push_back({{"name", m.name}, {"summary", m.summary}, {"layout", layout_name(m.layout)},
+                            {"distributed", m.layout != Layout::single}, {"returns_lse", m.returns_lse},
+                            {"microbenchmark", m.microbenchmark}, {"dense_cost", m.dense_cost}});
+  j["kernels"] = nlohmann::json::array();
+  for (const Kernel& k : cpu_kernels()) j["kernels"].push_back({{"name", k.name}, {"device", "cpu"}, {"summary", k.summary}});
+#ifdef LONGATTN_HAVE_CUDA
+  for (const std::string& k : cuda_kernel_names()) j["kernels"].push_back({{"name", k}, {"device", "cuda"}});
+#endif
+  j["patterns"] = nlohmann::json::array();
+  for (const char* p : kPatternExamples) j["patterns"].push_back(nlohmann::json::parse(p));
+  j["suites"] = suite_names();
+  std::printf("%s\n", j.dump(2).c_str());
+  return 0;
+}
+
 int list_everything() {
   std::printf("Methods (longattn run; attend takes them too):\n");
   for (const Method& m : methods()) std::printf("  %-13s %s\n", m.name, m.summary);
   std::printf("\nKernels (longattn attend --method; auto picks the fastest that supports the pattern):\n");
   for (const Kernel& k : cpu_kernels()) std::printf("  %-13s %s\n", k.name, k.summary);
   std::printf("\nPatterns (SPEC §5; \"causal\": true on any):\n");
-  for (const char* p : {R"({"kind": "full"})", R"({"kind": "local", "left": 256, "right": 0})",
-                        R"({"kind": "strided", "stride": 128})", R"({"kind": "fixed", "block": 128, "summary": 8})",
-                        R"({"kind": "dilated", "levels": [[2048, 1], [4096, 2]]})",
-                        R"({"kind": "dilated", "levels": "longnet"})"})
-    std::printf("  %s\n", p);
+  for (const char* p : kPatternExamples) std::printf("  %s\n", p);
   std::printf("\nSuites (%s):\n", suite_dir().c_str());
-  std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(suite_dir()))
-    if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
-  std::sort(names.begin(), names.end());
-  for (const auto& n : names) std::printf("  %s\n", n.c_str());
+  for (const auto& n : suite_names()) std::printf("  %s\n", n.c_str());
   return 0;
 }
 
@@ -88,6 +116,8 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--seed", vo.seed, "which rows are sampled when B·H·N > 4096 (default 1)");
 
   auto* list_cmd = app.add_subcommand("list", "methods, kernels, patterns and suites");
+  bool list_as_json = false;
+  list_cmd->add_flag("--json", list_as_json, "as JSON: every method (with its layout), every kernel on every device");
 
   CompareOptions co;
   auto* compare_cmd = app.add_subcommand("compare", "regression gate: compare two results files");
@@ -120,7 +150,7 @@ int main(int argc, char** argv) {
   vo.scale_given = verify_scale_opt->count() > 0;
 
   try {
-    if (list_cmd->parsed()) return list_everything();
+    if (list_cmd->parsed()) return list_as_json ? list_json() : list_everything();
     if (compare_cmd->parsed()) return compare_results(co);
     if (verify_cmd->parsed()) return verify_outputs(vo);
     // plot and model are Python (Debian's matplotlib, numpy); arguments pass through unchanged.

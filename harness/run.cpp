@@ -33,18 +33,7 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-const char* layout_name(Layout l) {
-  switch (l) {
-    case Layout::single: return "single";
-    case Layout::replicated: return "replicated";
-    case Layout::sharded: return "sharded";
-    case Layout::zigzag: return "zigzag";
-  }
-  return "?";
-}
-
 // Ranks that compute a case: one for single-device methods, all for distributed ones.
-bool is_comm_bench(const Method& m) { return std::string(m.name).rfind("comm-", 0) == 0; }
 
 int computing_ranks(const Method& m, int world) { return m.layout == Layout::single ? 1 : world; }
 
@@ -77,19 +66,10 @@ struct Holding {
   }
 };
 
-// Bytes per rank a case needs, roughly: its tensors, the method's buffers, and verification.
+// Bytes per rank a case needs, roughly: the method's footprint, and verification.
 double estimate_bytes(const Case& c, const Method& m, int world) {
-  const double full = 4.0 * c.shape.numel(), part = full / world;
-  const double n = static_cast<double>(c.shape.N);
-  const std::string& name = m.name;
-  double b = 0;
-  if (name == "vanilla") b = 4 * full + 4 * n * n;
-  else if (name == "flash") b = 6 * full;
-  else if (name == "dilated" || name == "reference") b = 4 * full;
-  else if (name == "dist-heads") b = 4 * full + 6 * part + full;
-  else if (name == "dist-ulysses") b = 4 * part + 10 * part + 2 * part;  // + packed K/V of its H/P heads
-  else if (name == "dist-ring" || name == "dist-ring-zigzag") b = 4 * part + 6 * part;
-  else b = 4 * part + 4 * part;
+  const double full = 4.0 * c.shape.numel(), n = static_cast<double>(c.shape.N);
+  double b = m.memory.full * full + m.memory.part * full / world + m.memory.nn * n * n;
   if (c.verify && (m.layout == Layout::sharded || m.layout == Layout::zigzag)) b += 2 * full;
   return 1.2 * b + 64e6;
 }
@@ -109,7 +89,7 @@ double dense_flops(const Case& c) {
 // N x N scores whatever the pattern (causal included).
 double cost_flops(const Case& c, const Method& m) {
   const Shape s = c.shape;
-  if (std::string(m.name) == "vanilla") return 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
+  if (m.dense_cost) return 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
   return exact_flops(c);
 }
 
@@ -131,7 +111,7 @@ struct MeasuredRates {
   // Seconds per iteration, or 0 when no case of this kind has run yet.
   double estimate(const Case& c, const Method& m) const {
     const auto it = by_key.find(key(c, m));
-    return it == by_key.end() || is_comm_bench(m) ? 0.0 : cost_flops(c, m) / it->second;
+    return it == by_key.end() || m.microbenchmark ? 0.0 : cost_flops(c, m) / it->second;
   }
 };
 struct CaseResult {
@@ -197,7 +177,7 @@ class Runner {
       const double c0 = comm_.counters.seconds;
       const auto t0 = Clock::now();
       for (int r = 0; r < repeat; ++r) m.run(call);
-      if (!is_comm_bench(m)) round_all(dtype, o.data(), local);  // O in the dtype, as the kernel's caller gets it
+      if (!m.microbenchmark) round_all(dtype, o.data(), local);  // O in the dtype, as the kernel's caller gets it
       const double t = seconds_since(t0);
       if (comm_seconds) *comm_seconds = comm_.counters.seconds - c0;
       return t;
@@ -250,7 +230,7 @@ class Runner {
                  {"received_by_op", by_op},           {"time_ms", cs.median},
                  {"samples_ms", comm_samples},        {"share", st.median > 0 ? cs.median / st.median : 0.0}};
     j["peak_memory_bytes_per_rank"] = peak;
-    if (is_comm_bench(m)) {
+    if (m.microbenchmark) {
       // nccl-tests' definitions: algbw = bytes / time; busbw corrects collectives for P.
       const double bytes_rank = 4.0 * g.numel() / P;
       const double size = std::string(m.name) == "comm-all-gather" ? bytes_rank * P : bytes_rank;
@@ -261,7 +241,7 @@ class Runner {
     }
 
     bool ok = true;
-    if (c.verify && !is_comm_bench(m)) ok = verify(c, m, hold, q, k, v, o, lse, j);
+    if (c.verify && !m.microbenchmark) ok = verify(c, m, hold, q, k, v, o, lse, j);
     j["status"] = ok ? "ok" : "failed";
     if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 tolerance";
     return {j, !ok};
@@ -276,7 +256,7 @@ class Runner {
 
   json describe(const Case& c, const Method& m) const {
     const Shape s = c.shape;
-    const bool attention = !is_comm_bench(m);
+    const bool attention = !m.microbenchmark;
     const double exact = attention ? exact_flops(c) : 0, dense = attention ? dense_flops(c) : 0;
     return {{"name", c.id(computing_ranks(m, comm_.size()))},
             {"method", c.method},

@@ -19,6 +19,8 @@ enum class Layout {
   zigzag,      // rank p holds chunks p and 2P-1-p of 2P equal chunks (load-balanced causal ring)
 };
 
+const char* layout_name(Layout l);  // "single", "replicated", "sharded", "zigzag"
+
 // A run of consecutive global token positions [pos0, pos0 + rows).
 struct TokenRange {
   int64_t pos0 = 0, rows = 0;
@@ -53,11 +55,20 @@ struct MethodCall {
   AttentionArgs local_args(int64_t rows) const;
 };
 
+// Bytes a rank holds for a case, roughly: full x the whole problem's Q (4 B N H d), part x this
+// rank's share of it (full / P), nn x N^2 floats. The harness refuses a case that will not fit.
+struct Footprint {
+  double full = 0, part = 0, nn = 0;
+};
+
 struct Method {
   const char* name;
   const char* summary;
   Layout layout;
   bool returns_lse;
+  bool microbenchmark;  // times communication only: no attention, no FLOPs, nothing to verify
+  bool dense_cost;      // its time grows with N^2 whatever the pattern (vanilla: dense scores)
+  Footprint memory;
   // Empty when the method runs this pattern on `world` ranks; otherwise why not. Shape violations
   // (P not dividing N or H) are reported as "shape:" reasons, which the harness treats as errors.
   std::string (*unsupported)(const Pattern&, const Shape&, int world);

@@ -84,36 +84,48 @@ std::string comm_unsupported(const Pattern&, const Shape& s, int world) {
 
 constexpr char kVanilla[] = "vanilla", kFlash[] = "flash", kDilated[] = "dilated", kReference[] = "reference";
 
+// Memory: Q, K, V and O plus the kernel's working set (vanilla its N x N scores); distributed
+// methods their shard, the buffers they exchange, and (dist-heads) the whole inputs.
 const Method kMethods[] = {
     {"vanilla", "unfused multi-head attention on one rank: sgemm, mask, softmax, sgemm", Layout::single, true,
-     kernel_unsupported<kVanilla>, run_kernel<kVanilla>},
-    {"flash", "tiled online-softmax attention on one rank", Layout::single, true, kernel_unsupported<kFlash>,
-     run_kernel<kFlash>},
-    {"dilated", "LongNet dilated attention on one rank", Layout::single, true, kernel_unsupported<kDilated>,
-     run_kernel<kDilated>},
-    {"reference", "the double-precision oracle on one rank (slow)", Layout::single, true,
+     false, true, {4, 0, 4}, kernel_unsupported<kVanilla>, run_kernel<kVanilla>},
+    {"flash", "tiled online-softmax attention on one rank", Layout::single, true, false, false, {6, 0, 0},
+     kernel_unsupported<kFlash>, run_kernel<kFlash>},
+    {"dilated", "LongNet dilated attention on one rank", Layout::single, true, false, false, {4, 0, 0},
+     kernel_unsupported<kDilated>, run_kernel<kDilated>},
+    {"reference", "the double-precision oracle on one rank (slow)", Layout::single, true, false, false, {4, 0, 0},
      kernel_unsupported<kReference>, run_kernel<kReference>},
     {"dist-heads", "distributed multi-head attention: H/P heads per rank on full Q, K, V; all-gather O",
-     Layout::replicated, false, heads_unsupported, dist_heads},
+     Layout::replicated, false, false, false, {5, 6, 0}, heads_unsupported, dist_heads},
     {"dist-ulysses", "all-to-all to head shards, any kernel on the full sequence, all-to-all back", Layout::sharded,
-     false, ulysses_unsupported, dist_ulysses},
+     false, false, false, {0, 16, 0}, ulysses_unsupported, dist_ulysses},
     {"dist-ring", "ring attention: K/V shards circulate, (o, lse) merged, next shard in flight", Layout::sharded, true,
-     ring_unsupported, dist_ring},
+     false, false, {0, 10, 0}, ring_unsupported, dist_ring},
     {"dist-ring-zigzag", "ring attention over zig-zag shards (chunks p and 2P-1-p): causal work balanced",
-     Layout::zigzag, true, zigzag_unsupported, dist_ring_zigzag},
+     Layout::zigzag, true, false, false, {0, 10, 0}, zigzag_unsupported, dist_ring_zigzag},
     {"dist-dilated", "LongNet distributed: local segments locally, multi-rank segments all-gather kept K/V",
-     Layout::sharded, true, dilated_unsupported_dist, dist_dilated},
+     Layout::sharded, true, false, false, {0, 8, 0}, dilated_unsupported_dist, dist_dilated},
     {"comm-all-gather", "microbenchmark: all-gather of each rank's shard (no attention)", Layout::sharded, false,
-     comm_unsupported, comm_all_gather},
-    {"comm-all-to-all", "microbenchmark: all-to-all of each rank's shard in P blocks", Layout::sharded, false,
-     comm_unsupported, comm_all_to_all},
-    {"comm-send-recv", "microbenchmark: ring send/receive of each rank's shard", Layout::sharded, false,
-     comm_unsupported, comm_send_recv},
+     true, false, {0, 8, 0}, comm_unsupported, comm_all_gather},
+    {"comm-all-to-all", "microbenchmark: all-to-all of each rank's shard in P blocks", Layout::sharded, false, true,
+     false, {0, 8, 0}, comm_unsupported, comm_all_to_all},
+    {"comm-send-recv", "microbenchmark: ring send/receive of each rank's shard", Layout::sharded, false, true, false,
+     {0, 8, 0}, comm_unsupported, comm_send_recv},
 };
 
 }  // namespace
 
 std::span<const Method> methods() { return kMethods; }
+
+const char* layout_name(Layout l) {
+  switch (l) {
+    case Layout::single: return "single";
+    case Layout::replicated: return "replicated";
+    case Layout::sharded: return "sharded";
+    case Layout::zigzag: return "zigzag";
+  }
+  return "?";
+}
 
 const Method* find_method(const std::string& name) {
   for (const Method& m : kMethods)

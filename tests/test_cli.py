@@ -59,6 +59,20 @@ def main():
     out, lse = os.path.join(tmp, "o.npy"), os.path.join(tmp, "lse.npy")
     base = ["attend", "--q", paths["q"], "--k", paths["k"], "--v", paths["v"], "--out", out, "--lse", lse]
 
+    # list --json: the same methods, kernels and suites as the text listing, for scripts.
+    r, rj = run(["list"]), run(["list", "--json"])
+    try:
+        lj = json.loads(rj.stdout)
+        names = [m["name"] for m in lj["methods"]]
+        ok = (rj.returncode == 0 and all(f"  {n} " in r.stdout for n in names) and
+              {"vanilla", "flash", "dilated", "reference"} <= {k["name"] for k in lj["kernels"] if k["device"] == "cpu"} and
+              {"dist-ring-zigzag", "comm-send-recv"} <= set(names) and "smoke" in lj["suites"] and
+              all(m["microbenchmark"] == m["name"].startswith("comm-") for m in lj["methods"]) and
+              all(m["distributed"] == (m["layout"] != "single") for m in lj["methods"]))
+    except (ValueError, KeyError) as e:
+        ok, rj = False, e
+    check("list --json lists every method and kernel of the text listing, with their traits", ok, str(rj)[-300:])
+
     # attend against NumPy (SPEC §4 fp32 bounds: O 1e-4 max(1, max|V|), LSE 1e-4).
     tol = 1e-4 * max(1.0, float(np.abs(v).max()))
     for spec, kw in [({"kind": "full"}, {}), ({"kind": "full", "causal": True}, {"causal": True}),
