@@ -94,10 +94,14 @@ void attend(Communicator& comm, const AttendOptions& opt) {
       }
     kernel = opt.method == "auto" ? &auto_kernel(pattern, g) : find_kernel(opt.method);
     method = kernel ? nullptr : find_method(opt.method);
-    if (!kernel && !method)
-      throw InputError("--method: unknown method \"" + opt.method.substr(0, 100) +
-                       "\"; use reference, vanilla, flash, dilated, auto, dist-heads, dist-ulysses, dist-ring, "
-                       "dist-ring-zigzag or dist-dilated");
+    if (!kernel && !method) {
+      std::string names;  // from the tables: every kernel, auto, every distributed attention method
+      for (const Kernel& k : cpu_kernels()) names += std::string(k.name) + ", ";
+      names += "auto";
+      for (const Method& m : methods())
+        if (m.layout != Layout::single && !m.microbenchmark) names += std::string(", ") + m.name;
+      throw InputError("--method: unknown method \"" + opt.method.substr(0, 100) + "\"; use one of " + names);
+    }
     if (kernel) {
       if (auto why = kernel->unsupported(pattern, g); !why.empty())
         throw InputError("--method: " + std::string(kernel->name) + " cannot run " + pattern.name() + ": " + why +
