@@ -20,9 +20,9 @@ namespace {
 
 using simd::vf;
 constexpr int64_t L = kStridedLanes;
-constexpr int64_t kQueries = 4;            // queries per block (register blocking)
-constexpr int64_t kKeys = 4;            // keys per Q K^T strip
-constexpr int64_t kChunk = 64;       // keys per online-softmax step
+constexpr int64_t kQueries = 4;  // queries per block (register blocking)
+constexpr int64_t kKeys = 4;     // keys per Q K^T strip
+constexpr int64_t kChunk = 64;   // keys per online-softmax step
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Q K^T of queries [t0, t0 + kQueries) against keys [k0, k0 + kKeys), every lane at once.
