@@ -36,7 +36,7 @@ The model (all inputs come from files: a calibrated machine file, or a GPU file 
       stay in cache move several times faster than those that stream from memory; see fit_comm).
       GPU files give alpha and beta from public figures, per tier: within a node, between nodes.
       dist-ring overlaps: per step max(compute of the slowest rank, transfer of the K/V shard).
-  bytes received    = SPEC §3 exactly: dist-heads (P-1) B N (H/P) d; dist-ulysses 4 B n H d (P-1)/P;
+  bytes received    = SPEC §3 exactly: dist-heads (P-1) B N (H/P) (d+1); dist-ulysses B n H (4d+1) (P-1)/P;
       dist-ring(-zigzag) 2 (P-1) B n H d; dist-dilated 2 B d x sum over levels and heads of the kept rows of
       the rank's multi-rank segments held by other ranks (the heaviest rank's, as results report).
   peak memory       = base + element size x (the method's buffers: inputs, outputs, workspace, per
@@ -282,10 +282,10 @@ def spec_bytes(method, B, H, N, d, P, pat, element_bytes):
     if P == 1 or method in SINGLE:
         return 0.0
     n = N // P
-    if method == "dist-heads":
-        el = (P - 1) * B * N * (H // P) * d
-    elif method == "dist-ulysses":
-        el = 4 * B * n * H * d * (P - 1) / P
+    if method == "dist-heads":  # O and LSE gathered
+        el = (P - 1) * B * N * (H // P) * (d + 1)
+    elif method == "dist-ulysses":  # Q, K, V in; O and LSE out
+        el = B * n * H * (4 * d + 1) * (P - 1) / P
     elif method in RINGS:
         el = 2 * (P - 1) * B * n * H * d
     elif method == "dist-dilated":
@@ -613,9 +613,10 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         nbytes = spec_bytes(method, B, H, N, d, P, pat, e)
         if method == "dist-heads":
             comm_s = machine.comm_time("all_gather", nbytes, P - 1, P, notes) if P > 1 else 0.0
-        else:  # two all-to-alls: Q, K, V in (3/4 of the bytes), O out
-            comm_s = (machine.comm_time("all_to_all", nbytes * 0.75, P - 1, P, notes) +
-                      machine.comm_time("all_to_all", nbytes * 0.25, P - 1, P, notes)) if P > 1 else 0.0
+        else:  # two all-to-alls: Q, K, V in (3d of the 4d + 1 elements per row), O and LSE out
+            into = 3 * d / (4 * d + 1)
+            comm_s = (machine.comm_time("all_to_all", nbytes * into, P - 1, P, notes) +
+                      machine.comm_time("all_to_all", nbytes * (1 - into), P - 1, P, notes)) if P > 1 else 0.0
     elif method in RINGS:
         # Ring attention (suite/dist_ring.cpp): P steps; at step s rank p attends its query ranges
         # to the K/V ranges of rank (p - s) mod P, one kernel call per (query range, key range,

@@ -1,7 +1,7 @@
 // dist-heads (He & Kabic's distributed multi-head attention, SPEC §3): every rank holds the whole
 // Q, K, V; rank p computes heads [p H/P, (p+1) H/P) over the full sequence with the fastest kernel
-// for the pattern, and one all-gather gives every rank the whole O.
-// Communication per rank: (P-1) B N (H/P) d elements.
+// for the pattern, and one all-gather gives every rank the whole O and LSE.
+// Communication per rank: (P-1) B N (H/P) (d + 1) elements.
 #include <omp.h>
 
 #include <algorithm>
@@ -22,14 +22,15 @@ static void copy_heads(const float* src, int64_t src_heads, float* dst, int64_t 
 void dist_heads(const MethodCall& c) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();
-  const int64_t hp = g.H / P, rows = g.B * g.N, slab = rows * hp * g.d;
+  const int64_t hp = g.H / P, rows = g.B * g.N, slab = rows * hp * g.d, lslab = rows * hp;
   const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
   auto& q = c.ws->buf[0];
   auto& k = c.ws->buf[1];
   auto& v = c.ws->buf[2];
   auto& o = c.ws->buf[3];
   auto& gathered = c.ws->buf[4];
-  q.resize(slab), k.resize(slab), v.resize(slab), o.resize(slab), gathered.resize(slab * P);
+  // o: this rank's O heads, then their LSE [B, hp, N]: one all-gather carries both.
+  q.resize(slab), k.resize(slab), v.resize(slab), o.resize(slab + lslab), gathered.resize((slab + lslab) * P);
   copy_heads(c.q, g.H, q.data(), hp, rows, hp, p * hp, 0, g.d, threads);
   copy_heads(c.k, g.H, k.data(), hp, rows, hp, p * hp, 0, g.d, threads);
   copy_heads(c.v, g.H, v.data(), hp, rows, hp, p * hp, 0, g.d, threads);
@@ -37,11 +38,17 @@ void dist_heads(const MethodCall& c) {
   AttentionArgs a = c.local_args(g.N);
   a.shape.H = hp;
   a.head0 = p * hp;
-  a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = nullptr;
+  a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = o.data() + slab;
   auto_kernel(a.pattern, a.shape).run(a);
 
-  c.comm->all_gather(o.data(), slab * sizeof(float), gathered.data());
-  for (int r = 0; r < P; ++r) copy_heads(gathered.data() + r * slab, hp, c.o, g.H, rows, hp, 0, r * hp, g.d, threads);
+  c.comm->all_gather(o.data(), (slab + lslab) * sizeof(float), gathered.data());
+  for (int r = 0; r < P; ++r) {
+    const float* part = gathered.data() + r * (slab + lslab);
+    copy_heads(part, hp, c.o, g.H, rows, hp, 0, r * hp, g.d, threads);
+    if (c.lse)  // [B, hp, N] of heads r hp .. into [B, H, N]
+      for (int64_t b = 0; b < g.B; ++b)
+        std::copy_n(part + slab + b * hp * g.N, hp * g.N, c.lse + (b * g.H + r * hp) * g.N);
+  }
 }
 
 }  // namespace longattn

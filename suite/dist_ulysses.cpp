@@ -1,7 +1,7 @@
 // dist-ulysses (DeepSpeed-Ulysses, SPEC §3): sequence-sharded Q, K, V; one all-to-all turns
 // [n, H, d] token shards into [N, H/P, d] head shards, each rank runs the fastest kernel for the
-// pattern on its heads over the whole sequence, and a second all-to-all returns O to token shards.
-// Communication per rank: 4 B n H d (P-1)/P elements (Q, K, V in; O out).
+// pattern on its heads over the whole sequence, and a second all-to-all returns O and LSE to token
+// shards. Communication per rank: B n H (4 d + 1) (P-1)/P elements (Q, K, V in; O and LSE out).
 #include <omp.h>
 
 #include <algorithm>
@@ -16,12 +16,15 @@ void dist_ulysses(const MethodCall& c) {
   const int P = c.comm->size(), p = c.comm->rank();
   const int64_t n = c.shard(), hp = g.H / P, d = g.d;
   const int64_t block = g.B * n * hp * d;  // one rank's tokens x another rank's heads
+  const int64_t lblock = g.B * hp * n;     // their LSE
   const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
   auto& send = c.ws->buf[0];
   auto& recv = c.ws->buf[1];
   auto& qkv = c.ws->buf[2];  // [3][B, N, hp, d]
   auto& o = c.ws->buf[3];
+  auto& lse = c.ws->buf[4];  // [B, hp, N]
   send.resize(3 * block * P), recv.resize(3 * block * P), qkv.resize(3 * block * P), o.resize(block * P);
+  lse.resize(lblock * P);
 
   // send[r][t][b][i][hh][:] = X_t[b, i, r hp + hh, :] for X = Q, K, V.
   const float* in[3] = {c.q, c.k, c.v};
@@ -43,19 +46,29 @@ void dist_ulysses(const MethodCall& c) {
   a.shape.H = hp;
   a.head0 = p * hp;
   a.q = qkv.data(), a.k = qkv.data() + P * block, a.v = qkv.data() + 2 * P * block;
-  a.o = o.data(), a.lse = nullptr;
+  a.o = o.data(), a.lse = lse.data();
   auto_kernel(a.pattern, a.shape).run(a);
 
-  // Back: send[r][b][i][hh] = O[b, r n + i, hh]; receive [s][b][i][hh] = my tokens, heads of s.
+  // Back, per destination r: O [b][i][hh] = O[b, r n + i, hh], then LSE [b][hh][i]; received from
+  // s: my tokens, heads of s.
+  const int64_t part = block + lblock;
 #pragma omp parallel for collapse(2) num_threads(threads)
   for (int r = 0; r < P; ++r)
-    for (int64_t b = 0; b < g.B; ++b)
-      std::copy_n(o.data() + (b * g.N + r * n) * hp * d, n * hp * d, send.data() + (r * g.B + b) * n * hp * d);
-  c.comm->all_to_all(send.data(), block * sizeof(float), recv.data());
+    for (int64_t b = 0; b < g.B; ++b) {
+      std::copy_n(o.data() + (b * g.N + r * n) * hp * d, n * hp * d, send.data() + r * part + b * n * hp * d);
+      for (int64_t hh = 0; hh < hp; ++hh)
+        std::copy_n(lse.data() + (b * hp + hh) * g.N + r * n, n, send.data() + r * part + block + (b * hp + hh) * n);
+    }
+  c.comm->all_to_all(send.data(), part * sizeof(float), recv.data());
 #pragma omp parallel for collapse(2) num_threads(threads)
   for (int s = 0; s < P; ++s)
     for (int64_t bi = 0; bi < g.B * n; ++bi)
-      std::copy_n(recv.data() + (s * g.B * n + bi) * hp * d, hp * d, c.o + (bi * g.H + s * hp) * d);
+      std::copy_n(recv.data() + s * part + bi * hp * d, hp * d, c.o + (bi * g.H + s * hp) * d);
+  if (c.lse)  // [B, H, n]
+    for (int s = 0; s < P; ++s)
+      for (int64_t b = 0; b < g.B; ++b)
+        for (int64_t hh = 0; hh < hp; ++hh)
+          std::copy_n(recv.data() + s * part + block + (b * hp + hh) * n, n, c.lse + (b * g.H + s * hp + hh) * n);
 }
 
 }  // namespace longattn

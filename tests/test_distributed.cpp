@@ -98,8 +98,8 @@ uint64_t dilated_formula(const Pattern& p, const Shape& g, int P, int rank) {
 
 uint64_t formula(const std::string& m, const Pattern& p, const Shape& g, int P, int rank) {
   const uint64_t f = sizeof(float), n = g.N / P;
-  if (m == "dist-heads") return (P - 1) * g.N * (g.H / P) * g.d * g.B * f;
-  if (m == "dist-ulysses") return 4 * n * g.H * g.d * (P - 1) / P * g.B * f;
+  if (m == "dist-heads") return (P - 1) * g.N * (g.H / P) * (g.d + 1) * g.B * f;
+  if (m == "dist-ulysses") return (4 * g.d + 1) * n * g.H * (P - 1) / P * g.B * f;
   if (m == "dist-ring" || m == "dist-ring-zigzag") return 2 * (P - 1) * n * g.H * g.d * g.B * f;
   return dilated_formula(p, g, P, rank);
 }

@@ -84,8 +84,8 @@ def unit_checks():
     full = model.parse_pattern({"kind": "full"})
     B, H, N, d, P = 2, 4, 16, 8, 4
     n = N // P
-    for method, elements in (("dist-heads", (P - 1) * N * (H // P) * d * B),
-                             ("dist-ulysses", 4 * n * H * d * (P - 1) / P * B),
+    for method, elements in (("dist-heads", (P - 1) * N * (H // P) * (d + 1) * B),
+                             ("dist-ulysses", (4 * d + 1) * n * H * (P - 1) / P * B),
                              ("dist-ring", 2 * (P - 1) * n * H * d * B),
                              ("dist-ring-zigzag", 2 * (P - 1) * n * H * d * B)):
         got = model.spec_bytes(method, B, H, N, d, P, full, 4)
@@ -315,7 +315,7 @@ def main():
         pr = json.loads(o) if ok else {}
         check("predict --json: time = compute + comm, SPEC bytes, memory", ok and
               abs(pr["time_ms"] - pr["compute_ms"] - pr["comm_ms"]) < 1e-9 * max(1, pr["time_ms"]) and
-              pr["bytes_received_per_rank"] == 4 * 4 * 256 * 6 * 16 * 2 / 3 and pr["peak_memory_bytes_per_rank"] > 0,
+              pr["bytes_received_per_rank"] == 4 * (4 * 16 + 1) * 256 * 6 * 2 / 3 and pr["peak_memory_bytes_per_rank"] > 0,
               e + o[:400])
         args = ["--machine", machine, "--method", "dist-ring", "--pattern", '{"kind": "full", "causal": true}',
                 "--H", "8", "--N", "65536", "--d", "64", "--world", "2"]
