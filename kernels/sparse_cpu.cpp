@@ -97,26 +97,27 @@ void strided_attention(const AttentionArgs& args) {
       const int64_t b = task / (groups * runs), rho0 = task / runs % groups * kStridedLanes;
       const int64_t h0 = task % runs * per_run, h1 = std::min(sh.H, h0 + per_run);
       if (rho0 >= sh.N || h0 >= h1 || strided_residue_lanes(a, b, rho0, h0, h1, lanes)) continue;
-      for (int64_t h = h0; h < h1; ++h)
-      for (int64_t rho = rho0; rho < std::min({rho0 + kStridedLanes, l, sh.N}); ++rho) {
-        const int64_t m = (sh.N - rho + l - 1) / l;
-        if (m < 2) continue;
-        HeadProblem p;
-        const int64_t at = (b * sh.N + rho) * row + h * sh.d;
-        p.q = a.q + at;
-        p.k = a.k + at;
-        p.v = a.v + at;
-        p.q_stride = p.kv_stride = l * row;
-        p.nq = p.nk = m;
-        p.mask = &before;
-        p.k_pos0 = 1;
-        p.mask_n = m + 1;
-        attend_piece(a, b, h, p, rho, l, s);
-        if (!a.pattern.causal) {
-          p.mask = &after;
-          p.k_pos0 = -1;
-          p.mask_n = m;
+      for (int64_t h = h0; h < h1; ++h) {
+        for (int64_t rho = rho0; rho < std::min({rho0 + kStridedLanes, l, sh.N}); ++rho) {
+          const int64_t m = (sh.N - rho + l - 1) / l;
+          if (m < 2) continue;
+          HeadProblem p;
+          const int64_t at = (b * sh.N + rho) * row + h * sh.d;
+          p.q = a.q + at;
+          p.k = a.k + at;
+          p.v = a.v + at;
+          p.q_stride = p.kv_stride = l * row;
+          p.nq = p.nk = m;
+          p.mask = &before;
+          p.k_pos0 = 1;
+          p.mask_n = m + 1;
           attend_piece(a, b, h, p, rho, l, s);
+          if (!a.pattern.causal) {
+            p.mask = &after;
+            p.k_pos0 = -1;
+            p.mask_n = m;
+            attend_piece(a, b, h, p, rho, l, s);
+          }
         }
       }
     }
