@@ -10,11 +10,6 @@
 namespace longattn {
 namespace {
 
-// Number of j in [0, x) with j mod l >= l - c: the `fixed` pattern's summary columns.
-int64_t summary_before(int64_t x, int64_t l, int64_t c) {
-  return (x / l) * c + std::max<int64_t>(0, x % l - (l - c));
-}
-
 // Dilated level: the kept positions of the segment holding i are seg0 + o + t*r, t >= 0.
 struct Segment {
   int64_t begin, end;  // [begin, end)
@@ -22,10 +17,6 @@ struct Segment {
 Segment segment_of(int64_t i, int64_t w, int64_t n) {
   const int64_t b = (i / w) * w;
   return {b, std::min(b + w, n)};
-}
-bool kept(int64_t i, int64_t seg_begin, int64_t o, int64_t r) {
-  const int64_t t = i - seg_begin - o;
-  return t >= 0 && t % r == 0;
 }
 int64_t kept_count(Segment s, int64_t o, int64_t r) {
   const int64_t len = s.end - s.begin;
@@ -66,22 +57,17 @@ int Pattern::level_count(int64_t n) const {
   return kind == PatternKind::dilated ? static_cast<int>(dilated_levels(n).size()) : 1;
 }
 
-bool Pattern::contains(int level, int64_t h, int64_t i, int64_t j, int64_t n) const {
-  if (j < 0 || j >= n || i < 0 || i >= n) return false;
-  if (causal && j > i) return false;
-  switch (kind) {
-    case PatternKind::full: return true;
-    case PatternKind::local: return i - left <= j && j <= i + right;
-    case PatternKind::strided: return std::abs(i - j) < stride || (i - j) % stride == 0;
-    case PatternKind::fixed: return j / block == i / block || j % block >= block - summary;
-    case PatternKind::dilated: {
-      const DilatedLevel lv = dilated_levels(n).at(level);
-      const int64_t o = h % lv.r;
-      const Segment s = segment_of(i, lv.w, n);
-      return kept(i, s.begin, o, lv.r) && j >= s.begin && j < s.end && kept(j, s.begin, o, lv.r);
-    }
+PatternLevel Pattern::level(int level, int64_t n) const {
+  PatternLevel l{kind, causal, left, right, stride, block, summary, 0, 0};
+  if (kind == PatternKind::dilated) {
+    const DilatedLevel lv = dilated_levels(n).at(level);
+    l.w = lv.w, l.r = lv.r;
   }
-  return false;
+  return l;
+}
+
+bool Pattern::contains(int level_index, int64_t h, int64_t i, int64_t j, int64_t n) const {
+  return level(level_index, n).contains(h, i, j, n);
 }
 
 bool Pattern::key_interval(int64_t i, int64_t n, int64_t& lo, int64_t& hi) const {
@@ -124,7 +110,7 @@ void Pattern::keys(int level, int64_t h, int64_t i, int64_t n, std::vector<int64
       const DilatedLevel lv = dilated_levels(n).at(level);
       const int64_t o = h % lv.r;
       const Segment s = segment_of(i, lv.w, n);
-      if (!kept(i, s.begin, o, lv.r)) return;
+      if (!PatternLevel::kept(i, s.begin, o, lv.r)) return;
       for (int64_t j = s.begin + o; j < s.end && j <= last; j += lv.r) out.push_back(j);
       return;
     }
@@ -151,8 +137,8 @@ int64_t Pattern::pairs(int64_t h, int64_t n) const {
       for (int64_t i = 0; i < n; ++i) {
         const int64_t b0 = (i / block) * block, b1 = std::min(b0 + block, n);
         const int64_t own = causal ? i - b0 + 1 : b1 - b0;
-        total += own + summary_before(b0, block, summary) +
-                 (causal ? 0 : summary_before(n, block, summary) - summary_before(b1, block, summary));
+        const PatternLevel l = level(0, n);
+        total += own + l.summary_before(b0) + (causal ? 0 : l.summary_before(n) - l.summary_before(b1));
       }
       return total;
     case PatternKind::dilated:
@@ -176,33 +162,8 @@ int64_t Pattern::pairs_all_heads(int64_t H, int64_t n) const {
 }
 
 BlockKind Pattern::classify(int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
-  if (causal && j0 > i1 - 1) return BlockKind::empty;
-  const bool causal_ok = !causal || j1 - 1 <= i0;  // every pair passes the causal test
-  switch (kind) {
-    case PatternKind::full:
-      return causal_ok ? BlockKind::full : BlockKind::partial;
-    case PatternKind::local: {
-      const int64_t r = causal ? 0 : right;
-      // Row sets are intervals [i-left, i+r] sliding with i: their union is one interval.
-      if (j1 - 1 < i0 - left || j0 > i1 - 1 + r) return BlockKind::empty;
-      return (j0 >= i1 - 1 - left && j1 - 1 <= i0 + r) ? BlockKind::full : BlockKind::partial;
-    }
-    case PatternKind::strided: {
-      const int64_t band = stride - 1;
-      const bool in_band = j0 >= i1 - 1 - band && j1 - 1 <= i0 + (causal ? 0 : band);
-      return in_band ? BlockKind::full : BlockKind::partial;
-    }
-    case PatternKind::fixed: {
-      const int64_t qb0 = i0 / block, qb1 = (i1 - 1) / block, kb0 = j0 / block, kb1 = (j1 - 1) / block;
-      if (qb0 == qb1 && kb0 == kb1 && qb0 == kb0) return causal_ok ? BlockKind::full : BlockKind::partial;
-      const bool other_blocks = kb1 < qb0 || kb0 > qb1;
-      const bool no_summary = summary_before(j1, block, summary) == summary_before(j0, block, summary);
-      return other_blocks && no_summary ? BlockKind::empty : BlockKind::partial;
-    }
-    case PatternKind::dilated:
-      return BlockKind::partial;
-  }
-  return BlockKind::partial;
+  if (kind == PatternKind::dilated) return BlockKind::partial;  // its levels are classified one by one
+  return level(0, /*n: single-level kinds do not need it*/ 0).classify(i0, i1, j0, j1);
 }
 
 std::string Pattern::name() const {

@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace longattn {
+#include "kernels/pattern_level.h"
 
-enum class PatternKind { full, local, strided, fixed, dilated };
+namespace longattn {
 
 // Pattern sizes (left, right, stride, block, summary, w, r) above this are read as this: no
 // sequence is longer, so the pattern means the same, and index arithmetic stays far from overflow.
@@ -19,9 +19,6 @@ struct DilatedLevel {
   int64_t w = 0;  // segment length
   int64_t r = 0;  // dilation rate: keep every r-th row, head h starting at h mod r
 };
-
-// How a block of (query, key) positions relates to a single-level pattern.
-enum class BlockKind { empty, full, partial };
 
 struct Pattern {
   PatternKind kind = PatternKind::full;
@@ -35,6 +32,8 @@ struct Pattern {
   // Levels for sequence length n: explicit levels as given, `longnet` per SPEC §2.
   std::vector<DilatedLevel> dilated_levels(int64_t n) const;
   int level_count(int64_t n) const;
+  // Level `level` as a plain value (kernels/pattern_level.h), whose predicates the ones below use.
+  PatternLevel level(int level, int64_t n) const;
 
   // Is key j in level `level`'s set for query i of head h (sequence length n)?
   bool contains(int level, int64_t h, int64_t i, int64_t j, int64_t n) const;

@@ -115,7 +115,7 @@ TEST(CudaHostSide, DevicePatternMirrorsPattern) {
       SCOPED_TRACE(p.name() + " n=" + std::to_string(n));
       const DevicePattern d = device_pattern(p, n);
       const int levels = p.level_count(n);
-      ASSERT_EQ(d.kind == DevicePattern::Kind::dilated ? d.levels : 1, levels);
+      ASSERT_EQ(d.base.kind == PatternKind::dilated ? d.levels : 1, levels);
       for (int64_t h = 0; h < 13; ++h)
         for (int64_t i = 0; i < n; ++i)
           for (int64_t j = 0; j < n; ++j) {

@@ -25,7 +25,7 @@ void dilated_cuda(const DeviceArgs& a, const Workspace&) {
   p.o = a.o;
   p.lse = a.lse;
   p.mask = DevicePattern{};  // inside a segment, the kept rows attend densely
-  p.mask.causal = a.pattern.causal;
+  p.mask.base.causal = a.pattern.base.causal;
   p.scale = a.scale;
   p.merge = true;
   for (int l = 0; l < a.pattern.levels; ++l) {

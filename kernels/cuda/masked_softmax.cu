@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kThreads) masked_softmax_kernel(const MaskedSo
   const float* s = prm.s + (hl * N + i) * N;
   P* out = static_cast<P*>(prm.p) + (hl * N + i) * prm.ldp;
   const DevicePattern& pat = prm.pattern;
-  const bool dense = pat.kind == DevicePattern::Kind::full && !pat.causal;
+  const bool dense = pat.base.kind == PatternKind::full && !pat.base.causal;
   // SPEC §1: a key's weight is the number of levels whose set holds it.
   auto weight = [&](int64_t j) { return dense ? 1.0f : static_cast<float>(pat.multiplicity(prm.head0 + h, i, j, N)); };
 

@@ -18,6 +18,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/tile_attention.h"
+#include "kernels/merge.h"
 
 namespace longattn::cuda {
 namespace {
@@ -121,8 +122,8 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TilePara
   p.mask.key_range(t0, q_end, count, &keys_begin, &keys_end);
   for (int64_t key0 = keys_begin / kK * kK; key0 < keys_end; key0 += kK) {
     const int k_valid = static_cast<int>(count - key0 < kK ? count - key0 : kK);
-    const DeviceBlock kind = p.mask.classify(t0, q_end, key0, key0 + k_valid);
-    if (kind == DeviceBlock::empty) continue;  // the same answer for the whole block
+    const BlockKind kind = p.mask.classify(t0, q_end, key0, key0 + k_valid);
+    if (kind == BlockKind::empty) continue;  // the same answer for the whole block
     __syncthreads();                           // every warp is done with the previous K, V
     load_rows<T, D>(sm.k, S::ldt, k + key0 * kept_stride, kept_stride, kK, k_valid);
     load_rows<T, D>(sm.v, S::ldt, v + key0 * kept_stride, kept_stride, kK, k_valid);
@@ -149,7 +150,7 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TilePara
 #pragma unroll
     for (int c = 0; c < kK / 2; ++c) {
       const int j = 2 * c + half;
-      const bool keep = j < k_valid && (kind == DeviceBlock::full || p.mask.contains(0, 0, qi, key0 + j, count));
+      const bool keep = j < k_valid && (kind == BlockKind::full || p.mask.contains(0, 0, qi, key0 + j, count));
       x[c] = keep ? frow[j] * scale_log2 : -INFINITY;
       mx = fmaxf(mx, x[c]);
     }
@@ -207,17 +208,11 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TilePara
   const float lse_acc = mine ? *lse_at : -INFINITY;
   __syncwarp();  // both lanes of the row have read its lse before one of them rewrites it
   if (!mine || lse_part == -INFINITY) return;  // an empty part adds nothing
-  float wa = 0.0f, wb = inv, lse_new = lse_part;  // first non-empty part: take it as it is
-  if (lse_acc != -INFINITY) {
-    const float mx = fmaxf(lse_acc, lse_part);
-    const float a = expf(lse_acc - mx), b = expf(lse_part - mx);  // one of them is 1: no overflow
-    wa = a / (a + b);
-    wb = b / (a + b) * inv;
-    lse_new = mx + logf(a + b);
-  }
+  const MergeWeights w = merge_weights(lse_acc, lse_part);  // kernels/merge.h, as on the host
+  const float wa = w.wa, wb = w.wb * inv;
 #pragma unroll
   for (int c = 0; c < D / 2; ++c) o_row[2 * c + half] = wa * o_row[2 * c + half] + wb * o_acc[c];
-  if (half == 0) *lse_at = lse_new;
+  if (half == 0) *lse_at = w.lse;
 }
 
 template <typename T, int D>
