@@ -92,18 +92,20 @@ void attend(Communicator& comm, const AttendOptions& opt) {
                          std::to_string(h) + ", " + std::to_string(c) + "] is " + (std::isnan(*bad) ? "NaN" : "infinite") +
                          "; inputs must be finite, or pass --allow-nonfinite to let NaN reach the outputs of the rows it touches");
       }
-    kernel = opt.method == "auto" ? &auto_kernel(pattern, g) : find_kernel(opt.method);
+    const Device device = parse_device(opt.device, "--device");
+    kernel = opt.method == "auto" ? &auto_kernel(pattern, g, DType::fp32, device) : find_kernel(opt.method, device);
     method = kernel ? nullptr : find_method(opt.method);
+    if (method && device != Device::cpu)
+      throw InputError("--device: " + opt.method + " runs on host buffers; use --device cpu");
     if (!kernel && !method) {
-      std::string names;  // from the tables: every kernel, auto, every distributed attention method
-      for (const Kernel& k : cpu_kernels()) names += std::string(k.name) + ", ";
-      names += "auto";
+      // From the tables: every kernel of the device, auto, every distributed attention method.
+      std::string names = kernel_names(device) + ", auto";
       for (const Method& m : methods())
         if (m.layout != Layout::single && !m.microbenchmark) names += std::string(", ") + m.name;
       throw InputError("--method: unknown method \"" + opt.method.substr(0, 100) + "\"; use one of " + names);
     }
     if (kernel) {
-      if (auto why = kernel->unsupported(pattern, g); !why.empty())
+      if (auto why = kernel->unsupported(pattern, g, DType::fp32); !why.empty())
         throw InputError("--method: " + std::string(kernel->name) + " cannot run " + pattern.name() + ": " + why +
                          "; use --method auto");
     } else {

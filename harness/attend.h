@@ -9,7 +9,7 @@
 namespace longattn {
 
 struct AttendOptions {
-  std::string q, k, v, pattern, method = "auto", out, lse;
+  std::string q, k, v, pattern, method = "auto", out, lse, device = "cpu";
   float scale = 0;
   bool scale_given = false;  // then it must be positive and finite
   int threads = 0;

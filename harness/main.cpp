@@ -43,10 +43,8 @@ int list_json() {
                             {"distributed", m.layout != Layout::single}, {"returns_lse", m.returns_lse},
                             {"microbenchmark", m.microbenchmark}, {"dense_cost", m.dense_cost}});
   j["kernels"] = nlohmann::json::array();
-  for (const Kernel& k : cpu_kernels()) j["kernels"].push_back({{"name", k.name}, {"device", "cpu"}, {"summary", k.summary}});
-#ifdef LONGATTN_HAVE_CUDA
-  for (const std::string& k : cuda_kernel_names()) j["kernels"].push_back({{"name", k}, {"device", "cuda"}});
-#endif
+  for (const Kernel& k : kernels())
+    j["kernels"].push_back({{"name", k.name}, {"device", device_name(k.device)}, {"summary", k.summary}, {"oracle", k.oracle}});
   j["patterns"] = nlohmann::json::array();
   for (const char* p : kPatternExamples) j["patterns"].push_back(nlohmann::json::parse(p));
   j["suites"] = suite_names();
@@ -58,7 +56,7 @@ int list_everything() {
   std::printf("Methods (longattn run; attend takes them too):\n");
   for (const Method& m : methods()) std::printf("  %-13s %s\n", m.name, m.summary);
   std::printf("\nKernels (longattn attend --method; auto picks the fastest that supports the pattern):\n");
-  for (const Kernel& k : cpu_kernels()) std::printf("  %-13s %s\n", k.name, k.summary);
+  for (const Kernel& k : kernels()) std::printf("  %-13s %-4s  %s\n", k.name, device_name(k.device), k.summary);
   std::printf("\nPatterns (SPEC §5; \"causal\": true on any):\n");
   for (const char* p : kPatternExamples) std::printf("  %s\n", p);
   std::printf("\nSuites (%s):\n", suite_dir().c_str());
@@ -87,6 +85,7 @@ int main(int argc, char** argv) {
   attend_cmd->add_option("--v", at.v, "values [B, N, H, d]")->required();
   attend_cmd->add_option("--pattern", at.pattern, "pattern as inline JSON or a file (SPEC §5)")->required();
   attend_cmd->add_option("--method", at.method, "reference, vanilla, flash, dilated, auto, or a dist-* method");
+  attend_cmd->add_option("--device", at.device, "cpu (default) or cuda: where the kernel runs (dist-* methods: cpu)");
   attend_cmd->add_option("--out", at.out, "output O [B, N, H, d], float32 .npy")->required();
   attend_cmd->add_option("--lse", at.lse, "output LSE [B, H, N], float32 .npy");
   auto* scale_opt = attend_cmd->add_option("--scale", at.scale, "score scale, positive and finite (default 1/sqrt(d))");

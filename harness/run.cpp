@@ -21,6 +21,7 @@
 #include "kernels/flash_tiles.h"
 #include "kernels/input_error.h"
 #include "kernels/reference.h"
+#include "kernels/registry.h"
 #include "suite/method.h"
 #ifdef LONGATTN_HAVE_CUDA
 #include "kernels/cuda/cuda_attention.h"
@@ -342,8 +343,10 @@ class Runner {
 #ifdef LONGATTN_HAVE_CUDA
   CaseResult run_cuda_single(const Case& c, const Method& m, json j) {
     const Shape g = c.shape;
-    const GpuDType dt = c.dtype == "bf16" ? GpuDType::bf16 : c.dtype == "fp16" ? GpuDType::fp16 : GpuDType::fp32;
-    if (auto why = cuda_unsupported(c.method, c.pattern, g, dt); !why.empty()) return {skipped(j, why)};
+    const DType dt = parse_dtype(c.dtype, "dtype");
+    const Kernel* kernel = find_kernel(c.method, Device::cuda);
+    if (!kernel) return {skipped(j, c.method + " has no CUDA kernel; the CUDA kernels are " + kernel_names(Device::cuda))};
+    if (auto why = kernel->unsupported(c.pattern, g, dt); !why.empty()) return {skipped(j, why)};
     std::vector<double> samples;
     std::vector<float> q, k, v, o, lse;
     if (comm_.rank() == 0) {
@@ -351,11 +354,11 @@ class Runner {
       generate_slice(kQ, c.seed, g, 0, g.N, q.data());
       generate_slice(kK, c.seed, g, 0, g.N, k.data());
       generate_slice(kV, c.seed, g, 0, g.N, v.data());
-      for (std::vector<float>* t : {&q, &k, &v}) round_all(dt == GpuDType::bf16 ? DType::bf16 : dt == GpuDType::fp16 ? DType::fp16 : DType::fp32, t->data(), g.numel());
+      for (std::vector<float>* t : {&q, &k, &v}) round_all(dt, t->data(), g.numel());
       AttentionArgs a;
       a.shape = g, a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = lse.data();
-      a.pattern = c.pattern, a.scale = c.scale > 0 ? c.scale : default_scale(g.d);
-      samples = cuda_attention(c.method, a, dt, c.warmup, c.iterations).ms_samples;
+      a.pattern = c.pattern, a.scale = c.scale > 0 ? c.scale : default_scale(g.d), a.dtype = dt;
+      samples = kernel->time_on_device(a, c.warmup, c.iterations);
     }
     samples.resize(c.iterations);
     comm_.max(samples.data(), samples.size());

@@ -12,6 +12,8 @@ namespace longattn {
 enum class DType { fp32, bf16, fp16 };
 
 inline const char* dtype_name(DType t) { return t == DType::bf16 ? "bf16" : t == DType::fp16 ? "fp16" : "fp32"; }
+// Bytes per element where the type is stored natively (GPU buffers); CPU tensors are fp32 containers.
+inline int dtype_bytes(DType t) { return t == DType::fp32 ? 4 : 2; }
 // Throws InputError naming `field` for an unknown name.
 DType parse_dtype(const std::string& name, const std::string& field);
 

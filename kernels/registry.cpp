@@ -1,40 +1,97 @@
 #include "kernels/registry.h"
 
+#include "kernels/cpu.h"
 #include "kernels/dilated_cpu.h"
 #include "kernels/flash_cpu.h"
 #include "kernels/input_error.h"
 #include "kernels/reference.h"
 #include "kernels/vanilla_cpu.h"
+#ifdef LONGATTN_HAVE_CUDA
+#include "kernels/cuda/cuda_attention.h"
+#include "kernels/cuda/gpu_kernels.h"
+#endif
 
 namespace longattn {
 namespace {
 
+// CPU kernels run every dtype in fp32 containers; fp16 needs AVX512-FP16 (its conversions).
+template <std::string (*Pattern_)(const Pattern&, const Shape&)>
+std::string on_cpu(const Pattern& p, const Shape& s, DType t) {
+  if (t == DType::fp16 && !cpu_info().avx512_fp16)
+    return "fp16 on device cpu needs AVX512-FP16, which this CPU (" + cpu_info().model.substr(0, 60) + ") lacks";
+  return Pattern_(p, s);
+}
 std::string any_pattern(const Pattern&, const Shape&) { return {}; }
 
-// Ordered fastest first: auto takes the first that supports the case.
+#ifdef LONGATTN_HAVE_CUDA
+// A CUDA kernel's entry (gpu_kernels.h) as a row: the runtime uploads, runs and times it.
+template <const cuda::GpuKernel* K, const char* Name>
+std::string on_cuda(const Pattern& p, const Shape& s, DType t) { return cuda_unsupported(*K, Name, p, s, t); }
+template <const cuda::GpuKernel* K, const char* Name>
+void cuda_run(const AttentionArgs& a) { cuda_attention(*K, Name, a, a.dtype, 0, 0); }
+template <const cuda::GpuKernel* K, const char* Name>
+std::vector<double> cuda_timed(const AttentionArgs& a, int warmup, int iterations) {
+  return cuda_attention(*K, Name, a, a.dtype, warmup, iterations).ms_samples;
+}
+constexpr char kDilated[] = "dilated", kFlash[] = "flash", kVanilla[] = "vanilla";
+#define LONGATTN_CUDA_ROW(entry, name) on_cuda<&entry, name>, cuda_run<&entry, name>, cuda_timed<&entry, name>
+#endif
+
+// Per device, fastest first: auto takes the first that supports the case.
 const Kernel kKernels[] = {
-    {"dilated", "LongNet: per level, dense tiled attention on every segment's kept rows, levels merged",
-     dilated_unsupported, dilated_attention},
-    {"flash", "tiled online softmax, vectorised, skips key blocks the pattern leaves empty", flash_unsupported,
-     flash_attention},
-    {"vanilla", "sgemm scores (N x N per head), mask, softmax, sgemm with V", any_pattern, vanilla_attention},
-    {"reference", "the double-precision oracle of SPEC §1, one row at a time", any_pattern, reference_attention},
+    {"dilated", Device::cpu, "LongNet: per level, dense tiled attention on every segment's kept rows, levels merged",
+     false, on_cpu<dilated_unsupported>, dilated_attention, nullptr},
+    {"flash", Device::cpu, "tiled online softmax, vectorised, skips key blocks the pattern leaves empty", false,
+     on_cpu<flash_unsupported>, flash_attention, nullptr},
+    {"vanilla", Device::cpu, "sgemm scores (N x N per head), mask, softmax, sgemm with V", false,
+     on_cpu<any_pattern>, vanilla_attention, nullptr},
+    {"reference", Device::cpu, "the double-precision oracle of SPEC §1, one row at a time", true,
+     on_cpu<any_pattern>, reference_attention, nullptr},
+#ifdef LONGATTN_HAVE_CUDA
+    {kDilated, Device::cuda, "LongNet on tensor cores: every level's kept rows read in place, levels merged",
+     false, LONGATTN_CUDA_ROW(cuda::kDilatedCuda, kDilated)},
+    {kFlash, Device::cuda, "tiled online softmax on tensor cores (WMMA), skips empty key blocks", false,
+     LONGATTN_CUDA_ROW(cuda::kFlashCuda, kFlash)},
+    {kVanilla, Device::cuda, "cuBLAS scores (N x N per head group), mask + softmax kernel, cuBLAS with V", false,
+     LONGATTN_CUDA_ROW(cuda::kVanillaCuda, kVanilla)},
+#endif
 };
 
 }  // namespace
 
-std::span<const Kernel> cpu_kernels() { return kKernels; }
+const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
-const Kernel* find_kernel(const std::string& name) {
+Device parse_device(const std::string& name, const std::string& field) {
+  if (name == "cpu") return Device::cpu;
+  if (name == "cuda") return Device::cuda;
+  throw InputError(field + ": unknown device \"" + name.substr(0, 40) + "\"; use cpu or cuda");
+}
+
+std::span<const Kernel> kernels() { return kKernels; }
+
+const Kernel* find_kernel(const std::string& name, Device device) {
   for (const Kernel& k : kKernels)
-    if (name == k.name) return &k;
+    if (k.device == device && name == k.name) return &k;
   return nullptr;
 }
 
-const Kernel& auto_kernel(const Pattern& p, const Shape& s) {
+const Kernel& auto_kernel(const Pattern& p, const Shape& s, DType dtype, Device device) {
+  std::string why;
+  for (const Kernel& k : kKernels) {
+    if (k.device != device || k.oracle) continue;
+    const std::string no = k.unsupported(p, s, dtype);
+    if (no.empty()) return k;
+    why += std::string(why.empty() ? "" : "; ") + k.name + ": " + no;
+  }
+  throw InputError("no " + std::string(device_name(device)) + " kernel runs pattern " + p.name() + " in " +
+                   dtype_name(dtype) + (why.empty() ? "" : " (" + why + ")"));
+}
+
+std::string kernel_names(Device device) {
+  std::string out;
   for (const Kernel& k : kKernels)
-    if (k.unsupported(p, s).empty() && std::string(k.name) != "reference") return k;
-  throw InputError("no kernel supports pattern " + p.name());
+    if (k.device == device) out += std::string(out.empty() ? "" : ", ") + k.name;
+  return out;
 }
 
 }  // namespace longattn

@@ -42,7 +42,7 @@ void run_kernel(const MethodCall& c) {
 }
 template <const char* Kernel>
 std::string kernel_unsupported(const Pattern& p, const Shape& s, int) {
-  return find_kernel(Kernel)->unsupported(p, s);
+  return find_kernel(Kernel)->unsupported(p, s, DType::fp32);  // the case's dtype is checked where it is read
 }
 
 std::string divides(const char* what, int64_t value, int world) {
@@ -63,7 +63,7 @@ std::string ulysses_unsupported(const Pattern& p, const Shape& s, int world) {
 std::string ring_unsupported(const Pattern& p, const Shape& s, int world) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
   if (p.kind == PatternKind::dilated) return "dist-ring passes whole K/V shards; dilated patterns run on dist-dilated";
-  return find_kernel("flash")->unsupported(p, s);
+  return find_kernel("flash")->unsupported(p, s, DType::fp32);
 }
 std::string zigzag_unsupported(const Pattern& p, const Shape& s, int world) {
   if (s.N % (2 * world) != 0)
@@ -73,7 +73,7 @@ std::string zigzag_unsupported(const Pattern& p, const Shape& s, int world) {
 }
 std::string dilated_unsupported_dist(const Pattern& p, const Shape& s, int world) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
-  return find_kernel("dilated")->unsupported(p, s);
+  return find_kernel("dilated")->unsupported(p, s, DType::fp32);
 }
 
 std::string comm_unsupported(const Pattern&, const Shape& s, int world) {

@@ -19,6 +19,7 @@
 #include "kernels/cuda/tile_attention.h"
 #include "kernels/dilated_cpu.h"
 #include "kernels/input_error.h"
+#include "kernels/registry.h"
 #include "tests/check.h"
 
 #ifdef LONGATTN_HAVE_NCCL
@@ -37,6 +38,20 @@ using nlohmann::json;
   } while (0)
 
 namespace {
+
+// The CUDA rows of the kernel table, as the harness reaches them.
+const Kernel& gpu_kernel(const std::string& name) {
+  const Kernel* k = find_kernel(name, Device::cuda);
+  if (!k) throw std::logic_error("no CUDA kernel " + name);
+  return *k;
+}
+std::string unsupported(const std::string& name, const Pattern& p, const Shape& s, DType t) {
+  return gpu_kernel(name).unsupported(p, s, t);
+}
+std::vector<double> timed(const std::string& name, AttentionArgs a, DType t, int warmup, int iterations) {
+  a.dtype = t;
+  return gpu_kernel(name).time_on_device(a, warmup, iterations);
+}
 
 std::vector<Pattern> patterns() {
   return test::with_and_without_causal({
@@ -63,18 +78,18 @@ const Shape kShapes[] = {
     {1, 1, 1, 64}, {1, 67, 12, 64}, {2, 130, 3, 128}, {1, 200, 1, 128}, {1, 257, 2, 64}, {1, 45, 5, 17}, {1, 129, 2, 3},
 };
 
-const GpuDType kDTypes[] = {GpuDType::fp32, GpuDType::bf16, GpuDType::fp16};
+const DType kDTypes[] = {DType::fp32, DType::bf16, DType::fp16};
 
 struct Bounds {
   double o, lse;
 };
-Bounds bounds(GpuDType t, const std::vector<float>& v) {
-  const DType d = t == GpuDType::fp32 ? DType::fp32 : t == GpuDType::bf16 ? DType::bf16 : DType::fp16;
+Bounds bounds(DType t, const std::vector<float>& v) {
+  const DType d = t == DType::fp32 ? DType::fp32 : t == DType::bf16 ? DType::bf16 : DType::fp16;
   return {o_tolerance(d, test::max_abs(v)), lse_tolerance(d)};
 }
 
-std::string label(const std::string& kernel, GpuDType t, const Pattern& p, const Shape& s) {
-  return kernel + " " + gpu_dtype_name(t) + " " + p.name() + " B=" + std::to_string(s.B) + " N=" +
+std::string label(const std::string& kernel, DType t, const Pattern& p, const Shape& s) {
+  return kernel + " " + dtype_name(t) + " " + p.name() + " B=" + std::to_string(s.B) + " N=" +
          std::to_string(s.N) + " H=" + std::to_string(s.H) + " d=" + std::to_string(s.d);
 }
 
@@ -86,15 +101,16 @@ int check_all_kernels(const test::Problem& prob, const Pattern& p, int64_t head0
   ref.head0 = head0;
   reference_attention(ref);
   int ran = 0;
-  for (const std::string& kernel : cuda_kernel_names()) {
-    for (GpuDType t : kDTypes) {
-      if (!cuda_unsupported(kernel, p, prob.shape, t).empty()) continue;
+  for (const Kernel& row : kernels()) {
+    if (row.device != Device::cuda) continue;
+    const std::string kernel = row.name;
+    for (DType t : kDTypes) {
+      if (!unsupported(kernel, p, prob.shape, t).empty()) continue;
       SCOPED_TRACE(label(kernel, t, p, prob.shape) + " head0=" + std::to_string(head0));
       std::vector<float> o, lse;
       AttentionArgs a = prob.args(p, o, lse);
       a.head0 = head0;
-      const CudaRunResult r = cuda_attention(kernel, a, t, /*warmup=*/0, /*iterations=*/1);
-      EXPECT_EQ(r.ms_samples.size(), 1u);
+      EXPECT_EQ(timed(kernel, a, t, /*warmup=*/0, /*iterations=*/1).size(), 1u);
       const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
       const Bounds b = bounds(t, prob.v);
       EXPECT_LE(e.o, b.o);
@@ -199,27 +215,28 @@ TEST(CudaHostSide, UnsupportedNamesTheReasonBeforeLookingForADevice) {
   const Pattern full = parse_pattern(json{{"kind", "full"}});
   const Pattern dil = parse_pattern(json{{"kind", "dilated"}, {"levels", "longnet"}});
   const Shape s{1, 128, 2, 64};
-  EXPECT_NE(cuda_unsupported("nope", full, s, GpuDType::bf16).find("unknown CUDA kernel"), std::string::npos);
-  EXPECT_NE(cuda_unsupported("flash", full, s, GpuDType::fp32).find("fp32"), std::string::npos);
-  EXPECT_NE(cuda_unsupported("flash", full, Shape{1, 128, 2, 80}, GpuDType::bf16).find("64 and 128"),
+  EXPECT_EQ(find_kernel("nope", Device::cuda), nullptr);
+  EXPECT_EQ(kernel_names(Device::cuda), "dilated, flash, vanilla");
+  EXPECT_NE(unsupported("flash", full, s, DType::fp32).find("fp32"), std::string::npos);
+  EXPECT_NE(unsupported("flash", full, Shape{1, 128, 2, 80}, DType::bf16).find("64 and 128"),
             std::string::npos);
-  EXPECT_NE(cuda_unsupported("flash", dil, s, GpuDType::bf16).find("single-level"), std::string::npos);
-  EXPECT_NE(cuda_unsupported("dilated", full, s, GpuDType::bf16).find("dilated patterns only"), std::string::npos);
-  EXPECT_NE(cuda_unsupported("dilated", dil, s, GpuDType::fp32).find("fp32"), std::string::npos);
+  EXPECT_NE(unsupported("flash", dil, s, DType::bf16).find("single-level"), std::string::npos);
+  EXPECT_NE(unsupported("dilated", full, s, DType::bf16).find("dilated patterns only"), std::string::npos);
+  EXPECT_NE(unsupported("dilated", dil, s, DType::fp32).find("fp32"), std::string::npos);
   // A case every kernel takes: empty exactly when a device is here, the device's absence otherwise.
   std::string why;
   const bool gpu = cuda_available(&why);
   for (const char* k : {"vanilla", "flash"}) {
-    const std::string no = cuda_unsupported(k, full, s, GpuDType::bf16);
+    const std::string no = unsupported(k, full, s, DType::bf16);
     EXPECT_EQ(no, gpu ? "" : why) << k;
   }
-  EXPECT_EQ(cuda_unsupported("dilated", dil, s, GpuDType::fp16), gpu ? "" : why);
+  EXPECT_EQ(unsupported("dilated", dil, s, DType::fp16), gpu ? "" : why);
   if (!gpu) {
     EXPECT_FALSE(why.empty());
     EXPECT_EQ(cuda_device_description(), "");
     std::vector<float> o, lse;
     const test::Problem prob(s, 1);
-    EXPECT_THROW(cuda_attention("flash", prob.args(full, o, lse), GpuDType::bf16, 0, 1), InputError);
+    EXPECT_THROW(timed("flash", prob.args(full, o, lse), DType::bf16, 0, 1), InputError);
   }
 }
 
@@ -275,7 +292,7 @@ TEST(Cuda, EmptySetGivesZeroOutputAndMinusInfinityLse) {
   const Pattern p = parse_pattern(json{{"kind", "dilated"}, {"levels", {{16, 3}}}});
   for (const char* kernel : {"dilated", "vanilla"}) {
     std::vector<float> o, lse;
-    cuda_attention(kernel, prob.args(p, o, lse), GpuDType::bf16, 0, 1);
+    timed(kernel, prob.args(p, o, lse), DType::bf16, 0, 1);
     for (int64_t i = 0; i < s.N; ++i) {
       const bool kept = (i % 16) % 3 == 0;
       EXPECT_EQ(std::isinf(lse[i]) && lse[i] < 0, !kept) << kernel << " i=" << i;
@@ -292,12 +309,12 @@ TEST(Cuda, TimingGivesOneSamplePerIterationAndOutputWithoutAny) {
   const test::Problem prob(s, 11);
   const Pattern p = parse_pattern(json{{"kind", "full"}, {"causal", true}});
   std::vector<float> o, lse;
-  const CudaRunResult r = cuda_attention("flash", prob.args(p, o, lse), GpuDType::bf16, 2, 5);
-  ASSERT_EQ(r.ms_samples.size(), 5u);
-  for (double ms : r.ms_samples) EXPECT_GT(ms, 0.0);
+  const std::vector<double> r = timed("flash", prob.args(p, o, lse), DType::bf16, 2, 5);
+  ASSERT_EQ(r.size(), 5u);
+  for (double ms : r) EXPECT_GT(ms, 0.0);
   std::vector<float> o0, lse0;
-  const CudaRunResult none = cuda_attention("flash", prob.args(p, o0, lse0), GpuDType::bf16, 0, 0);
-  EXPECT_TRUE(none.ms_samples.empty());
+  const std::vector<double> none = timed("flash", prob.args(p, o0, lse0), DType::bf16, 0, 0);
+  EXPECT_TRUE(none.empty());
   EXPECT_EQ(o0, o);  // deterministic: same kernel, same inputs
 }
 

@@ -44,8 +44,8 @@ TEST(Kernels, EveryKernelMatchesTheOracle) {
     for (const Pattern& p : patterns()) {
       std::vector<float> o_ref, lse_ref;
       reference_attention(prob.args(p, o_ref, lse_ref));
-      for (const Kernel& k : cpu_kernels()) {
-        if (!k.unsupported(p, s).empty()) continue;
+      for (const Kernel& k : kernels()) {
+        if (k.device != Device::cpu || !k.unsupported(p, s, DType::fp32).empty()) continue;
         SCOPED_TRACE(std::string(k.name) + " " + p.name() + " B=" + std::to_string(s.B) + " N=" +
                      std::to_string(s.N) + " H=" + std::to_string(s.H) + " d=" + std::to_string(s.d));
         std::vector<float> o, lse;
@@ -111,8 +111,8 @@ TEST(Kernels, HugeScoresStayFiniteAndCorrect) {
     const double max_s = test::max_abs(lse_ref);  // LSE >= the largest score of the row
     ASSERT_GT(max_s, 3e3) << "the test must produce huge scores";
     const double bound = 16 * 1.19e-7 * max_s;
-    for (const Kernel& k : cpu_kernels()) {
-      if (!k.unsupported(p, s).empty()) continue;
+    for (const Kernel& k : kernels()) {
+      if (k.device != Device::cpu || !k.unsupported(p, s, DType::fp32).empty()) continue;
       SCOPED_TRACE(std::string(k.name) + " " + p.name());
       std::vector<float> o, lse;
       k.run(prob.args(p, o, lse));

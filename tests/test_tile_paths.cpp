@@ -64,7 +64,7 @@ TEST_P(TilePaths, MatchTheOracleOnRoundedInputs) {
       reference_attention(prob.args(p, o_ref, lse_ref));
       for (const char* name : {"flash", "dilated", "vanilla"}) {
         const Kernel& k = *find_kernel(name);
-        if (!k.unsupported(p, s).empty()) continue;
+        if (!k.unsupported(p, s, pc.dtype).empty()) continue;
         SCOPED_TRACE(std::string(name) + " " + p.name() + " N=" + std::to_string(s.N) + " H=" + std::to_string(s.H) +
                      " d=" + std::to_string(s.d) + " " + pc.path->name + " " + dtype_name(pc.dtype));
         std::vector<float> o, lse;

@@ -4,6 +4,7 @@
 // which is causal by position since kept positions ascend). Each level merges its (o, lse) into
 // O and LSE (SPEC §1); a query belongs to one segment per level, so merges never race. Memory:
 // O and LSE only, whatever N.
+#include <climits>
 #include <cmath>
 
 #include "kernels/cuda/cuda_check.h"
@@ -12,6 +13,20 @@
 #include "kernels/cuda/tile_attention.h"
 
 namespace longattn::cuda {
+namespace {
+
+std::string dilated_unsupported(const Pattern& p, const Shape& s, DType t) {
+  if (p.kind != PatternKind::dilated) return "the dilated kernel runs dilated patterns only";
+  if (std::string why = tile_unsupported("dilated", s, t); !why.empty()) return why;
+  if (const char* why = device_pattern_unsupported(p, s.N); *why) return why;
+  for (const DilatedLevel& lv : p.dilated_levels(s.N))
+    if (TileView{s.B, s.H, s.N, s.d, lv.w, lv.r, 0}.blocks() > INT_MAX)
+      return "dilated: level (" + std::to_string(lv.w) + ", " + std::to_string(lv.r) +
+             ") needs more than 2^31 thread blocks";
+  return {};
+}
+
+size_t no_workspace(const Shape&, DType) { return 0; }
 
 void dilated_cuda(const DeviceArgs& a, const Workspace&) {
   const Shape sh = a.shape;
@@ -33,5 +48,9 @@ void dilated_cuda(const DeviceArgs& a, const Workspace&) {
     launch_tile_attention(p, a.dtype, a.stream);
   }
 }
+
+}  // namespace
+
+const GpuKernel kDilatedCuda{dilated_unsupported, no_workspace, dilated_cuda, false};
 
 }  // namespace longattn::cuda

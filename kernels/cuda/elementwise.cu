@@ -33,16 +33,16 @@ __global__ void fill_kernel(float* dst, int64_t n, float value) {
 
 }  // namespace
 
-void launch_convert(const float* src, void* dst, int64_t n, GpuDType dtype, cudaStream_t stream) {
+void launch_convert(const float* src, void* dst, int64_t n, DType dtype, cudaStream_t stream) {
   if (n == 0) return;
   switch (dtype) {
-    case GpuDType::fp32:
+    case DType::fp32:
       convert_kernel<<<blocks_for(n), kThreads, 0, stream>>>(src, static_cast<float*>(dst), n);
       break;
-    case GpuDType::bf16:
+    case DType::bf16:
       convert_kernel<<<blocks_for(n), kThreads, 0, stream>>>(src, static_cast<__nv_bfloat16*>(dst), n);
       break;
-    case GpuDType::fp16:
+    case DType::fp16:
       convert_kernel<<<blocks_for(n), kThreads, 0, stream>>>(src, static_cast<__half*>(dst), n);
       break;
   }

@@ -1,9 +1,27 @@
 // `flash` on the GPU: the tile kernel with the view that keeps every token (one segment of N
 // tokens, rate 1), so kept indices are positions and the case's own pattern is the mask.
+#include <climits>
+
 #include "kernels/cuda/gpu_kernels.h"
 #include "kernels/cuda/tile_attention.h"
 
 namespace longattn::cuda {
+
+std::string tile_unsupported(const std::string& name, const Shape& s, DType t) {
+  if (t == DType::fp32) return name + " runs bf16/fp16 inputs on tensor cores; fp32 runs on `vanilla`";
+  if (!tile_supports_d(s.d)) return name + " is built for head dims 64 and 128, got d = " + std::to_string(s.d);
+  return {};
+}
+
+namespace {
+
+std::string flash_unsupported(const Pattern& p, const Shape& s, DType t) {
+  if (p.kind == PatternKind::dilated) return "flash runs single-level patterns; dilated patterns run on `dilated`";
+  if (TileView{s.B, s.H, s.N, s.d, s.N, 1, 0}.blocks() > INT_MAX) return "flash: more than 2^31 thread blocks";
+  return tile_unsupported("flash", s, t);
+}
+
+size_t no_workspace(const Shape&, DType) { return 0; }
 
 void flash_cuda(const DeviceArgs& a, const Workspace&) {
   TileParams p;
@@ -18,5 +36,9 @@ void flash_cuda(const DeviceArgs& a, const Workspace&) {
   p.merge = false;
   launch_tile_attention(p, a.dtype, a.stream);
 }
+
+}  // namespace
+
+const GpuKernel kFlashCuda{flash_unsupported, no_workspace, flash_cuda, false};
 
 }  // namespace longattn::cuda

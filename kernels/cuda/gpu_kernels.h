@@ -1,6 +1,7 @@
 #pragma once
 // The CUDA kernels as the runtime sees them: device tensors in, device tensors out, no allocation,
-// no synchronisation. runtime.cpp owns memory, timing and the table that names them.
+// no synchronisation. Each kernel's file defines its GpuKernel entry; kernels/registry.cpp names
+// them in the one kernel table, and runtime.cpp owns memory and timing.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -10,13 +11,13 @@
 
 #include "kernels/attention.h"
 #include "kernels/cuda/device_pattern.h"
-#include "kernels/cuda/gpu_dtype.h"
+#include "kernels/dtype.h"
 
 namespace longattn::cuda {
 
 struct DeviceArgs {
   Shape shape;
-  GpuDType dtype = GpuDType::bf16;
+  DType dtype = DType::bf16;
   const void* q = nullptr;  // [B, N, H, d] in dtype
   const void* k = nullptr;
   const void* v = nullptr;
@@ -35,14 +36,23 @@ struct Workspace {
   cublasHandle_t cublas = nullptr;  // bound to DeviceArgs::stream
 };
 
+// One CUDA kernel: what it supports (pattern, shape, dtype: the same answer on every machine), the
+// device memory it needs beside its inputs and outputs, and the launch.
+struct GpuKernel {
+  std::string (*unsupported)(const Pattern&, const Shape&, DType);
+  size_t (*workspace_bytes)(const Shape&, DType);
+  void (*run)(const DeviceArgs&, const Workspace&);
+  bool uses_cublas;
+};
+
 // vanilla: scores of a group of heads at a time, N x N fp32 (+ N x N probabilities in bf16/fp16).
-size_t vanilla_workspace_bytes(const Shape& s, GpuDType dtype);
-void vanilla_cuda(const DeviceArgs& a, const Workspace& ws);
-
+extern const GpuKernel kVanillaCuda;
 // flash: the tile kernel over the whole sequence (w = N, r = 1).
-void flash_cuda(const DeviceArgs& a, const Workspace& ws);
-
+extern const GpuKernel kFlashCuda;
 // dilated: O = 0, LSE = -inf, then the tile kernel per level (w, r), merging into O and LSE.
-void dilated_cuda(const DeviceArgs& a, const Workspace& ws);
+extern const GpuKernel kDilatedCuda;
+
+// Shared by the tile kernels' entries: tensor cores take bf16/fp16, and the tile is built for 64/128.
+std::string tile_unsupported(const std::string& name, const Shape& s, DType t);
 
 }  // namespace longattn::cuda

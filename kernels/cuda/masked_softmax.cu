@@ -67,14 +67,14 @@ __global__ void __launch_bounds__(kThreads) masked_softmax_kernel(const MaskedSo
 
 }  // namespace
 
-void launch_masked_softmax(const MaskedSoftmaxParams& p, GpuDType dtype, cudaStream_t stream) {
+void launch_masked_softmax(const MaskedSoftmaxParams& p, DType dtype, cudaStream_t stream) {
   if (p.N == 0 || p.heads == 0) return;
   if (p.N > INT_MAX || p.heads > 65535) throw std::invalid_argument("masked softmax: grid too large");
   const dim3 grid(static_cast<unsigned>(p.N), static_cast<unsigned>(p.heads));
   switch (dtype) {
-    case GpuDType::fp32: masked_softmax_kernel<float><<<grid, kThreads, 0, stream>>>(p); break;
-    case GpuDType::bf16: masked_softmax_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(p); break;
-    case GpuDType::fp16: masked_softmax_kernel<__half><<<grid, kThreads, 0, stream>>>(p); break;
+    case DType::fp32: masked_softmax_kernel<float><<<grid, kThreads, 0, stream>>>(p); break;
+    case DType::bf16: masked_softmax_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(p); break;
+    case DType::fp16: masked_softmax_kernel<__half><<<grid, kThreads, 0, stream>>>(p); break;
   }
   LONGATTN_CUDA_CHECK_LAUNCH();
 }

@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/device_pattern.h"
-#include "kernels/cuda/gpu_dtype.h"
+#include "kernels/dtype.h"
 
 namespace longattn::cuda {
 
@@ -22,6 +22,6 @@ struct MaskedSoftmaxParams {
   DevicePattern pattern;                  // resolved for N
 };
 
-void launch_masked_softmax(const MaskedSoftmaxParams& p, GpuDType dtype, cudaStream_t stream);
+void launch_masked_softmax(const MaskedSoftmaxParams& p, DType dtype, cudaStream_t stream);
 
 }  // namespace longattn::cuda

@@ -20,64 +20,10 @@ namespace {
 
 using namespace cuda;
 
-// ---- what each kernel supports (static: pattern, shape, dtype) ----
-
-std::string tile_unsupported(const std::string& name, const Shape& s, GpuDType t) {
-  if (t == GpuDType::fp32) return name + " runs bf16/fp16 inputs on tensor cores; fp32 runs on `vanilla`";
-  if (!tile_supports_d(s.d)) return name + " is built for head dims 64 and 128, got d = " + std::to_string(s.d);
-  return {};
-}
-
-std::string flash_gpu_unsupported(const Pattern& p, const Shape& s, GpuDType t) {
-  if (p.kind == PatternKind::dilated) return "flash runs single-level patterns; dilated patterns run on `dilated`";
-  if (TileView{s.B, s.H, s.N, s.d, s.N, 1, 0}.blocks() > INT_MAX) return "flash: more than 2^31 thread blocks";
-  return tile_unsupported("flash", s, t);
-}
-
-std::string dilated_gpu_unsupported(const Pattern& p, const Shape& s, GpuDType t) {
-  if (p.kind != PatternKind::dilated) return "the dilated kernel runs dilated patterns only";
-  if (std::string why = tile_unsupported("dilated", s, t); !why.empty()) return why;
-  if (const char* why = device_pattern_unsupported(p, s.N); *why) return why;
-  for (const DilatedLevel& lv : p.dilated_levels(s.N))
-    if (TileView{s.B, s.H, s.N, s.d, lv.w, lv.r, 0}.blocks() > INT_MAX)
-      return "dilated: level (" + std::to_string(lv.w) + ", " + std::to_string(lv.r) +
-             ") needs more than 2^31 thread blocks";
-  return {};
-}
-
-std::string vanilla_gpu_unsupported(const Pattern& p, const Shape& s, GpuDType) {
-  if (s.N > INT_MAX || s.H * s.d > INT_MAX) return "vanilla: N and H*d must fit cuBLAS's 32-bit sizes";
-  if (s.H > 65535) return "vanilla: more than 65535 heads";
-  return device_pattern_unsupported(p, s.N);
-}
-
-size_t no_workspace(const Shape&, GpuDType) { return 0; }
-
-struct GpuKernel {
-  const char* name;
-  std::string (*unsupported)(const Pattern&, const Shape&, GpuDType);
-  size_t (*workspace_bytes)(const Shape&, GpuDType);
-  void (*run)(const DeviceArgs&, const Workspace&);
-  bool uses_cublas;
-};
-
-// Ordered as `auto` would prefer them: the specialised kernel first.
-const GpuKernel kGpuKernels[] = {
-    {"dilated", dilated_gpu_unsupported, no_workspace, dilated_cuda, false},
-    {"flash", flash_gpu_unsupported, no_workspace, flash_cuda, false},
-    {"vanilla", vanilla_gpu_unsupported, vanilla_workspace_bytes, vanilla_cuda, true},
-};
-
-const GpuKernel* find_gpu_kernel(const std::string& name) {
-  for (const GpuKernel& k : kGpuKernels)
-    if (name == k.name) return &k;
-  return nullptr;
-}
-
 // Device bytes one run holds: inputs, fp32 staging for the conversion, O, LSE, workspace.
-size_t device_bytes(const GpuKernel& k, const Shape& s, GpuDType t) {
+size_t device_bytes(const GpuKernel& k, const Shape& s, DType t) {
   const size_t n = s.numel();
-  return 3 * n * gpu_dtype_bytes(t) + (t == GpuDType::fp32 ? 0 : n * sizeof(float)) + n * sizeof(float) +
+  return 3 * n * dtype_bytes(t) + (t == DType::fp32 ? 0 : n * sizeof(float)) + n * sizeof(float) +
          size_t(s.B * s.H * s.N) * sizeof(float) + k.workspace_bytes(s, t);
 }
 
@@ -175,44 +121,36 @@ std::string cuda_device_description() {
          cuda_version(driver) + "), runtime " + cuda_version(runtime);
 }
 
-std::vector<std::string> cuda_kernel_names() {
-  std::vector<std::string> out;
-  for (const GpuKernel& k : kGpuKernels) out.push_back(k.name);
-  return out;
-}
-
-std::string cuda_unsupported(const std::string& kernel, const Pattern& p, const Shape& s, GpuDType dtype) {
-  const GpuKernel* k = find_gpu_kernel(kernel);
-  if (!k) return "unknown CUDA kernel \"" + kernel + "\"; the CUDA kernels are dilated, flash and vanilla";
+std::string cuda_unsupported(const cuda::GpuKernel& k, const char* name, const Pattern& p, const Shape& s,
+                             DType dtype) {
   if (s.B < 1 || s.N < 1 || s.H < 1 || s.d < 1) return "every size of the shape must be positive";
-  if (std::string why = k->unsupported(p, s, dtype); !why.empty()) return why;
+  if (std::string why = k.unsupported(p, s, dtype); !why.empty()) return why;
   std::string why;
   if (!cuda_available(&why)) return why;
   size_t free = 0, total = 0;
   if (const cudaError_t e = cudaMemGetInfo(&free, &total); e != cudaSuccess)
     return std::string("cannot query device memory: ") + cudaGetErrorString(e);
-  if (const size_t need = device_bytes(*k, s, dtype); need > free)
-    return std::string(k->name) + " needs " + gib(need) + " of device memory for this case; " + gib(free) + " of " +
+  if (const size_t need = device_bytes(k, s, dtype); need > free)
+    return std::string(name) + " needs " + gib(need) + " of device memory for this case; " + gib(free) + " of " +
            gib(total) + " is free";
   return {};
 }
 
-CudaRunResult cuda_attention(const std::string& kernel, const AttentionArgs& host_args, GpuDType dtype, int warmup,
-                             int iterations) {
+CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const AttentionArgs& host_args, DType dtype,
+                             int warmup, int iterations) {
   const Shape sh = host_args.shape;
-  if (std::string why = cuda_unsupported(kernel, host_args.pattern, sh, dtype); !why.empty())
-    throw InputError("CUDA kernel " + kernel + " (" + gpu_dtype_name(dtype) + "), pattern " +
+  if (std::string why = cuda_unsupported(k, name, host_args.pattern, sh, dtype); !why.empty())
+    throw InputError(std::string("CUDA kernel ") + name + " (" + dtype_name(dtype) + "), pattern " +
                      host_args.pattern.name() + ": " + why);
-  const GpuKernel& k = *find_gpu_kernel(kernel);
-  const size_t n = sh.numel(), n_lse = size_t(sh.B * sh.H * sh.N), elem = gpu_dtype_bytes(dtype);
+  const size_t n = sh.numel(), n_lse = size_t(sh.B * sh.H * sh.N), elem = dtype_bytes(dtype);
 
   Stream stream;
   DeviceBuffer q(n * elem), kk(n * elem), v(n * elem), o(n * sizeof(float)), lse(n_lse * sizeof(float));
   DeviceBuffer workspace(k.workspace_bytes(sh, dtype));
   {  // upload, converting through an fp32 staging buffer
-    DeviceBuffer staging(dtype == GpuDType::fp32 ? 0 : n * sizeof(float));
+    DeviceBuffer staging(dtype == DType::fp32 ? 0 : n * sizeof(float));
     for (auto [dst, src] : {std::pair{&q, host_args.q}, std::pair{&kk, host_args.k}, std::pair{&v, host_args.v}}) {
-      if (dtype == GpuDType::fp32) {
+      if (dtype == DType::fp32) {
         LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst->get(), src, n * sizeof(float), cudaMemcpyHostToDevice, stream.s));
       } else {
         LONGATTN_CUDA_CHECK(

@@ -231,14 +231,14 @@ void launch(const TileParams& p, cudaStream_t stream) {
 }  // namespace
 
 // The one place where the runtime dtype and head dim become template parameters.
-void launch_tile_attention(const TileParams& p, GpuDType dtype, cudaStream_t stream) {
+void launch_tile_attention(const TileParams& p, DType dtype, cudaStream_t stream) {
   const int64_t d = p.view.d;
-  if (dtype == GpuDType::bf16 && d == 64) return launch<__nv_bfloat16, 64>(p, stream);
-  if (dtype == GpuDType::bf16 && d == 128) return launch<__nv_bfloat16, 128>(p, stream);
-  if (dtype == GpuDType::fp16 && d == 64) return launch<__half, 64>(p, stream);
-  if (dtype == GpuDType::fp16 && d == 128) return launch<__half, 128>(p, stream);
+  if (dtype == DType::bf16 && d == 64) return launch<__nv_bfloat16, 64>(p, stream);
+  if (dtype == DType::bf16 && d == 128) return launch<__nv_bfloat16, 128>(p, stream);
+  if (dtype == DType::fp16 && d == 64) return launch<__half, 64>(p, stream);
+  if (dtype == DType::fp16 && d == 128) return launch<__half, 128>(p, stream);
   throw std::invalid_argument(std::string("tile attention is built for bf16/fp16 and d in {64, 128}, got ") +
-                              gpu_dtype_name(dtype) + " d=" + std::to_string(d));
+                              dtype_name(dtype) + " d=" + std::to_string(d));
 }
 
 }  // namespace longattn::cuda

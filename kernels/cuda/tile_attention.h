@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/device_pattern.h"
-#include "kernels/cuda/gpu_dtype.h"
+#include "kernels/dtype.h"
 
 namespace longattn::cuda {
 
@@ -68,6 +68,6 @@ struct TileParams {
 inline bool tile_supports_d(int64_t d) { return d == 64 || d == 128; }
 
 // Launch on `stream`; dtype bf16 or fp16, view.d 64 or 128. Throws on a launch failure.
-void launch_tile_attention(const TileParams& p, GpuDType dtype, cudaStream_t stream);
+void launch_tile_attention(const TileParams& p, DType dtype, cudaStream_t stream);
 
 }  // namespace longattn::cuda

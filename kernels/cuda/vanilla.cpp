@@ -6,6 +6,7 @@
 // Heads are read in place: head h of [B, N, H, d] is a matrix with leading dimension H*d starting
 // h*d elements in, so consecutive heads are `d` apart (the batch stride of the GEMMs).
 // cuBLAS is column-major: a row-major R x C matrix with leading dimension ld is its C x R transpose.
+#include <climits>
 #include <stdexcept>
 #include <string>
 
@@ -23,24 +24,28 @@ void check(cublasStatus_t s, const char* what) {
     throw std::runtime_error(std::string("cuBLAS ") + what + " failed: " + cublasGetStatusString(s));
 }
 
-cudaDataType_t cuda_type(GpuDType t) {
+cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case GpuDType::fp32: return CUDA_R_32F;
-    case GpuDType::bf16: return CUDA_R_16BF;
-    case GpuDType::fp16: return CUDA_R_16F;
+    case DType::fp32: return CUDA_R_32F;
+    case DType::bf16: return CUDA_R_16BF;
+    case DType::fp16: return CUDA_R_16F;
   }
   return CUDA_R_32F;
 }
 
 // Bytes one head needs: fp32 scores, plus 16-bit probabilities unless they overwrite the scores.
-size_t bytes_per_head(const Shape& s, GpuDType dtype) {
+size_t bytes_per_head(const Shape& s, DType dtype) {
   const size_t nn = size_t(s.N) * size_t(s.N);
-  return nn * sizeof(float) + (dtype == GpuDType::fp32 ? 0 : nn * gpu_dtype_bytes(dtype));
+  return nn * sizeof(float) + (dtype == DType::fp32 ? 0 : nn * dtype_bytes(dtype));
 }
 
-}  // namespace
+std::string vanilla_unsupported(const Pattern& p, const Shape& s, DType) {
+  if (s.N > INT_MAX || s.H * s.d > INT_MAX) return "vanilla: N and H*d must fit cuBLAS's 32-bit sizes";
+  if (s.H > 65535) return "vanilla: more than 65535 heads";
+  return device_pattern_unsupported(p, s.N);
+}
 
-size_t vanilla_workspace_bytes(const Shape& s, GpuDType dtype) {
+size_t vanilla_workspace_bytes(const Shape& s, DType dtype) {
   const size_t per_head = bytes_per_head(s, dtype);
   size_t heads = kScoreBudget / per_head;
   heads = heads < 1 ? 1 : heads > size_t(s.H) ? size_t(s.H) : heads;
@@ -54,12 +59,12 @@ void vanilla_cuda(const DeviceArgs& a, const Workspace& ws) {
   const int64_t group = static_cast<int64_t>(ws.bytes / per_head);
   if (group < 1) throw std::logic_error("vanilla: workspace smaller than one head");
   const cudaDataType_t in_type = cuda_type(a.dtype);
-  const int64_t elem = gpu_dtype_bytes(a.dtype);
+  const int64_t elem = dtype_bytes(a.dtype);
   const long long nn = static_cast<long long>(sh.N) * sh.N;
 
   float* scores = static_cast<float*>(ws.scratch);
   // fp32: probabilities overwrite the scores; bf16/fp16: their own buffer after the scores.
-  void* probs = a.dtype == GpuDType::fp32 ? ws.scratch : static_cast<void*>(scores + group * nn);
+  void* probs = a.dtype == DType::fp32 ? ws.scratch : static_cast<void*>(scores + group * nn);
   check(cublasSetStream(ws.cublas, a.stream), "set stream");
 
   MaskedSoftmaxParams sp;
@@ -97,5 +102,9 @@ void vanilla_cuda(const DeviceArgs& a, const Workspace& ws) {
     }
   }
 }
+
+}  // namespace
+
+const GpuKernel kVanillaCuda{vanilla_unsupported, vanilla_workspace_bytes, vanilla_cuda, true};
 
 }  // namespace longattn::cuda
