@@ -9,7 +9,6 @@
 #include <limits>
 
 #include "kernels/flash_cpu.h"
-#include "kernels/merge.h"
 
 namespace longattn {
 
@@ -42,7 +41,8 @@ void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedL
                     DilatedScratch& s) {
   const Shape sh = a.shape;
   const int64_t row = sh.H * sh.d;
-  // Query t of the segment (global position first + t*r) is local row q_first + t*r of this tensor.
+  // Query t of the segment (global position first + t*r) is local row q_first + t*r of this tensor;
+  // its (o, lse) merges straight into the output rows, r rows apart.
   HeadProblem p;
   p.q = a.q + (b * sh.N + q_first) * row + h * sh.d;
   p.q_stride = lv.r * row;
@@ -54,11 +54,11 @@ void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedL
   p.d = sh.d;
   p.scale = a.scale;
   p.dtype = a.dtype;
-  s.o.resize(q_count * sh.d);
-  s.lse.resize(q_count);
-  p.o = s.o.data();
-  p.o_stride = sh.d;
-  p.lse = s.lse.data();
+  p.o = a.o + (b * sh.N + q_first) * row + h * sh.d;
+  p.o_stride = lv.r * row;
+  p.lse = a.lse + (b * sh.H + h) * sh.N + q_first;
+  p.lse_stride = lv.r;
+  p.merge = true;
   // Causal by global position is causal by kept index, since kept positions ascend.
   s.mask = Pattern{};
   s.mask.causal = a.pattern.causal;
@@ -66,11 +66,6 @@ void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedL
   p.q_pos0 = seg.t0;
   p.mask_n = seg.count;
   flash_head(p, s.kv, s.flash);
-  for (int64_t t = 0; t < q_count; ++t) {
-    const int64_t i = q_first + t * lv.r;  // local row
-    merge_row(a.o + (b * sh.N + i) * row + h * sh.d, a.lse[(b * sh.H + h) * sh.N + i], s.o.data() + t * sh.d,
-              s.lse[t], sh.d);
-  }
 }
 
 void dilated_attention(const AttentionArgs& args) {

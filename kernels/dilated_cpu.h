@@ -29,7 +29,6 @@ std::vector<DilatedSegment> dilated_segments(const DilatedLevel& lv, int64_t h, 
 struct DilatedScratch {
   PackedKV kv;
   FlashScratch flash;
-  std::vector<float> o, lse;
   Pattern mask;
 };
 

@@ -10,6 +10,7 @@
 
 #include "kernels/flash_tiles.h"
 #include "kernels/input_error.h"
+#include "kernels/merge.h"
 #include "kernels/simd.h"
 #include "kernels/sparse_cpu.h"
 
@@ -235,9 +236,24 @@ void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64
       const float l = simd::hsum(simd::load(s.l.data() + r * simd::kLanes));
       const bool nan = l != l;  // a non-finite input reached this row: NaN in O and LSE, as in the oracle
       const float inv = nan ? l : l > 0 ? 1.0f / l : 0.0f;
+      const float lse = nan ? l : l > 0 ? (s.m[r] * sc + std::log2(l)) * kLn2 : kNegInf;
       float* orow = p.o + (i0 + r) * p.o_stride;
-      for (int64_t c = 0; c < p.d; ++c) orow[c] = s.o[r * dp + c] * inv;
-      if (p.lse) p.lse[i0 + r] = nan ? l : l > 0 ? (s.m[r] * sc + std::log2(l)) * kLn2 : kNegInf;
+      const float* part = s.o.data() + r * dp;
+      if (!p.merge) {
+        for (int64_t c = 0; c < p.d; ++c) orow[c] = part[c] * inv;
+        if (p.lse) p.lse[(i0 + r) * p.lse_stride] = lse;
+        continue;
+      }
+      float& lse_acc = p.lse[(i0 + r) * p.lse_stride];
+      if (lse == kNegInf) continue;  // an empty part adds nothing
+      const MergeWeights w = merge_weights(lse_acc, lse);  // kernels/merge.h
+      const float wa = w.wa, wb = w.wb * inv;
+      if (lse_acc == kNegInf) {
+        for (int64_t c = 0; c < p.d; ++c) orow[c] = wb * part[c];
+      } else {
+        for (int64_t c = 0; c < p.d; ++c) orow[c] = wa * orow[c] + wb * part[c];
+      }
+      lse_acc = w.lse;
     }
   }
 }
@@ -266,50 +282,83 @@ void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, 
                         int64_t k_pos0, int64_t n_mask) {
   const Shape sh = a.shape;
   const int64_t row = sh.H * sh.d;  // stride between consecutive tokens of one head
-  auto head = [&](int64_t b, int64_t h) {
-    HeadProblem p;
-    p.q = a.q + b * sh.N * row + h * sh.d;
-    p.o = a.o + b * sh.N * row + h * sh.d;
-    p.k = k + b * nk * row + h * sh.d;
-    p.v = v + b * nk * row + h * sh.d;
-    p.q_stride = p.kv_stride = p.o_stride = row;
-    p.nq = sh.N;
-    p.nk = nk;
-    p.lse = a.lse ? a.lse + (b * sh.H + h) * sh.N : nullptr;
-    p.d = sh.d;
-    p.scale = a.scale;
-    p.dtype = a.dtype;
-    p.mask = &a.pattern;
-    p.q_pos0 = q_pos0;
-    p.k_pos0 = k_pos0;
-    p.mask_n = n_mask;
-    p.mask_head = a.head0 + h;
-    return p;
-  };
-  const int64_t heads = sh.B * sh.H, tiles = (sh.N + kFlashBq - 1) / kFlashBq;
-  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+  std::vector<HeadProblem> heads;
+  heads.reserve(sh.B * sh.H);
+  for (int64_t b = 0; b < sh.B; ++b)
+    for (int64_t h = 0; h < sh.H; ++h) {
+      HeadProblem p;
+      p.q = a.q + b * sh.N * row + h * sh.d;
+      p.o = a.o + b * sh.N * row + h * sh.d;
+      p.k = k + b * nk * row + h * sh.d;
+      p.v = v + b * nk * row + h * sh.d;
+      p.q_stride = p.kv_stride = p.o_stride = row;
+      p.nq = sh.N;
+      p.nk = nk;
+      p.lse = a.lse ? a.lse + (b * sh.H + h) * sh.N : nullptr;
+      p.d = sh.d;
+      p.scale = a.scale;
+      p.dtype = a.dtype;
+      p.mask = &a.pattern;
+      p.q_pos0 = q_pos0;
+      p.k_pos0 = k_pos0;
+      p.mask_n = n_mask;
+      p.mask_head = a.head0 + h;
+      heads.push_back(p);
+    }
+  flash_problems(heads, a.threads);
+}
 
-  // Banded masks (a local window, a block diagonal) see few keys from a run of rows: each task
-  // packs just the keys its rows see, right before its tiles read them from cache. Packing all of
-  // a head up front costs as much as a narrow band's compute (a write and a read of K and V
-  // through memory).
-  constexpr int64_t kChunkTiles = 8;
-  const int64_t chunks = (tiles + kChunkTiles - 1) / kChunkTiles;
-  int64_t seen = 0;  // keys the chunks of a head see, summed; -1: not an interval mask
-  for (int64_t c = 0, j0 = 0, j1 = 0; c < chunks && seen >= 0; ++c)
-    seen = visible_keys(head(0, 0), c * kChunkTiles * kFlashBq, std::min(sh.N, (c + 1) * kChunkTiles * kFlashBq), j0, j1)
-               ? seen + (j1 - j0)
-               : -1;
-  if (seen >= 0 && chunks > 1 && 3 * seen <= chunks * nk) {  // a third of the keys per chunk, or fewer
+void flash_problems(std::span<const HeadProblem> problems, int threads_wanted) {
+  if (problems.empty()) return;
+  const int threads = threads_wanted > 0 ? threads_wanted : omp_get_max_threads();
+  const int64_t count = static_cast<int64_t>(problems.size());
+  auto tiles_of = [](const HeadProblem& p) { return (p.nq + kFlashBq - 1) / kFlashBq; };
+
+  // Many short problems (LongNet's segments), or more keys than packing all up front should hold:
+  // one task each, packed by the thread that computes it, into its cache.
+  double packed_bytes = 0;
+  for (const HeadProblem& p : problems) packed_bytes += 8.0 * double(p.nk) * double(p.d);
+  constexpr int64_t kShortTiles = 8;
+  if ((count >= 4 * threads && tiles_of(problems[0]) <= kShortTiles) || packed_bytes > 256e6) {
 #pragma omp parallel num_threads(threads)
     {
       PackedKV kv;
       FlashScratch scratch;
 #pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < heads * chunks; ++t) {
-        const int64_t bh = t / chunks, q0 = (t % chunks) * kChunkTiles * kFlashBq;
-        const int64_t q1 = std::min(sh.N, q0 + kChunkTiles * kFlashBq);
-        HeadProblem p = head(bh / sh.H, bh % sh.H);
+      for (int64_t t = 0; t < count; ++t) {
+        pack_kv(problems[t], kv);
+        flash_rows(problems[t], kv, 0, problems[t].nq, scratch);
+      }
+    }
+    return;
+  }
+
+  // Banded masks (a local window, a block diagonal) see few keys from a run of rows: each task
+  // packs just the keys its rows see, right before its tiles read them from cache. Packing all of
+  // a head up front costs as much as a narrow band's compute (a write and a read of K and V
+  // through memory). Decided on the first problem: the list shares one mask geometry.
+  constexpr int64_t kChunkTiles = 8;
+  const HeadProblem& first = problems[0];
+  const int64_t chunks = (tiles_of(first) + kChunkTiles - 1) / kChunkTiles;
+  int64_t seen = 0;  // keys the chunks of a problem see, summed; -1: not an interval mask
+  for (int64_t c = 0, j0 = 0, j1 = 0; c < chunks && seen >= 0; ++c)
+    seen = visible_keys(first, c * kChunkTiles * kFlashBq, std::min(first.nq, (c + 1) * kChunkTiles * kFlashBq), j0, j1)
+               ? seen + (j1 - j0)
+               : -1;
+  if (seen >= 0 && chunks > 1 && 3 * seen <= chunks * first.nk) {  // a third of the keys per chunk, or fewer
+    // Every problem's chunks, numbered problem by problem.
+    std::vector<int64_t> start(count + 1, 0);
+    for (int64_t i = 0; i < count; ++i)
+      start[i + 1] = start[i] + (tiles_of(problems[i]) + kChunkTiles - 1) / kChunkTiles;
+#pragma omp parallel num_threads(threads)
+    {
+      PackedKV kv;
+      FlashScratch scratch;
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < start[count]; ++t) {
+        const int64_t i = std::upper_bound(start.begin(), start.end(), t) - start.begin() - 1;
+        HeadProblem p = problems[i];
+        const int64_t q0 = (t - start[i]) * kChunkTiles * kFlashBq, q1 = std::min(p.nq, q0 + kChunkTiles * kFlashBq);
         int64_t j0 = 0, j1 = 0;
         visible_keys(p, q0, q1, j0, j1);
         p.k += j0 * p.kv_stride, p.v += j0 * p.kv_stride, p.nk = j1 - j0, p.k_pos0 += j0;
@@ -320,23 +369,26 @@ void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, 
     return;
   }
 
-  // Packed K and V kept by the calling thread across calls: a fresh allocation each call would
-  // page-fault its way through tens of MB.
+  // A few long problems: each packed once, then their query tiles shared out. Packed K and V are
+  // kept by the calling thread across calls: a fresh allocation each call would page-fault its way
+  // through tens of MB.
   thread_local std::vector<PackedKV> kept;
-  if (static_cast<int64_t>(kept.size()) < heads) kept.resize(heads);
+  if (static_cast<int64_t>(kept.size()) < count) kept.resize(count);
   std::vector<PackedKV>& packed = kept;  // the caller's, also inside the parallel region
+  std::vector<int64_t> start(count + 1, 0);
+  for (int64_t i = 0; i < count; ++i) start[i + 1] = start[i] + tiles_of(problems[i]);
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(dynamic)
-    for (int64_t bh = 0; bh < heads; ++bh) pack_kv(head(bh / sh.H, bh % sh.H), packed[bh]);
+    for (int64_t i = 0; i < count; ++i) pack_kv(problems[i], packed[i]);
     FlashScratch scratch;
-    // Head by head, so a thread's next tile reads the K and V its last one left in its cache;
-    // within a head the last tiles first: with causal masks they are the longest.
+    // Problem by problem, so a thread's next tile reads the K and V its last one left in its
+    // cache; within a problem the last tiles first: with causal masks they are the longest.
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < heads * tiles; ++t) {
-      const int64_t bh = t / tiles, tile = tiles - 1 - t % tiles;
-      const int64_t q0 = tile * kFlashBq;
-      flash_rows(head(bh / sh.H, bh % sh.H), packed[bh], q0, std::min(sh.N, q0 + kFlashBq), scratch);
+    for (int64_t t = 0; t < start[count]; ++t) {
+      const int64_t i = std::upper_bound(start.begin(), start.end(), t) - start.begin() - 1;
+      const int64_t q0 = (start[i + 1] - 1 - t) * kFlashBq;
+      flash_rows(problems[i], packed[i], q0, std::min(problems[i].nq, q0 + kFlashBq), scratch);
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <span>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -25,7 +26,11 @@ struct HeadProblem {
   int64_t kv_stride = 0, nk = 0;
   float* o = nullptr;  // normalised output rows
   int64_t o_stride = 0;
-  float* lse = nullptr;  // lse[i] for query row i (natural log), may be null
+  float* lse = nullptr;  // lse[i * lse_stride] for query row i (natural log); may be null unless merge
+  int64_t lse_stride = 1;
+  // false: write o and lse. true: merge this (o, lse) into them (SPEC §1), as levels, ring steps and
+  // segments do; o and lse hold a result already (o = 0, lse = -inf when empty).
+  bool merge = false;
   int64_t d = 0;
   float scale = 0;
   DType dtype = DType::fp32;  // the values' type: picks the tile path (select_tile_path)
@@ -84,6 +89,12 @@ void pack_kv(const HeadProblem& p, PackedKV& out, const TilePath* path = nullptr
 void flash_rows(const HeadProblem& p, const PackedKV& kv, int64_t q_begin, int64_t q_end, FlashScratch& s);
 // pack_kv then flash_rows over every query row, on the calling thread.
 void flash_head(const HeadProblem& p, PackedKV& kv, FlashScratch& s);
+
+// Every problem of a list, on `threads` threads (0: all). Problems write disjoint output rows and
+// share one mask geometry; the schedule follows the list: a few long problems (the heads of a
+// sequence) are packed once and cut into query tiles, banded masks into runs of tiles packing only
+// the keys they see, and many short ones (LongNet segments) run one per task.
+void flash_problems(std::span<const HeadProblem> problems, int threads);
 
 // The `flash` kernel: every head of args, threads over batch x head x query tile.
 void flash_attention(const AttentionArgs& args);

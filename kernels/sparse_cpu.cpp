@@ -16,7 +16,6 @@
 
 #include "kernels/dilated_cpu.h"
 #include "kernels/flash_cpu.h"
-#include "kernels/merge.h"
 #include "kernels/sparse_cpu.h"
 
 namespace longattn {
@@ -31,17 +30,12 @@ void attend_piece(const AttentionArgs& a, int64_t b, int64_t h, HeadProblem p, i
   p.d = sh.d;
   p.scale = a.scale;
   p.dtype = a.dtype;
-  s.o.resize(p.nq * sh.d);
-  s.lse.resize(p.nq);
-  p.o = s.o.data();
-  p.o_stride = sh.d;
-  p.lse = s.lse.data();
+  p.o = a.o + (b * sh.N + out_row0) * sh.H * sh.d + h * sh.d;
+  p.o_stride = out_step * sh.H * sh.d;
+  p.lse = a.lse + (b * sh.H + h) * sh.N + out_row0;
+  p.lse_stride = out_step;
+  p.merge = true;
   flash_head(p, s.kv, s.flash);
-  for (int64_t t = 0; t < p.nq; ++t) {
-    const int64_t i = out_row0 + t * out_step;
-    merge_row(a.o + (b * sh.N + i) * sh.H * sh.d + h * sh.d, a.lse[(b * sh.H + h) * sh.N + i],
-              s.o.data() + t * sh.d, s.lse[t], sh.d);
-  }
 }
 
 // Runs the first piece (banded, over the whole sequence) straight into o / lse, making sure an

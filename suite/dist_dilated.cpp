@@ -7,12 +7,11 @@
 // causal by global position. Levels merge by (o, lse) as in SPEC §1.
 // Communication per rank: 2 B d sum_levels sum_heads (kept rows of its multi-rank segments held by
 // other ranks), independent of N and P for LongNet's geometric configurations.
-#include <omp.h>
-
 #include <algorithm>
 #include <limits>
 
 #include "kernels/dilated_cpu.h"
+#include "kernels/step.h"
 #include "suite/method.h"
 
 namespace longattn {
@@ -40,7 +39,6 @@ void dist_dilated(const MethodCall& c) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();
   const int64_t n = c.shard(), my0 = p * n, my1 = my0 + n, d = g.d, row = g.H * d;
-  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
   AttentionArgs a = c.local_args(n);
   auto& lse_own = c.ws->buf[0];
   auto& send = c.ws->buf[1];
@@ -147,15 +145,17 @@ void dist_dilated(const MethodCall& c) {
         }
     }
 
-#pragma omp parallel num_threads(threads)
-    {
-      DilatedScratch scratch;
-#pragma omp for schedule(dynamic)
-      for (size_t t = 0; t < tasks.size(); ++t) {
-        const Task& k = tasks[t];
-        attend_segment(a, k.b, k.h, lv, k.seg, k.k, k.v, k.kv_stride, k.q_first, k.seg.t1 - k.seg.t0, scratch);
-      }
+    // One attention step per level: a query row belongs to one segment of a level, so the blocks
+    // merge into disjoint rows. Inside a segment the kept rows attend densely (causal by kept index).
+    AttentionStep step = c.step();
+    step.mask = Pattern{};
+    step.mask.causal = c.pattern.causal;
+    for (const Task& t : tasks) {
+      const int64_t at = (t.b * n + t.q_first) * row + t.h * d;
+      step.blocks.push_back({c.q + at, lv.r * row, t.seg.t1 - t.seg.t0, t.seg.t0, t.k, t.v, t.kv_stride, t.seg.count, 0,
+                             t.seg.count, t.h, a.o + at, lv.r * row, a.lse + (t.b * g.H + t.h) * n + t.q_first, lv.r});
     }
+    attention_step(step);
   }
 }
 

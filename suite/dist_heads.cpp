@@ -39,7 +39,7 @@ void dist_heads(const MethodCall& c) {
   a.shape.H = hp;
   a.head0 = p * hp;
   a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = o.data() + slab;
-  auto_kernel(a.pattern, a.shape, a.dtype).run(a);
+  auto_kernel(a.pattern, a.shape, a.dtype, c.device()).run(a);  // the device's fastest kernel
 
   c.comm->all_gather(o.data(), (slab + lslab) * sizeof(float), gathered.data());
   for (int r = 0; r < P; ++r) {

@@ -47,7 +47,7 @@ void dist_ulysses(const MethodCall& c) {
   a.head0 = p * hp;
   a.q = qkv.data(), a.k = qkv.data() + P * block, a.v = qkv.data() + 2 * P * block;
   a.o = o.data(), a.lse = lse.data();
-  auto_kernel(a.pattern, a.shape, a.dtype).run(a);
+  auto_kernel(a.pattern, a.shape, a.dtype, c.device()).run(a);  // the device's fastest kernel
 
   // Back, per destination r: O [b][i][hh] = O[b, r n + i, hh], then LSE [b][hh][i]; received from
   // s: my tokens, heads of s.

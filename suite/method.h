@@ -8,6 +8,7 @@
 
 #include "comm/communicator.h"
 #include "kernels/attention.h"
+#include "kernels/step.h"
 
 namespace longattn {
 
@@ -53,6 +54,10 @@ struct MethodCall {
   int64_t shard() const { return global.N / comm->size(); }  // n
   // The local tensors as kernel arguments ([B, rows, H, d]).
   AttentionArgs local_args(int64_t rows) const;
+  // Where the buffers live and the work runs: the communicator's device.
+  Device device() const { return comm->device_buffers() ? Device::cuda : Device::cpu; }
+  // An attention step (kernels/step.h) on that device, with no blocks yet.
+  AttentionStep step() const;
 };
 
 // Bytes a rank holds for a case, roughly: full x the whole problem's Q (4 B N H d), part x this

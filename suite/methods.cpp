@@ -21,6 +21,17 @@ AttentionArgs MethodCall::local_args(int64_t rows) const {
   return a;
 }
 
+AttentionStep MethodCall::step() const {
+  AttentionStep s;
+  s.device = device();
+  s.dtype = dtype;
+  s.d = global.d;
+  s.scale = scale;
+  s.mask = pattern;
+  s.threads = threads;
+  return s;
+}
+
 std::vector<TokenRange> held_tokens(Layout layout, int64_t N, int rank, int world) {
   switch (layout) {
     case Layout::single: return {{0, rank == 0 ? N : 0}};
