@@ -58,7 +58,8 @@ int Pattern::level_count(int64_t n) const {
 }
 
 PatternLevel Pattern::level(int level, int64_t n) const {
-  PatternLevel l{kind, causal, left, right, stride, block, summary, 0, 0};
+  PatternLevel l;
+  static_cast<PatternParams&>(l) = *this;
   if (kind == PatternKind::dilated) {
     const DilatedLevel lv = dilated_levels(n).at(level);
     l.w = lv.w, l.r = lv.r;

@@ -20,12 +20,7 @@ struct DilatedLevel {
   int64_t r = 0;  // dilation rate: keep every r-th row, head h starting at h mod r
 };
 
-struct Pattern {
-  PatternKind kind = PatternKind::full;
-  bool causal = false;
-  int64_t left = 0, right = 0;          // local
-  int64_t stride = 0;                   // strided
-  int64_t block = 0, summary = 0;       // fixed
+struct Pattern : PatternParams {  // kind, causal, and the sizes of local, strided and fixed
   std::vector<DilatedLevel> levels;     // dilated, explicit levels
   bool longnet = false;                 // dilated, the named configuration (resolved per N)
 

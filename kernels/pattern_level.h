@@ -13,13 +13,17 @@ enum class PatternKind { full, local, strided, fixed, dilated };
 // How a block of (query, key) positions relates to a single-level pattern.
 enum class BlockKind { empty, full, partial };
 
-struct PatternLevel {
+// What the levels of a pattern share: its kind, the causal flag, the single-level kinds' sizes.
+struct PatternParams {
   PatternKind kind = PatternKind::full;
   bool causal = false;
   int64_t left = 0, right = 0;     // local
   int64_t stride = 0;              // strided
   int64_t block = 0, summary = 0;  // fixed
-  int64_t w = 0, r = 0;            // dilated: this level's segment length and rate
+};
+
+struct PatternLevel : PatternParams {
+  int64_t w = 0, r = 0;  // dilated: this level's segment length and rate
 
   // Is key j attended by query i of head h (sequence length n)?
   LONGATTN_HD bool contains(int64_t h, int64_t i, int64_t j, int64_t n) const {

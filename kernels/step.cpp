@@ -1,9 +1,12 @@
 // attention_step on each device. CPU: every block is a HeadProblem merged into its accumulators,
-// all of them scheduled by flash_problems (kernels/flash_cpu.h).
+// all of them scheduled by flash_problems (kernels/flash_cpu.h). CUDA: kernels/cuda/step_cuda.cpp.
 #include "kernels/step.h"
 
 #include "kernels/flash_cpu.h"
 #include "kernels/input_error.h"
+#ifdef LONGATTN_HAVE_CUDA
+#include "kernels/cuda/step_cuda.h"
+#endif
 
 namespace longattn {
 namespace {
@@ -14,8 +17,8 @@ void attention_step_cpu(const AttentionStep& step) {
   for (const StepBlock& b : step.blocks) {
     if (b.nq == 0 || b.nk == 0) continue;  // nothing to add
     HeadProblem p;
-    p.q = b.q, p.q_stride = b.q_stride, p.nq = b.nq;
-    p.k = b.k, p.v = b.v, p.kv_stride = b.kv_stride, p.nk = b.nk;
+    p.q = static_cast<const float*>(b.q), p.q_stride = b.q_stride, p.nq = b.nq;
+    p.k = static_cast<const float*>(b.k), p.v = static_cast<const float*>(b.v), p.kv_stride = b.kv_stride, p.nk = b.nk;
     p.o = b.o, p.o_stride = b.o_stride, p.lse = b.lse, p.lse_stride = b.lse_stride, p.merge = true;
     p.d = step.d, p.scale = step.scale, p.dtype = step.dtype;
     p.mask = &step.mask, p.q_pos0 = b.q_pos0, p.k_pos0 = b.k_pos0, p.mask_n = b.n_mask, p.mask_head = b.head;
@@ -27,12 +30,16 @@ void attention_step_cpu(const AttentionStep& step) {
 }  // namespace
 
 void attention_step(const AttentionStep& step) {
+  if (step.mask.kind == PatternKind::dilated)
+    throw InputError("an attention step takes a single-level mask; run dilated levels one step each");
   switch (step.device) {
     case Device::cpu: return attention_step_cpu(step);
     case Device::cuda:
-      // The GPU's step is the tile kernel reading a block table; it is not written yet (see the
-      // GPU issue), so the dist-* methods run on host buffers only.
-      throw InputError("the attention step has no CUDA implementation yet; distributed methods run on device cpu");
+#ifdef LONGATTN_HAVE_CUDA
+      return cuda::attention_step_cuda(step);
+#else
+      throw InputError("an attention step on device cuda needs a build with CUDA");
+#endif
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/reference.h"
+#include "kernels/step.h"
 #include "kernels/tolerance.h"
 
 namespace longattn::test {
@@ -70,6 +71,26 @@ inline double max_abs(const std::vector<float>& x) {
   double m = 0;
   for (float v : x) m = std::max(m, double(std::abs(v)));
   return m;
+}
+
+// The attention of a whole [B, N, H, d] problem against its keys [k0, k1), as one attention step:
+// per batch and head, queries [0, q_cut) and [q_cut, N) are two blocks (each at its positions), so
+// the blocks of a step and several steps over a split of the keys are both exercised. q, k, v are
+// the tensors' bases (host or device memory, `elem` bytes per element); o, lse the accumulators.
+inline AttentionStep split_step(const Shape& s, const Pattern& p, const void* q, const void* k, const void* v,
+                                size_t elem, float* o, float* lse, int64_t k0, int64_t k1, int64_t q_cut) {
+  AttentionStep step;
+  step.d = s.d, step.scale = default_scale(s.d), step.mask = p;
+  const int64_t row = s.H * s.d;
+  auto at = [elem](const void* base, int64_t i) { return static_cast<const char*>(base) + i * int64_t(elem); };
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h)
+      for (auto [i0, i1] : {std::pair{int64_t{0}, q_cut}, std::pair{q_cut, s.N}}) {
+        const int64_t qa = (b * s.N + i0) * row + h * s.d, ka = (b * s.N + k0) * row + h * s.d;
+        step.blocks.push_back({at(q, qa), row, i1 - i0, i0, at(k, ka), at(v, ka), row, k1 - k0, k0, s.N, h, o + qa, row,
+                               lse + (b * s.H + h) * s.N + i0, 1});
+      }
+  return step;
 }
 
 // SPEC §4 (kernels/tolerance.h) for fp32 outputs against the double-precision oracle.

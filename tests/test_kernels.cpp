@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/input_error.h"
 #include "kernels/merge.h"
 #include "kernels/registry.h"
 #include "tests/check.h"
@@ -80,6 +81,33 @@ TEST(Kernels, AutoPicksTheSpecialisedKernel) {
   EXPECT_STREQ(auto_kernel(parse_pattern(json{{"kind", "dilated"}, {"levels", "longnet"}}), s).name, "dilated");
   EXPECT_STREQ(auto_kernel(parse_pattern(json{{"kind", "local"}, {"left", 4}, {"right", 0}}), s).name, "flash");
   EXPECT_STREQ(auto_kernel(parse_pattern(json{{"kind", "full"}}), Shape{1, 64, 2, 512}).name, "vanilla");
+}
+
+TEST(Kernels, AttentionStepsOverSplitKeysMatchTheOracle) {
+  // Two steps (keys [0, k_cut) then [k_cut, N)), each with two query blocks per head at their
+  // positions, merged into zeroed accumulators: the whole attention, as a ring computes it.
+  for (const Shape& s : {Shape{2, 67, 3, 17}, Shape{1, 130, 1, 64}, Shape{1, 1, 2, 3}}) {
+    const test::Problem prob(s, 77 + s.N);
+    for (const Pattern& p : test::with_and_without_causal({{{"kind", "full"}},
+                                                           {{"kind", "local"}, {"left", 5}, {"right", 3}},
+                                                           {{"kind", "strided"}, {"stride", 7}},
+                                                           {{"kind", "fixed"}, {"block", 16}, {"summary", 2}}})) {
+      SCOPED_TRACE(p.name() + " N=" + std::to_string(s.N));
+      std::vector<float> o_ref, lse_ref;
+      reference_attention(prob.args(p, o_ref, lse_ref));
+      std::vector<float> o(s.numel(), 0.0f), lse(s.B * s.H * s.N, -std::numeric_limits<float>::infinity());
+      const int64_t k_cut = s.N / 2, q_cut = s.N / 3;
+      for (auto [k0, k1] : {std::pair{int64_t{0}, k_cut}, std::pair{k_cut, s.N}})
+        attention_step(test::split_step(s, p, prob.q.data(), prob.k.data(), prob.v.data(), sizeof(float), o.data(),
+                                        lse.data(), k0, k1, q_cut));
+      const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
+      EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
+      EXPECT_LE(e.lse, lse_tolerance(DType::fp32));
+    }
+  }
+  AttentionStep dilated;
+  dilated.mask = parse_pattern(json{{"kind", "dilated"}, {"levels", "longnet"}});
+  EXPECT_THROW(attention_step(dilated), InputError);
 }
 
 TEST(Kernels, EmptySetGivesZeroOutputAndMinusInfinityLse) {

@@ -73,8 +73,42 @@ __device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, int64_t 
   }
 }
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TileParams p) {
+// The job of thread block `block` of a view launch: kept queries [t0, t0 + kQ) of one segment of one
+// head, rows r apart in place (no gather); queries and keys are the segment's kept rows, the mask in
+// kept-index coordinates with head 0 (a view's mask is never dilated). False: a segment shorter
+// than the longest leaves this block nothing to do.
+template <typename T>
+__device__ __forceinline__ bool tile_job(const TileParams& p, int64_t block, TileJob& j, int64_t& t0) {
+  const TileTask task = tile_task(p.view, block);
+  if (!task.valid) return false;
+  const TileView& view = p.view;
+  const int64_t token = view.H * view.d;
+  const int64_t at = (task.b * view.N + task.first) * token + task.h * view.d;
+  j.q = static_cast<const T*>(p.q) + at;
+  j.k = static_cast<const T*>(p.k) + at;
+  j.v = static_cast<const T*>(p.v) + at;
+  j.q_stride = j.kv_stride = view.r * token;
+  j.nq = j.nk = j.n_mask = task.count;
+  j.q_pos0 = j.k_pos0 = j.head = 0;
+  j.o = p.o + at;
+  j.o_stride = view.r * token;
+  j.lse = p.lse + (task.b * view.H + task.h) * view.N + task.first;
+  j.lse_stride = view.r;
+  t0 = task.t0;
+  return true;
+}
+
+// The job of thread block `block` of a step launch: read from the tile table.
+template <typename T>
+__device__ __forceinline__ bool tile_job(const StepTileParams& p, int64_t block, TileJob& j, int64_t& t0) {
+  const TileRef ref = p.tiles[block];
+  j = p.jobs[ref.job];
+  t0 = ref.t0;
+  return true;
+}
+
+template <typename T, int D, typename Params>
+__global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p) {
   using S = Smem<T, D>;
   using FragA = wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, T, wmma::row_major>;
   using FragKt = wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, T, wmma::col_major>;  // K^T from K rows
@@ -83,24 +117,19 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TilePara
   extern __shared__ __align__(128) unsigned char smem_raw[];
   S& sm = *reinterpret_cast<S*>(smem_raw);
 
-  const TileTask task = tile_task(p.view, blockIdx.x);
-  if (!task.valid) return;  // whole block: a segment shorter than the longest
-  const TileView& view = p.view;
+  TileJob job;
+  int64_t t0 = 0;
+  if (!tile_job<T>(p, blockIdx.x, job, t0)) return;  // the whole block: nothing to do
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row = lane / 2, half = lane % 2;  // this lane's row in the warp, and its column parity
 
-  // Kept row t of this head is token first + t*r: a strided view of [B, N, H, d], no gather.
-  const int64_t token = view.H * D;
-  const int64_t kept_stride = view.r * token;
-  const int64_t head_base = (task.b * view.N + task.first) * token + task.h * D;
-  const T* q = static_cast<const T*>(p.q) + head_base;
-  const T* k = static_cast<const T*>(p.k) + head_base;
-  const T* v = static_cast<const T*>(p.v) + head_base;
-  const int64_t count = task.count, t0 = task.t0;
-  const int q_valid = static_cast<int>(count - t0 < kQ ? count - t0 : kQ);
+  const T* q = static_cast<const T*>(job.q);
+  const T* k = static_cast<const T*>(job.k);
+  const T* v = static_cast<const T*>(job.v);
+  const int q_valid = static_cast<int>(job.nq - t0 < kQ ? job.nq - t0 : kQ);
   const int64_t q_end = t0 + q_valid;
 
-  load_rows<T, D>(sm.q, S::ldt, q + t0 * kept_stride, kept_stride, kQ, q_valid);
+  load_rows<T, D>(sm.q, S::ldt, q + t0 * job.q_stride, job.q_stride, kQ, q_valid);
   __syncthreads();
   FragA qf[D / kFrag];  // this warp's 16 query rows, kept in registers for every key block
 #pragma unroll
@@ -111,22 +140,27 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TilePara
   T* pw = sm.p[warp];
   const float* frow = f + row * S::ldf;
   T* prow = pw + row * S::ldp;
-  const int64_t qi = t0 + warp * kWarpRows + row;  // this lane's query, as a kept index
+  const int64_t qi = t0 + warp * kWarpRows + row;  // this lane's query row of the job
   const float scale_log2 = p.scale * kLog2e;       // scores in log2 units: exp2 instead of exp
   float m = -INFINITY, l = 0.0f;                   // running max (log2 units) and sum of the row
   float o_acc[D / 2];                              // columns 2c + half of the row, unnormalised
 #pragma unroll
   for (int c = 0; c < D / 2; ++c) o_acc[c] = 0.0f;
 
-  int64_t keys_begin = 0, keys_end = 0;  // no key outside can be attended: local windows, causal
-  p.mask.key_range(t0, q_end, count, &keys_begin, &keys_end);
+  // No key outside [keys_begin, keys_end) can be attended (local windows, causal): in the mask's
+  // coordinates, then as the job's key rows.
+  int64_t keys_begin = 0, keys_end = 0;
+  p.mask.key_range(job.q_pos0 + t0, job.q_pos0 + q_end, job.n_mask, &keys_begin, &keys_end);
+  keys_begin = keys_begin - job.k_pos0 > 0 ? keys_begin - job.k_pos0 : 0;
+  keys_end = keys_end - job.k_pos0 < job.nk ? keys_end - job.k_pos0 : job.nk;
   for (int64_t key0 = keys_begin / kK * kK; key0 < keys_end; key0 += kK) {
-    const int k_valid = static_cast<int>(count - key0 < kK ? count - key0 : kK);
-    const BlockKind kind = p.mask.classify(t0, q_end, key0, key0 + k_valid);
+    const int k_valid = static_cast<int>(job.nk - key0 < kK ? job.nk - key0 : kK);
+    const int64_t kpos = job.k_pos0 + key0;
+    const BlockKind kind = p.mask.classify(job.q_pos0 + t0, job.q_pos0 + q_end, kpos, kpos + k_valid);
     if (kind == BlockKind::empty) continue;  // the same answer for the whole block
     __syncthreads();                           // every warp is done with the previous K, V
-    load_rows<T, D>(sm.k, S::ldt, k + key0 * kept_stride, kept_stride, kK, k_valid);
-    load_rows<T, D>(sm.v, S::ldt, v + key0 * kept_stride, kept_stride, kK, k_valid);
+    load_rows<T, D>(sm.k, S::ldt, k + key0 * job.kv_stride, job.kv_stride, kK, k_valid);
+    load_rows<T, D>(sm.v, S::ldt, v + key0 * job.kv_stride, job.kv_stride, kK, k_valid);
     __syncthreads();
 
     // S = Q K^T: this warp's 16 rows x 64 keys, fp32, into its scratch.
@@ -150,7 +184,8 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TilePara
 #pragma unroll
     for (int c = 0; c < kK / 2; ++c) {
       const int j = 2 * c + half;
-      const bool keep = j < k_valid && (kind == BlockKind::full || p.mask.contains(0, 0, qi, key0 + j, count));
+      const bool keep = j < k_valid && (kind == BlockKind::full ||
+                                        p.mask.contains(0, job.head, job.q_pos0 + qi, kpos + j, job.n_mask));
       x[c] = keep ? frow[j] * scale_log2 : -INFINITY;
       mx = fmaxf(mx, x[c]);
     }
@@ -190,11 +225,10 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TilePara
     __syncwarp();  // P V read before the next S lands in the scratch
   }
 
-  // Epilogue: normalise, then write (flash) or merge into the levels so far (dilated, SPEC §1).
-  const bool mine = qi < count;
-  const int64_t pos = task.first + qi * view.r;  // the query's token
-  float* o_row = p.o + (task.b * view.N + pos) * token + task.h * D;
-  float* lse_at = p.lse + (task.b * view.H + task.h) * view.N + pos;
+  // Epilogue: normalise, then write (flash) or merge into the accumulators (dilated levels, steps).
+  const bool mine = qi < job.nq;
+  float* o_row = job.o + qi * job.o_stride;
+  float* lse_at = job.lse + qi * job.lse_stride;
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
   const float lse_part = l > 0.0f ? (m + log2f(l)) * kLn2 : -INFINITY;
   if (!p.merge) {
@@ -215,30 +249,37 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const TilePara
   if (half == 0) *lse_at = w.lse;
 }
 
-template <typename T, int D>
-void launch(const TileParams& p, cudaStream_t stream) {
-  const int64_t blocks = p.view.blocks();
+template <typename T, int D, typename Params>
+void launch(const Params& p, int64_t blocks, cudaStream_t stream) {
   if (blocks == 0) return;
   if (blocks > INT_MAX)
     throw std::runtime_error("tile attention: " + std::to_string(blocks) + " thread blocks exceed the grid limit");
   const int smem = static_cast<int>(sizeof(Smem<T, D>));
   LONGATTN_CUDA_CHECK(
-      cudaFuncSetAttribute(tile_attention_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  tile_attention_kernel<T, D><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p);
+      cudaFuncSetAttribute(tile_attention_kernel<T, D, Params>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  tile_attention_kernel<T, D, Params><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p);
   LONGATTN_CUDA_CHECK_LAUNCH();
+}
+
+// The one place where the runtime dtype and head dim become template parameters.
+template <typename Params>
+void dispatch(const Params& p, int64_t blocks, int64_t d, DType dtype, cudaStream_t stream) {
+  if (dtype == DType::bf16 && d == 64) return launch<__nv_bfloat16, 64>(p, blocks, stream);
+  if (dtype == DType::bf16 && d == 128) return launch<__nv_bfloat16, 128>(p, blocks, stream);
+  if (dtype == DType::fp16 && d == 64) return launch<__half, 64>(p, blocks, stream);
+  if (dtype == DType::fp16 && d == 128) return launch<__half, 128>(p, blocks, stream);
+  throw std::invalid_argument(std::string("tile attention is built for bf16/fp16 and d in {64, 128}, got ") +
+                              dtype_name(dtype) + " d=" + std::to_string(d));
 }
 
 }  // namespace
 
-// The one place where the runtime dtype and head dim become template parameters.
 void launch_tile_attention(const TileParams& p, DType dtype, cudaStream_t stream) {
-  const int64_t d = p.view.d;
-  if (dtype == DType::bf16 && d == 64) return launch<__nv_bfloat16, 64>(p, stream);
-  if (dtype == DType::bf16 && d == 128) return launch<__nv_bfloat16, 128>(p, stream);
-  if (dtype == DType::fp16 && d == 64) return launch<__half, 64>(p, stream);
-  if (dtype == DType::fp16 && d == 128) return launch<__half, 128>(p, stream);
-  throw std::invalid_argument(std::string("tile attention is built for bf16/fp16 and d in {64, 128}, got ") +
-                              dtype_name(dtype) + " d=" + std::to_string(d));
+  dispatch(p, p.view.blocks(), p.view.d, dtype, stream);
+}
+
+void launch_tile_step(const StepTileParams& p, int64_t d, DType dtype, cudaStream_t stream) {
+  dispatch(p, p.tile_count, d, dtype, stream);
 }
 
 }  // namespace longattn::cuda

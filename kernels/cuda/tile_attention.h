@@ -64,10 +64,43 @@ struct TileParams {
   bool merge = false;  // false: write o, lse; true: merge into them (SPEC §1; o, lse initialised)
 };
 
+// What one thread block attends, whichever way the launch was described: query rows of a strided
+// view against key and value rows of another, at positions q_pos0 + i and k_pos0 + j of a mask over
+// n_mask tokens (head `head`), into fp32 accumulators. A view's segment or a step's block
+// (kernels/step.h's StepBlock, in device memory). Strides and pointers are in elements of the dtype.
+struct TileJob {
+  const void* q = nullptr;
+  int64_t q_stride = 0, nq = 0, q_pos0 = 0;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t kv_stride = 0, nk = 0, k_pos0 = 0;
+  int64_t n_mask = 0, head = 0;
+  float* o = nullptr;
+  int64_t o_stride = 0;
+  float* lse = nullptr;
+  int64_t lse_stride = 1;
+};
+
+// An attention step on the device: thread block i computes query rows [tiles[i].t0, + kTileQ) of
+// jobs[tiles[i].job]. Jobs write disjoint rows; their accumulators are merged into (SPEC §1).
+struct TileRef {
+  int64_t job = 0, t0 = 0;
+};
+struct StepTileParams {
+  const TileJob* jobs = nullptr;   // device memory
+  const TileRef* tiles = nullptr;  // device memory, one per thread block
+  int64_t tile_count = 0;
+  DevicePattern mask;  // single-level
+  float scale = 0;
+  bool merge = true;
+};
+
 // Head dims the tile kernel is built for.
 inline bool tile_supports_d(int64_t d) { return d == 64 || d == 128; }
 
 // Launch on `stream`; dtype bf16 or fp16, view.d 64 or 128. Throws on a launch failure.
 void launch_tile_attention(const TileParams& p, DType dtype, cudaStream_t stream);
+// The same kernel over a step's tiles; head dim d (64 or 128).
+void launch_tile_step(const StepTileParams& p, int64_t d, DType dtype, cudaStream_t stream);
 
 }  // namespace longattn::cuda

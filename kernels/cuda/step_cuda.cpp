@@ -1,0 +1,41 @@
+// attention_step on a CUDA device: one tile-kernel launch over a table of (job, first query row),
+// built on the host and copied to the device beside the step's buffers.
+#include "kernels/cuda/step_cuda.h"
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/tile_attention.h"
+#include "kernels/input_error.h"
+
+namespace longattn::cuda {
+
+void attention_step_cuda(const AttentionStep& step) {
+  if (step.dtype == DType::fp32 || !tile_supports_d(step.d))
+    throw InputError(std::string("an attention step on cuda runs bf16/fp16 with head dim 64 or 128, got ") +
+                     dtype_name(step.dtype) + " d = " + std::to_string(step.d));
+  std::vector<TileJob> jobs;
+  std::vector<TileRef> tiles;
+  for (const StepBlock& b : step.blocks) {
+    if (b.nq == 0 || b.nk == 0) continue;  // nothing to add
+    for (int64_t t0 = 0; t0 < b.nq; t0 += kTileQ) tiles.push_back({static_cast<int64_t>(jobs.size()), t0});
+    jobs.push_back({b.q, b.q_stride, b.nq, b.q_pos0, b.k, b.v, b.kv_stride, b.nk, b.k_pos0, b.n_mask, b.head, b.o,
+                    b.o_stride, b.lse, b.lse_stride});
+  }
+  if (tiles.empty()) return;
+  const auto stream = static_cast<cudaStream_t>(step.stream);
+  DeviceBuffer job_table(jobs.size() * sizeof(TileJob)), tile_table(tiles.size() * sizeof(TileRef));
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(job_table.get(), jobs.data(), job_table.bytes(), cudaMemcpyHostToDevice, stream));
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(tile_table.get(), tiles.data(), tile_table.bytes(), cudaMemcpyHostToDevice, stream));
+  StepTileParams p;
+  p.jobs = job_table.get<TileJob>();
+  p.tiles = tile_table.get<TileRef>();
+  p.tile_count = static_cast<int64_t>(tiles.size());
+  p.mask = device_pattern(step.mask, 0);  // single-level: no levels to resolve
+  p.scale = step.scale;
+  p.merge = true;
+  launch_tile_step(p, step.d, step.dtype, stream);
+  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));  // the tables are freed on return
+}
+
+}  // namespace longattn::cuda
