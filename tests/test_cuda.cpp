@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_attention.h"
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_pattern.h"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/tile_attention.h"
 #include "kernels/dilated_cpu.h"
 #include "kernels/input_error.h"
@@ -301,6 +303,61 @@ TEST(Cuda, EmptySetGivesZeroOutputAndMinusInfinityLse) {
       }
     }
   }
+}
+
+TEST(Cuda, AttentionStepsOverSplitKeysMatchTheOracle) {
+  // The device's attention step, as the CPU test runs it (tests/test_kernels.cpp): two steps over a
+  // split of the keys, two query blocks per head, merged into zeroed accumulators in device memory.
+  SKIP_WITHOUT_GPU();
+  int ran = 0;
+  for (const Shape& s : {Shape{1, 200, 2, 64}, Shape{2, 67, 3, 128}}) {
+    const test::Problem prob(s, 31 + s.N);
+    const size_t n = s.numel(), n_lse = s.B * s.H * s.N;
+    for (const Pattern& p : test::with_and_without_causal({{{"kind", "full"}},
+                                                           {{"kind", "local"}, {"left", 70}, {"right", 5}},
+                                                           {{"kind", "strided"}, {"stride", 7}}})) {
+      std::vector<float> o_ref, lse_ref;
+      reference_attention(prob.args(p, o_ref, lse_ref));
+      for (DType t : {DType::bf16, DType::fp16}) {
+        SCOPED_TRACE(label("step", t, p, s));
+        cuda::DeviceBuffer staging(n * sizeof(float)), q(n * 2), k(n * 2), v(n * 2), o(n * sizeof(float)),
+            lse(n_lse * sizeof(float));
+        for (auto [dst, src] : {std::pair{&q, &prob.q}, std::pair{&k, &prob.k}, std::pair{&v, &prob.v}}) {
+          LONGATTN_CUDA_CHECK(cudaMemcpy(staging.get(), src->data(), n * sizeof(float), cudaMemcpyHostToDevice));
+          cuda::launch_convert(staging.get<float>(), dst->get(), int64_t(n), t, nullptr);
+        }
+        LONGATTN_CUDA_CHECK(cudaMemset(o.get(), 0, o.bytes()));
+        cuda::launch_fill(lse.get<float>(), int64_t(n_lse), -INFINITY, nullptr);
+        const int64_t k_cut = s.N / 2, q_cut = s.N / 3;
+        for (auto [k0, k1] : {std::pair{int64_t{0}, k_cut}, std::pair{k_cut, s.N}}) {
+          AttentionStep step = test::split_step(s, p, q.get(), k.get(), v.get(), 2, o.get<float>(), lse.get<float>(),
+                                                k0, k1, q_cut);
+          step.device = Device::cuda, step.dtype = t;
+          attention_step(step);
+        }
+        std::vector<float> oh(n), lh(n_lse);
+        LONGATTN_CUDA_CHECK(cudaMemcpy(oh.data(), o.get(), o.bytes(), cudaMemcpyDeviceToHost));
+        LONGATTN_CUDA_CHECK(cudaMemcpy(lh.data(), lse.get(), lse.bytes(), cudaMemcpyDeviceToHost));
+        const test::Errors e = test::compare(oh, lh, o_ref, lse_ref);
+        const Bounds b = bounds(t, prob.v);
+        EXPECT_LE(e.o, b.o);
+        EXPECT_LE(e.lse, b.lse);
+        ++ran;
+      }
+    }
+  }
+  EXPECT_EQ(ran, 24);
+}
+
+TEST(CudaHostSide, AttentionStepRefusesWhatTheTileKernelCannotRun) {
+  AttentionStep step;
+  step.device = Device::cuda;
+  step.d = 64;
+  step.dtype = DType::fp32;
+  EXPECT_THROW(attention_step(step), InputError);  // fp32: tensor cores take bf16/fp16
+  step.dtype = DType::bf16;
+  step.d = 80;
+  EXPECT_THROW(attention_step(step), InputError);
 }
 
 TEST(Cuda, TimingGivesOneSamplePerIterationAndOutputWithoutAny) {
