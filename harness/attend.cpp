@@ -138,9 +138,9 @@ void attend(Communicator& comm, const AttendOptions& opt) {
       a.pattern = pattern, a.scale = scale, a.threads = threads;
       kernel->run(a);
     } else if (method) {
-      Workspace ws;
+      MethodBuffers buffers;
       MethodCall c{g, pattern, scale, threads, q.data.data(), k.data.data(), v.data.data(), o.data(), lse.data(),
-                   &comm, &ws};
+                   &comm, &buffers};
       method->run(c);
     }
   } else {
@@ -160,8 +160,8 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     };
     const auto ql = slice(q), kl = slice(k), vl = slice(v);
     std::vector<float> ol(g.B * n * row), ll(g.B * g.H * n);
-    Workspace ws;
-    MethodCall c{g, pattern, scale, threads, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &ws};
+    MethodBuffers buffers;
+    MethodCall c{g, pattern, scale, threads, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &buffers};
     method->run(c);
     std::vector<float> og(ol.size() * P), lg(ll.size() * P);
     comm.all_gather(ol.data(), ol.size() * sizeof(float), og.data());

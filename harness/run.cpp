@@ -155,7 +155,7 @@ class Runner {
     hold.generate(kV, c.seed, g, v.data());
     const DType dtype = parse_dtype(c.dtype, "dtype");
     for (std::vector<float>* t : {&q, &k, &v}) round_all(dtype, t->data(), local);  // exact values of the dtype
-    Workspace ws;
+    MethodBuffers buffers;
     MethodCall call;
     call.global = g;
     call.pattern = c.pattern;
@@ -165,7 +165,7 @@ class Runner {
     call.q = q.data(), call.k = k.data(), call.v = v.data(), call.o = o.data();
     call.lse = m.returns_lse ? lse.data() : nullptr;
     call.comm = &comm_;
-    call.ws = &ws;
+    call.buffers = &buffers;
 
     // Fault injection for the tests: LONGATTN_FAULT_RANK=r makes rank r fail inside its first case,
     // while the other ranks wait in a collective; the job must abort with the message, not hang.

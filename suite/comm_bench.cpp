@@ -8,7 +8,7 @@ namespace longattn {
 
 void comm_all_gather(const MethodCall& c) {
   const int64_t elems = c.global.numel() / c.comm->size();
-  auto& recv = c.ws->buf[0];
+  auto& recv = c.buffers->buf[0];
   recv.resize(elems * c.comm->size());
   c.comm->all_gather(c.q, elems * sizeof(float), recv.data());
 }
@@ -16,7 +16,7 @@ void comm_all_gather(const MethodCall& c) {
 void comm_all_to_all(const MethodCall& c) {
   const int P = c.comm->size();
   const int64_t elems = c.global.numel() / P / P;  // the shard, cut in P blocks
-  auto& recv = c.ws->buf[0];
+  auto& recv = c.buffers->buf[0];
   recv.resize(elems * P);
   c.comm->all_to_all(c.q, elems * sizeof(float), recv.data());
 }
@@ -24,7 +24,7 @@ void comm_all_to_all(const MethodCall& c) {
 void comm_send_recv(const MethodCall& c) {
   const int P = c.comm->size(), p = c.comm->rank();
   const int64_t elems = c.global.numel() / P;
-  auto& recv = c.ws->buf[0];
+  auto& recv = c.buffers->buf[0];
   recv.resize(elems);
   c.comm->start_send_recv(c.q, elems * sizeof(float), (p + 1) % P, recv.data(), elems * sizeof(float), (p - 1 + P) % P)
       ->wait();

@@ -40,10 +40,10 @@ void dist_dilated(const MethodCall& c) {
   const int P = c.comm->size(), p = c.comm->rank();
   const int64_t n = c.shard(), my0 = p * n, my1 = my0 + n, d = g.d, row = g.H * d;
   AttentionArgs a = c.local_args(n);
-  auto& lse_own = c.ws->buf[0];
-  auto& send = c.ws->buf[1];
-  auto& recv = c.ws->buf[2];
-  auto& gathered = c.ws->buf[3];
+  auto& lse_own = c.buffers->buf[0];
+  auto& send = c.buffers->buf[1];
+  auto& recv = c.buffers->buf[2];
+  auto& gathered = c.buffers->buf[3];
   if (!a.lse) lse_own.resize(g.B * g.H * n), a.lse = lse_own.data();
   std::fill_n(a.o, g.B * n * row, 0.0f);
   std::fill_n(a.lse, g.B * g.H * n, -std::numeric_limits<float>::infinity());

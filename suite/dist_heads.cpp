@@ -24,11 +24,11 @@ void dist_heads(const MethodCall& c) {
   const int P = c.comm->size(), p = c.comm->rank();
   const int64_t hp = g.H / P, rows = g.B * g.N, slab = rows * hp * g.d, lslab = rows * hp;
   const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
-  auto& q = c.ws->buf[0];
-  auto& k = c.ws->buf[1];
-  auto& v = c.ws->buf[2];
-  auto& o = c.ws->buf[3];
-  auto& gathered = c.ws->buf[4];
+  auto& q = c.buffers->buf[0];
+  auto& k = c.buffers->buf[1];
+  auto& v = c.buffers->buf[2];
+  auto& o = c.buffers->buf[3];
+  auto& gathered = c.buffers->buf[4];
   // o: this rank's O heads, then their LSE [B, hp, N]: one all-gather carries both.
   q.resize(slab), k.resize(slab), v.resize(slab), o.resize(slab + lslab), gathered.resize((slab + lslab) * P);
   copy_heads(c.q, g.H, q.data(), hp, rows, hp, p * hp, 0, g.d, threads);

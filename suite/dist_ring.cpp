@@ -19,9 +19,9 @@ void ring(const MethodCall& c, Layout layout) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();
   const int64_t n = c.shard(), row = g.H * g.d, shard = g.B * n * row, rows = g.B * g.H * n;
-  auto& held = c.ws->buf[0];  // [K; V] of the rank whose tokens we hold now
-  auto& next = c.ws->buf[1];  // [K; V] arriving
-  auto& lse_own = c.ws->buf[2];
+  auto& held = c.buffers->buf[0];  // [K; V] of the rank whose tokens we hold now
+  auto& next = c.buffers->buf[1];  // [K; V] arriving
+  auto& lse_own = c.buffers->buf[2];
   held.resize(2 * shard), next.resize(2 * shard);
   float* lse = c.lse;
   if (!lse) lse_own.resize(rows), lse = lse_own.data();

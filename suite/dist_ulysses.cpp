@@ -18,11 +18,11 @@ void dist_ulysses(const MethodCall& c) {
   const int64_t block = g.B * n * hp * d;  // one rank's tokens x another rank's heads
   const int64_t lblock = g.B * hp * n;     // their LSE
   const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
-  auto& send = c.ws->buf[0];
-  auto& recv = c.ws->buf[1];
-  auto& qkv = c.ws->buf[2];  // [3][B, N, hp, d]
-  auto& o = c.ws->buf[3];
-  auto& lse = c.ws->buf[4];  // [B, hp, N]
+  auto& send = c.buffers->buf[0];
+  auto& recv = c.buffers->buf[1];
+  auto& qkv = c.buffers->buf[2];  // [3][B, N, hp, d]
+  auto& o = c.buffers->buf[3];
+  auto& lse = c.buffers->buf[4];  // [B, hp, N]
   send.resize(3 * block * P), recv.resize(3 * block * P), qkv.resize(3 * block * P), o.resize(block * P);
   lse.resize(lblock * P);
 

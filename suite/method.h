@@ -30,7 +30,7 @@ struct TokenRange {
 std::vector<TokenRange> held_tokens(Layout layout, int64_t N, int rank, int world);
 
 // Buffers a method reuses across iterations, so allocation is not timed.
-struct Workspace {
+struct MethodBuffers {
   std::vector<float> buf[6];
 };
 
@@ -48,7 +48,7 @@ struct MethodCall {
   float* o = nullptr;
   float* lse = nullptr;  // written only by methods with returns_lse
   Communicator* comm = nullptr;
-  Workspace* ws = nullptr;
+  MethodBuffers* buffers = nullptr;
   DType dtype = DType::fp32;  // the inputs' values are of this type; the harness rounds O to it
 
   int64_t shard() const { return global.N / comm->size(); }  // n

@@ -57,8 +57,8 @@ Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, c
       generate_rows(kV, 5, g, b, pos[i], 1, vl.data() + (b * n + i) * row);
     }
   for (auto* t : {&ql, &kl, &vl}) round_all(dt, t->data(), int64_t(t->size()));
-  Workspace ws;
-  MethodCall c{g, p, default_scale(g.d), 0, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &ws, dt};
+  MethodBuffers buffers;
+  MethodCall c{g, p, default_scale(g.d), 0, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &buffers, dt};
   comm.reset_counters();
   m.run(c);
   Outcome out;

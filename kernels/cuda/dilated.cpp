@@ -26,9 +26,7 @@ std::string dilated_unsupported(const Pattern& p, const Shape& s, DType t) {
   return {};
 }
 
-size_t no_workspace(const Shape&, DType) { return 0; }
-
-void dilated_cuda(const DeviceArgs& a, const Workspace&) {
+void dilated_cuda(const DeviceArgs& a, const GpuScratch&) {
   const Shape sh = a.shape;
   LONGATTN_CUDA_CHECK(cudaMemsetAsync(a.o, 0, sh.numel() * sizeof(float), a.stream));
   launch_fill(a.lse, sh.B * sh.H * sh.N, -INFINITY, a.stream);  // every level empty so far
@@ -51,6 +49,6 @@ void dilated_cuda(const DeviceArgs& a, const Workspace&) {
 
 }  // namespace
 
-const GpuKernel kDilatedCuda{dilated_unsupported, no_workspace, dilated_cuda, false};
+const GpuKernel kDilatedCuda{dilated_unsupported, nullptr, dilated_cuda, false};
 
 }  // namespace longattn::cuda

@@ -21,9 +21,7 @@ std::string flash_unsupported(const Pattern& p, const Shape& s, DType t) {
   return tile_unsupported("flash", s, t);
 }
 
-size_t no_workspace(const Shape&, DType) { return 0; }
-
-void flash_cuda(const DeviceArgs& a, const Workspace&) {
+void flash_cuda(const DeviceArgs& a, const GpuScratch&) {
   TileParams p;
   p.q = a.q;
   p.k = a.k;
@@ -39,6 +37,6 @@ void flash_cuda(const DeviceArgs& a, const Workspace&) {
 
 }  // namespace
 
-const GpuKernel kFlashCuda{flash_unsupported, no_workspace, flash_cuda, false};
+const GpuKernel kFlashCuda{flash_unsupported, nullptr, flash_cuda, false};
 
 }  // namespace longattn::cuda

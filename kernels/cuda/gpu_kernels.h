@@ -29,8 +29,8 @@ struct DeviceArgs {
   cudaStream_t stream = nullptr;
 };
 
-// Device memory and handles a kernel may use, sized by its workspace_bytes().
-struct Workspace {
+// Device memory and handles a kernel may use, sized by its scratch_bytes().
+struct GpuScratch {
   void* scratch = nullptr;
   size_t bytes = 0;
   cublasHandle_t cublas = nullptr;  // bound to DeviceArgs::stream
@@ -40,8 +40,8 @@ struct Workspace {
 // device memory it needs beside its inputs and outputs, and the launch.
 struct GpuKernel {
   std::string (*unsupported)(const Pattern&, const Shape&, DType);
-  size_t (*workspace_bytes)(const Shape&, DType);
-  void (*run)(const DeviceArgs&, const Workspace&);
+  size_t (*scratch_bytes)(const Shape&, DType);  // null: none
+  void (*run)(const DeviceArgs&, const GpuScratch&);
   bool uses_cublas;
 };
 

@@ -20,11 +20,11 @@ namespace {
 
 using namespace cuda;
 
-// Device bytes one run holds: inputs, fp32 staging for the conversion, O, LSE, workspace.
+// Device bytes one run holds: inputs, fp32 staging for the conversion, O, LSE, scratch.
 size_t device_bytes(const GpuKernel& k, const Shape& s, DType t) {
   const size_t n = s.numel();
   return 3 * n * dtype_bytes(t) + (t == DType::fp32 ? 0 : n * sizeof(float)) + n * sizeof(float) +
-         size_t(s.B * s.H * s.N) * sizeof(float) + k.workspace_bytes(s, t);
+         size_t(s.B * s.H * s.N) * sizeof(float) + (k.scratch_bytes ? k.scratch_bytes(s, t) : 0);
 }
 
 std::string gib(size_t bytes) {
@@ -146,7 +146,7 @@ CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const A
 
   Stream stream;
   DeviceBuffer q(n * elem), kk(n * elem), v(n * elem), o(n * sizeof(float)), lse(n_lse * sizeof(float));
-  DeviceBuffer workspace(k.workspace_bytes(sh, dtype));
+  DeviceBuffer scratch(k.scratch_bytes ? k.scratch_bytes(sh, dtype) : 0);
   {  // upload, converting through an fp32 staging buffer
     DeviceBuffer staging(dtype == DType::fp32 ? 0 : n * sizeof(float));
     for (auto [dst, src] : {std::pair{&q, host_args.q}, std::pair{&kk, host_args.k}, std::pair{&v, host_args.v}}) {
@@ -174,7 +174,7 @@ CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const A
   a.scale = host_args.scale;
   a.head0 = host_args.head0;
   a.stream = stream.s;
-  const Workspace ws{workspace.get(), workspace.bytes(), cublas.h};
+  const GpuScratch ws{scratch.get(), scratch.bytes(), cublas.h};
 
   for (int i = 0; i < warmup; ++i) k.run(a, ws);
   if (warmup <= 0 && iterations <= 0) k.run(a, ws);  // the output must come from somewhere

@@ -25,15 +25,15 @@ namespace {
 
 using namespace nvcuda;
 
-constexpr int kQ = static_cast<int>(kTileQ);
-constexpr int kK = static_cast<int>(kTileK);
+constexpr int kTileRows = static_cast<int>(kTileQ);
+constexpr int kTileKeys = static_cast<int>(kTileK);
 constexpr int kWarpRows = 16;  // query rows per warp: the WMMA tile height
-constexpr int kWarps = kQ / kWarpRows;
+constexpr int kWarps = kTileRows / kWarpRows;
 constexpr int kThreads = kWarps * 32;
 constexpr int kFrag = 16;  // WMMA m = n = k
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-static_assert(kQ % kWarpRows == 0 && kK % (2 * 32) == 0 && kK % kFrag == 0);
+static_assert(kTileRows % kWarpRows == 0 && kTileKeys % (2 * 32) == 0 && kTileKeys % kFrag == 0);
 
 // Shared memory of one block. Every row is a multiple of 16 bytes and every WMMA pointer a multiple
 // of 32 bytes (checked below); the padding staggers rows across banks.
@@ -41,15 +41,15 @@ template <typename T, int D>
 struct Smem {
   static constexpr int kPad = 8;                             // elements of T
   static constexpr int ldt = D + kPad;                       // Q, K, V rows
-  static constexpr int ldp = kK + kPad;                      // P rows
-  static constexpr int ldf = (D > kK ? D : kK) + 4;          // fp32 rows: S (16 x 64), then P V (16 x D)
-  T q[kQ * ldt];                      // [query][dim]
-  T k[kK * ldt];                      // [key][dim]
-  T v[kK * ldt];                      // [key][dim]
+  static constexpr int ldp = kTileKeys + kPad;                      // P rows
+  static constexpr int ldf = (D > kTileKeys ? D : kTileKeys) + 4;          // fp32 rows: S (16 x 64), then P V (16 x D)
+  T q[kTileRows * ldt];                      // [query][dim]
+  T k[kTileKeys * ldt];                      // [key][dim]
+  T v[kTileKeys * ldt];                      // [key][dim]
   T p[kWarps][kWarpRows * ldp];       // per warp: [row][key]
   float f[kWarps][kWarpRows * ldf];   // per warp: S, then P V
   static_assert((kWarpRows * ldt * sizeof(T)) % 32 == 0 && (kWarpRows * ldp * sizeof(T)) % 32 == 0 &&
-                (kWarpRows * ldf * sizeof(float)) % 32 == 0 && (kQ * ldt * sizeof(T)) % 32 == 0);
+                (kWarpRows * ldf * sizeof(float)) % 32 == 0 && (kTileRows * ldt * sizeof(T)) % 32 == 0);
 };
 
 template <typename T>
@@ -73,7 +73,7 @@ __device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, int64_t 
   }
 }
 
-// The job of thread block `block` of a view launch: kept queries [t0, t0 + kQ) of one segment of one
+// The job of thread block `block` of a view launch: kept queries [t0, t0 + kTileRows) of one segment of one
 // head, rows r apart in place (no gather); queries and keys are the segment's kept rows, the mask in
 // kept-index coordinates with head 0 (a view's mask is never dilated). False: a segment shorter
 // than the longest leaves this block nothing to do.
@@ -126,10 +126,10 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p
   const T* q = static_cast<const T*>(job.q);
   const T* k = static_cast<const T*>(job.k);
   const T* v = static_cast<const T*>(job.v);
-  const int q_valid = static_cast<int>(job.nq - t0 < kQ ? job.nq - t0 : kQ);
+  const int q_valid = static_cast<int>(job.nq - t0 < kTileRows ? job.nq - t0 : kTileRows);
   const int64_t q_end = t0 + q_valid;
 
-  load_rows<T, D>(sm.q, S::ldt, q + t0 * job.q_stride, job.q_stride, kQ, q_valid);
+  load_rows<T, D>(sm.q, S::ldt, q + t0 * job.q_stride, job.q_stride, kTileRows, q_valid);
   __syncthreads();
   FragA qf[D / kFrag];  // this warp's 16 query rows, kept in registers for every key block
 #pragma unroll
@@ -153,19 +153,19 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p
   p.mask.key_range(job.q_pos0 + t0, job.q_pos0 + q_end, job.n_mask, &keys_begin, &keys_end);
   keys_begin = keys_begin - job.k_pos0 > 0 ? keys_begin - job.k_pos0 : 0;
   keys_end = keys_end - job.k_pos0 < job.nk ? keys_end - job.k_pos0 : job.nk;
-  for (int64_t key0 = keys_begin / kK * kK; key0 < keys_end; key0 += kK) {
-    const int k_valid = static_cast<int>(job.nk - key0 < kK ? job.nk - key0 : kK);
+  for (int64_t key0 = keys_begin / kTileKeys * kTileKeys; key0 < keys_end; key0 += kTileKeys) {
+    const int k_valid = static_cast<int>(job.nk - key0 < kTileKeys ? job.nk - key0 : kTileKeys);
     const int64_t kpos = job.k_pos0 + key0;
     const BlockKind kind = p.mask.classify(job.q_pos0 + t0, job.q_pos0 + q_end, kpos, kpos + k_valid);
     if (kind == BlockKind::empty) continue;  // the same answer for the whole block
     __syncthreads();                           // every warp is done with the previous K, V
-    load_rows<T, D>(sm.k, S::ldt, k + key0 * job.kv_stride, job.kv_stride, kK, k_valid);
-    load_rows<T, D>(sm.v, S::ldt, v + key0 * job.kv_stride, job.kv_stride, kK, k_valid);
+    load_rows<T, D>(sm.k, S::ldt, k + key0 * job.kv_stride, job.kv_stride, kTileKeys, k_valid);
+    load_rows<T, D>(sm.v, S::ldt, v + key0 * job.kv_stride, job.kv_stride, kTileKeys, k_valid);
     __syncthreads();
 
     // S = Q K^T: this warp's 16 rows x 64 keys, fp32, into its scratch.
 #pragma unroll
-    for (int j = 0; j < kK / kFrag; ++j) {
+    for (int j = 0; j < kTileKeys / kFrag; ++j) {
       FragAcc s;
       wmma::fill_fragment(s, 0.0f);
 #pragma unroll
@@ -179,10 +179,10 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p
     __syncwarp();
 
     // Online softmax over this lane's 32 keys (2c + half); its partner lane holds the rest.
-    float x[kK / 2];
+    float x[kTileKeys / 2];
     float mx = m;
 #pragma unroll
-    for (int c = 0; c < kK / 2; ++c) {
+    for (int c = 0; c < kTileKeys / 2; ++c) {
       const int j = 2 * c + half;
       const bool keep = j < k_valid && (kind == BlockKind::full ||
                                         p.mask.contains(0, job.head, job.q_pos0 + qi, kpos + j, job.n_mask));
@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p
     const float alpha = exp2f(m - m_use);             // rescales what was accumulated; 0 when m = -inf
     float sum = 0.0f;
 #pragma unroll
-    for (int c = 0; c < kK / 2; ++c) {
+    for (int c = 0; c < kTileKeys / 2; ++c) {
       const float e = exp2f(x[c] - m_use);
       sum += e;
       prow[2 * c + half] = from_float<T>(e);
@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p
       FragAcc acc;
       wmma::fill_fragment(acc, 0.0f);
 #pragma unroll
-      for (int kk = 0; kk < kK / kFrag; ++kk) {
+      for (int kk = 0; kk < kTileKeys / kFrag; ++kk) {
         FragA pa;
         FragV vb;
         wmma::load_matrix_sync(pa, pw + kk * kFrag, S::ldp);

@@ -45,19 +45,19 @@ std::string vanilla_unsupported(const Pattern& p, const Shape& s, DType) {
   return device_pattern_unsupported(p, s.N);
 }
 
-size_t vanilla_workspace_bytes(const Shape& s, DType dtype) {
+size_t vanilla_scratch_bytes(const Shape& s, DType dtype) {
   const size_t per_head = bytes_per_head(s, dtype);
   size_t heads = kScoreBudget / per_head;
   heads = heads < 1 ? 1 : heads > size_t(s.H) ? size_t(s.H) : heads;
   return heads * per_head;
 }
 
-void vanilla_cuda(const DeviceArgs& a, const Workspace& ws) {
+void vanilla_cuda(const DeviceArgs& a, const GpuScratch& ws) {
   const Shape sh = a.shape;
   const int N = static_cast<int>(sh.N), d = static_cast<int>(sh.d), ld = static_cast<int>(sh.H * sh.d);
   const size_t per_head = bytes_per_head(sh, a.dtype);
   const int64_t group = static_cast<int64_t>(ws.bytes / per_head);
-  if (group < 1) throw std::logic_error("vanilla: workspace smaller than one head");
+  if (group < 1) throw std::logic_error("vanilla: scratch smaller than one head");
   const cudaDataType_t in_type = cuda_type(a.dtype);
   const int64_t elem = dtype_bytes(a.dtype);
   const long long nn = static_cast<long long>(sh.N) * sh.N;
@@ -105,6 +105,6 @@ void vanilla_cuda(const DeviceArgs& a, const Workspace& ws) {
 
 }  // namespace
 
-const GpuKernel kVanillaCuda{vanilla_unsupported, vanilla_workspace_bytes, vanilla_cuda, true};
+const GpuKernel kVanillaCuda{vanilla_unsupported, vanilla_scratch_bytes, vanilla_cuda, true};
 
 }  // namespace longattn::cuda
