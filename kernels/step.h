@@ -9,25 +9,9 @@
 
 #include "kernels/attention.h"
 #include "kernels/registry.h"
+#include "kernels/step_block.h"
 
 namespace longattn {
-
-// One head: nq query rows against nk key and value rows, each a strided view (rows `*_stride`
-// elements apart). Row i of the queries sits at position q_pos0 + i of the mask, key j at k_pos0 + j,
-// in a sequence of n_mask; `head` is the mask's head (dilated offsets: the global head index).
-// Q, K, V hold the step's dtype (cpu: fp32 containers of its values); O and LSE are fp32.
-struct StepBlock {
-  const void* q = nullptr;
-  int64_t q_stride = 0, nq = 0, q_pos0 = 0;
-  const void* k = nullptr;
-  const void* v = nullptr;
-  int64_t kv_stride = 0, nk = 0, k_pos0 = 0;
-  int64_t n_mask = 0, head = 0;
-  float* o = nullptr;  // accumulators, merged into: o = 0 and lse = -inf where nothing is yet
-  int64_t o_stride = 0;
-  float* lse = nullptr;
-  int64_t lse_stride = 1;
-};
 
 struct AttentionStep {
   Device device = Device::cpu;

@@ -19,8 +19,7 @@ void attention_step_cuda(const AttentionStep& step) {
   for (const StepBlock& b : step.blocks) {
     if (b.nq == 0 || b.nk == 0) continue;  // nothing to add
     for (int64_t t0 = 0; t0 < b.nq; t0 += kTileQ) tiles.push_back({static_cast<int64_t>(jobs.size()), t0});
-    jobs.push_back({b.q, b.q_stride, b.nq, b.q_pos0, b.k, b.v, b.kv_stride, b.nk, b.k_pos0, b.n_mask, b.head, b.o,
-                    b.o_stride, b.lse, b.lse_stride});
+    jobs.push_back(b);
   }
   if (tiles.empty()) return;
   const auto stream = static_cast<cudaStream_t>(step.stream);

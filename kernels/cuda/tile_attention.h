@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/device_pattern.h"
+#include "kernels/step_block.h"
 #include "kernels/dtype.h"
 
 namespace longattn::cuda {
@@ -64,22 +65,9 @@ struct TileParams {
   bool merge = false;  // false: write o, lse; true: merge into them (SPEC §1; o, lse initialised)
 };
 
-// What one thread block attends, whichever way the launch was described: query rows of a strided
-// view against key and value rows of another, at positions q_pos0 + i and k_pos0 + j of a mask over
-// n_mask tokens (head `head`), into fp32 accumulators. A view's segment or a step's block
-// (kernels/step.h's StepBlock, in device memory). Strides and pointers are in elements of the dtype.
-struct TileJob {
-  const void* q = nullptr;
-  int64_t q_stride = 0, nq = 0, q_pos0 = 0;
-  const void* k = nullptr;
-  const void* v = nullptr;
-  int64_t kv_stride = 0, nk = 0, k_pos0 = 0;
-  int64_t n_mask = 0, head = 0;
-  float* o = nullptr;
-  int64_t o_stride = 0;
-  float* lse = nullptr;
-  int64_t lse_stride = 1;
-};
+// What one thread block attends, whichever way the launch was described: a view's segment, or a
+// step's block (kernels/step_block.h; its pointers in device memory, of the launch's dtype).
+using TileJob = StepBlock;
 
 // An attention step on the device: thread block i computes query rows [tiles[i].t0, + kTileQ) of
 // jobs[tiles[i].job]. Jobs write disjoint rows; their accumulators are merged into (SPEC §1).
