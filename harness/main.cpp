@@ -1,4 +1,5 @@
-// longattn: the benchmark suite's one program. Subcommands: attend, run, list, compare, plot.
+// longattn: the benchmark suite's one program. Subcommands: attend, run, list, compare, verify; plot,
+// model and model-chart run its Python parts (harness/paths.h says where they are found).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include "comm/communicator.h"
 #include "harness/attend.h"
 #include "harness/compare.h"
+#include "harness/paths.h"
 #include "harness/run.h"
 #include "harness/suite_file.h"
 #include "kernels/blas.h"
@@ -41,7 +43,8 @@ int list_json() {
   for (const Method& m : methods())
     j["methods"].push_back({{"name", m.name}, {"summary", m.summary}, {"layout", layout_name(m.layout)},
                             {"distributed", m.layout != Layout::single}, {"returns_lse", m.returns_lse},
-                            {"microbenchmark", m.microbenchmark}, {"dense_cost", m.dense_cost}});
+                            {"microbenchmark", m.microbenchmark}, {"dense_cost", m.dense_cost},
+                            {"exchange", m.exchange == CommOp::count_ ? nullptr : nlohmann::json(op_name(m.exchange))}});
   j["kernels"] = nlohmann::json::array();
   for (const Kernel& k : kernels())
     j["kernels"].push_back({{"name", k.name}, {"device", device_name(k.device)}, {"summary", k.summary}, {"oracle", k.oracle}});
@@ -134,10 +137,14 @@ int main(int argc, char** argv) {
   plot_cmd->add_option("results", plot_inputs, "results JSON files")->required();
   plot_cmd->add_option("--out", plot_out, "output directory");
 
-  auto* model_cmd = app.add_subcommand("model", "performance model: predict, --calibrate, --validate (harness/model.py)");
+  auto* model_cmd = app.add_subcommand("model", "performance model: predict, --calibrate, --validate (harness/model)");
   model_cmd->allow_extras();
   model_cmd->prefix_command();
-  model_cmd->set_help_flag();  // -h / --help go to model.py, which lists the model's real options
+  model_cmd->set_help_flag();  // -h / --help go to the model, which lists its real options
+  auto* chart_cmd = app.add_subcommand("model-chart", "charts of the model's predictions (plots/model_chart.py)");
+  chart_cmd->allow_extras();
+  chart_cmd->prefix_command();
+  chart_cmd->set_help_flag();
 
   try {
     app.parse(argc, argv);
@@ -152,13 +159,20 @@ int main(int argc, char** argv) {
     if (list_cmd->parsed()) return list_as_json ? list_json() : list_everything();
     if (compare_cmd->parsed()) return compare_results(co);
     if (verify_cmd->parsed()) return verify_outputs(vo);
-    // plot and model are Python (Debian's matplotlib, numpy); arguments pass through unchanged.
-    auto python = [](const std::string& script, const std::vector<std::string>& args) {
-      std::string cmd = "/usr/bin/python3 " LONGATTN_SOURCE_DIR "/" + script;
-      for (const auto& a : args) {
-        std::string quoted = "'";
-        for (char ch : a) quoted += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-        cmd += " " + quoted + "'";
+    // plot, model and model-chart are Python (Debian's matplotlib, numpy); arguments pass through
+    // unchanged. The scripts find the program (LONGATTN_PROGRAM: their method lists come from
+    // `list --json`) and the model package (harness/ on PYTHONPATH) through the environment.
+    auto python = [](std::vector<std::string> words, const std::vector<std::string>& args) {
+      const char* py_path = std::getenv("PYTHONPATH");
+      setenv("LONGATTN_PROGRAM", program_path().c_str(), 1);
+      setenv("PYTHONPATH", (data_dir() + "/harness" + (py_path && *py_path ? std::string(":") + py_path : "")).c_str(), 1);
+      words.insert(words.begin(), python_executable());
+      words.insert(words.end(), args.begin(), args.end());
+      std::string cmd;
+      for (const auto& w : words) {  // each word single-quoted for the shell
+        cmd += cmd.empty() ? "'" : " '";
+        for (char ch : w) cmd += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+        cmd += "'";
       }
       const int rc = std::system(cmd.c_str());
       return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
@@ -166,9 +180,10 @@ int main(int argc, char** argv) {
     if (plot_cmd->parsed()) {
       std::vector<std::string> args = {"--out", plot_out};
       args.insert(args.end(), plot_inputs.begin(), plot_inputs.end());
-      return python("plots/plot.py", args);
+      return python({data_dir() + "/plots/plot.py"}, args);
     }
-    if (model_cmd->parsed()) return python("harness/model.py", model_cmd->remaining());
+    if (model_cmd->parsed()) return python({"-m", "model"}, model_cmd->remaining());
+    if (chart_cmd->parsed()) return python({data_dir() + "/plots/model_chart.py"}, chart_cmd->remaining());
   } catch (const InputError& e) {
     std::fprintf(stderr, "longattn: error: %s\n", e.what());
     return 2;

@@ -234,9 +234,9 @@ class Runner {
     if (m.microbenchmark) {
       // nccl-tests' definitions: algbw = bytes / time; busbw corrects collectives for P.
       const double bytes_rank = 4.0 * g.numel() / P;
-      const double size = std::string(m.name) == "comm-all-gather" ? bytes_rank * P : bytes_rank;
+      const double size = m.exchange == CommOp::all_gather ? bytes_rank * P : bytes_rank;
       const double algbw = size / (st.median * 1e-3) / 1e9;
-      const double factor = std::string(m.name) == "comm-send-recv" ? 1.0 : (P - 1.0) / P;
+      const double factor = m.exchange == CommOp::send_recv ? 1.0 : (P - 1.0) / P;
       j["comm_bench"] = {{"message_bytes", bytes_rank}, {"size_bytes", size}, {"algbw_GBps", algbw},
                          {"busbw_GBps", algbw * factor}};
     }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "harness/json_input.h"
+#include "harness/paths.h"
 #include "kernels/checked.h"
 #include "kernels/cpu.h"
 #include "kernels/input_error.h"
@@ -155,7 +156,7 @@ std::string Case::id(int world) const {
          " P=" + std::to_string(world);
 }
 
-std::string suite_dir() { return LONGATTN_SOURCE_DIR "/suite"; }
+std::string suite_dir() { return data_dir() + "/suite"; }
 
 Suite load_suite(const std::string& name_or_path, int world) {
   Suite s;

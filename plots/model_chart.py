@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Charts of harness/model.py's predictions, with measured points where results files have them.
+"""Charts of the model's (harness/model) predictions, with measured points where results files have them.
 
-    python3 plots/model_chart.py --out DIR [--machine M.json ...] [RESULTS.json ...]
+    longattn model-chart --out DIR [--machine M.json ...] [RESULTS.json ...]
         [--per-device 32768] [--B 1] [--H 8] [--d 64] [--gpus 4] [--gpu-machine rtx4090-pcie.json]
 
 Default machines: every results/machines/*.json. Writes, as DIR/NAME.png and DIR/NAME.svg:
@@ -33,11 +33,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+import model  # noqa: E402  (harness/ on PYTHONPATH, as `longattn model-chart` sets it)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "harness"))
-sys.dont_write_bytecode = True
-import model  # noqa: E402
 
 DPI = 120
 plt.rcParams.update({
@@ -104,7 +103,7 @@ def measured_cases(results, machine, methods, keep):
 
 
 def caption(fig, machines, results, extra):
-    lines = ["Predicted by harness/model.py from " + ", ".join(os.path.relpath(m.path, ROOT) if os.path.isabs(m.path)
+    lines = ["Predicted by harness/model from " + ", ".join(os.path.relpath(m.path, ROOT) if os.path.isabs(m.path)
                                                                 else m.path for m in machines) + "."]
     if results:
         lines.append("Measured: " + "; ".join(
@@ -289,7 +288,7 @@ def distributed_chart(cpu_machines, gpu, results, args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="longattn model-chart", description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="*", help="results files with measured points (kernels, longnet-scaling, distributed-mha)")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--machine", action="append", help="machine file (repeatable; default results/machines/*.json)")
@@ -305,7 +304,7 @@ def main(argv=None):
     try:
         paths = a.machine or sorted(glob.glob(os.path.join(ROOT, "results", "machines", "*.json")))
         if not paths:
-            raise model.BadInput("no machine files: pass --machine or write results/machines/NAME.json with model.py --calibrate")
+            raise model.BadInput("no machine files: pass --machine or write results/machines/NAME.json with `longattn model --calibrate`")
         machines = [model.Machine.load(p) for p in paths]
         machines.sort(key=lambda m: (m.kind != "measured", m.name))
         results = [(p, model.load_results(p)) for p in a.results]

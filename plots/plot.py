@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Charts from longattn results files (what `longattn plot` runs).
 
-    python3 plots/plot.py --out DIR RESULTS.json [RESULTS.json ...]
+    longattn plot --out DIR RESULTS.json [RESULTS.json ...]
+
+The methods, their order and colours come from the program's tables (`longattn list --json`, through
+harness/model/catalog.py); the PyTorch peers (harness/peers.py) are named here with the longattn
+method each is held against.
 
 Every input is validated against results/schema.json first; an invalid one stops the run with
 exit status 2 and a message naming the file and the failing field. Only cases with status "ok"
@@ -37,6 +41,7 @@ import matplotlib
 matplotlib.use("Agg")
 import jsonschema  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from model import catalog  # noqa: E402  (harness/ on PYTHONPATH, as `longattn plot` sets it)
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
@@ -46,17 +51,14 @@ DPI = 120
 PANEL_W, PANEL_H = 4.8, 3.5  # inches per subplot
 LEGEND_W = 2.9  # inches kept right of the panels for the legend
 CAPTION_FONT = 7.5
-METHOD_ORDER = ["vanilla", "flash", "dilated", "reference", "dist-heads", "dist-ulysses", "dist-ring", "dist-ring-zigzag",
-                "dist-dilated", "torch-vanilla", "torch-sdpa", "torch-sdpa-flash", "torch-sdpa-cudnn",
-                "torch-sdpa-efficient", "torch-sdpa-math", "torch-dilated"]
 PALETTE = plt.get_cmap("tab20").colors
-# tab20 comes in (dark, light) pairs: a PyTorch peer takes the light shade of its longattn counterpart.
-METHOD_COLOR = {"flash": 0, "torch-sdpa": 1, "torch-sdpa-flash": 1, "vanilla": 2, "torch-vanilla": 3, "dilated": 4,
-                "torch-dilated": 5, "dist-heads": 6, "dist-ulysses": 8, "dist-ring": 10, "dist-ring-zigzag": 11,
-                "dist-dilated": 12, "reference": 14, "torch-sdpa-cudnn": 9, "torch-sdpa-efficient": 13,
-                "torch-sdpa-math": 15}
-# The PyTorch peer a longattn kernel is held against (vs_pytorch).
-COUNTERPART = {"flash": "torch-sdpa", "vanilla": "torch-vanilla", "dilated": "torch-dilated"}
+# The PyTorch peers (harness/peers.py), each with the longattn method it is held against, the main
+# one of each method first: vs_pytorch pairs a method with its first peer.
+PEERS = {"torch-vanilla": "vanilla", "torch-sdpa": "flash", "torch-dilated": "dilated", "torch-sdpa-flash": "flash",
+         "torch-sdpa-cudnn": "flash", "torch-sdpa-efficient": "flash", "torch-sdpa-math": "flash"}
+COUNTERPART = {}
+for _peer, _method in PEERS.items():
+    COUNTERPART.setdefault(_method, _peer)
 FILE_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "P")]
 
 plt.rcParams.update({
@@ -64,6 +66,24 @@ plt.rcParams.update({
     "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
     "grid.linewidth": 0.6, "svg.hashsalt": "longattn",
 })
+
+
+def method_order():
+    """The program's attention methods in table order, then the peers."""
+    return list(catalog.attention()) + list(PEERS)
+
+
+def color_index(name):
+    """tab20 comes in (dark, light) pairs: the k-th method of the table takes pair k's dark shade and
+    its main peer the light one; the other peers take the light shades no peer claims, then the rest."""
+    methods = list(catalog.attention())
+    if name in methods:
+        return 2 * methods.index(name)
+    if name in PEERS and COUNTERPART[PEERS[name]] == name:
+        return 2 * methods.index(PEERS[name]) + 1
+    spare = [2 * k + 1 for k, m in enumerate(methods) if m not in COUNTERPART] + list(range(2 * len(methods), len(PALETTE)))
+    extras = [p for p in PEERS if COUNTERPART[PEERS[p]] != p]
+    return spare[extras.index(name) % len(spare)] if name in extras else len(PALETTE) - 1
 
 
 def plural(n, word):
@@ -185,13 +205,14 @@ def is_distributed(c):
 
 def method_color(name, _cache={}):
     if name not in _cache:
-        i = METHOD_COLOR.get(name, 16 + len(_cache))
+        i = color_index(name)
         _cache[name] = PALETTE[i % len(PALETTE)]
     return _cache[name]
 
 
 def method_sort(name):
-    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+    order = method_order()
+    return (order.index(name) if name in order else len(order), name)
 
 
 def human(n):

@@ -74,6 +74,9 @@ struct Method {
   bool microbenchmark;  // times communication only: no attention, no FLOPs, nothing to verify
   bool dense_cost;      // its time grows with N^2 whatever the pattern (vanilla: dense scores)
   Footprint memory;
+  // The exchange that carries its traffic (dist-dilated's variable all-to-all counts as all_to_all),
+  // or CommOp::count_ for none: what the model times its bytes with, and a microbenchmark's op.
+  CommOp exchange;
   // Empty when the method runs this pattern on `world` ranks; otherwise why not. Shape violations
   // (P not dividing N or H) are reported as "shape:" reasons, which the harness treats as errors.
   std::string (*unsupported)(const Pattern&, const Shape&, int world);

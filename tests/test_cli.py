@@ -72,6 +72,16 @@ def main():
     except (ValueError, KeyError) as e:
         ok, rj = False, e
     check("list --json lists every method and kernel of the text listing, with their traits", ok, str(rj)[-300:])
+    try:
+        cuda_built = "cuda" in (r.stdout.split("Kernels")[1] if "Kernels" in r.stdout else "")
+        ok = all(f"  {k['name']}" in r.stdout for k in lj["kernels"]) and \
+            any(k["device"] == "cuda" for k in lj["kernels"]) == cuda_built and \
+            [k["name"] for k in lj["kernels"] if k["oracle"]] == ["reference"] and \
+            {m["name"]: m["exchange"] for m in lj["methods"]}["dist-ring"] == "send_recv"
+    except (ValueError, KeyError, IndexError):
+        ok = False
+    check("list --json: every kernel on every device built in (CUDA rows in a CUDA build), the oracle flagged, "
+          "each method's exchange", ok, str(lj.get("kernels") if isinstance(lj, dict) else rj)[-300:])
 
     # attend against NumPy (SPEC §4 fp32 bounds: O 1e-4 max(1, max|V|), LSE 1e-4).
     tol = 1e-4 * max(1.0, float(np.abs(v).max()))
@@ -273,9 +283,42 @@ def main():
         check("a failing rank aborts the job with its message", ok, detail)
 
     baselines(tmp, suite, ok_suite, res)
+    installed(tmp)
     shutil.rmtree(tmp)
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
+
+
+def installed(tmp):
+    """`cmake --install`, then the installed program: its suites, plot and model come from the prefix
+    (share/longattn), not from the source tree it was built from."""
+    build = os.path.dirname(EXE)
+    prefix = os.path.join(tmp, "prefix")
+    if not os.path.exists(os.path.join(build, "cmake_install.cmake")) or not shutil.which("cmake"):
+        print("skip  installed program: no CMake build folder beside the program")
+        return
+    r = subprocess.run(["cmake", "--install", build, "--prefix", prefix], capture_output=True, text=True, timeout=120)
+    exe = os.path.join(prefix, "bin", "longattn")
+    check("cmake --install puts the program in bin/ and its data in share/longattn/", r.returncode == 0 and
+          os.path.exists(exe) and os.path.isdir(os.path.join(prefix, "share", "longattn", "harness", "model")),
+          r.stdout[-300:] + r.stderr[-300:])
+    if not os.path.exists(exe):
+        return
+    share = os.path.join(prefix, "share", "longattn")
+    env = dict(ENV, PYTHONPATH="")
+    lst = subprocess.run([exe, "list"], capture_output=True, text=True, env=env, timeout=60)
+    check("installed: suites come from share/longattn/suite", lst.returncode == 0 and
+          f"Suites ({os.path.join(share, 'suite')})" in lst.stdout, lst.stdout[-300:])
+    model = subprocess.run([exe, "model", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    check("installed: longattn model runs the installed model package", model.returncode == 0 and
+          "usage: longattn model" in model.stdout, model.stdout[-200:] + model.stderr[-300:])
+    charts = os.path.join(tmp, "installed-charts")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    plot = subprocess.run([exe, "plot", "--out", charts, os.path.join(root, "results", "kernels.json")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    check("installed: longattn plot draws from the installed plot.py and schema", plot.returncode == 0 and
+          any(f.endswith(".png") for f in os.listdir(charts)) if os.path.isdir(charts) else False,
+          plot.stdout[-200:] + plot.stderr[-300:])
 
 
 def cpu_flags():

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""harness/model.py and plots/model_chart.py: the model's byte counts equal SPEC §3 and its FLOPs
+"""harness/model (the package) and plots/model_chart.py: the model's byte counts equal SPEC §3 and its FLOPs
 SPEC §1, checked against a real `longattn run` of a tiny suite of every distributed method on 2 and
 3 ranks; calibrate -> validate -> predict run end to end on such files; the GPU machine files are
 complete; bad input exits 2 naming the problem.
@@ -14,11 +14,15 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = os.path.join(ROOT, "harness", "model.py")
 CHART = os.path.join(ROOT, "plots", "model_chart.py")
 EXE = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "longattn"))
+# What `longattn model` gives the model: the program (its methods come from `list --json`) and harness/
+# on PYTHONPATH (`python3 -m model`, and model_chart.py's `import model`).
+os.environ["LONGATTN_PROGRAM"] = EXE
+os.environ["PYTHONPATH"] = os.path.join(ROOT, "harness")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
-PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+PY = sys.executable
+MODEL = ["-m", "model"]
 sys.path.insert(0, os.path.join(ROOT, "harness"))
 sys.dont_write_bytecode = True
 import model  # noqa: E402
@@ -172,7 +176,7 @@ def gpu_file_checks():
     # The rings' closed forms for the full pattern equal counting every block (a local window that
     # covers the whole sequence is the full pattern, but takes the block-by-block path).
     same = []
-    for meth in model.RINGS:
+    for meth in sorted(model.catalog.rings()):
         for causal in (False, True):
             for P in (1, 2, 3, 4):
                 N = 1024 * P
@@ -194,7 +198,7 @@ def gpu_file_checks():
 
 def bad_input_checks(tmp, machine, good_results):
     def expect2(name, args, word):
-        rc, out, err = run([PY, MODEL] + args)
+        rc, out, err = run([PY] + MODEL + args)
         check(f"bad input exits 2: {name}", rc == 2 and word.lower() in err.lower(), f"rc={rc} err={err[-400:]}")
 
     notjson = os.path.join(tmp, "notjson.json")
@@ -274,9 +278,9 @@ def main():
                 fd = 4.0 * c["d"] * c["B"] * c["H"] * model.dense_pairs(pat, c["N"])
                 if fl != c["flops"] or fd != c["flops_dense"]:
                     mism_f.append((c["name"], fl, c["flops"], fd, c["flops_dense"]))
-                if c["method"] in model.DIST:
+                if c["method"] in model.catalog.distributed():
                     seen.add(c["method"])
-            check(f"np{np_}: every distributed method ran", seen == set(model.DIST), seen)
+            check(f"np{np_}: every distributed method ran", seen == set(model.catalog.distributed()), seen)
             check(f"np{np_}: model bytes received = measured (SPEC §3) for every case", not mism_b, mism_b[:5])
             check(f"np{np_}: model FLOPs and dense FLOPs = results' (SPEC §1) for every case", not mism_f, mism_f[:5])
             dd = [c for c in model.ok_cases(data) if c["method"] == "dist-dilated" and c["comm"]["bytes_received_per_rank"] > 0]
@@ -285,7 +289,7 @@ def main():
             check("calibrate/validate need the runs above", False)
             return
         machine = os.path.join(tmp, "machines", "tiny.json")
-        rc, o, e = run([PY, MODEL, "--calibrate", "--kernels", files[2], "--comm", comm, "--name", "tiny", "--out", machine])
+        rc, o, e = run([PY] + MODEL + ["--calibrate", "--kernels", files[2], "--comm", comm, "--name", "tiny", "--out", machine])
         check("calibrate writes a machine file", rc == 0 and os.path.exists(machine), e + o)
         if rc != 0:
             return
@@ -296,10 +300,10 @@ def main():
               set(m["communication"]["ops"]) == {"all_gather", "all_to_all", "send_recv"} and
               len(m["sources"]) == 2 and all(s.get("date") for s in m["sources"]), json.dumps(m)[:600])
         vfiles = [files[k] for k in sorted(files)]
-        rc, o, e = run([PY, MODEL, "--validate"] + vfiles + ["--machine", machine])
+        rc, o, e = run([PY] + MODEL + ["--validate"] + vfiles + ["--machine", machine])
         last = o.strip().splitlines()[-1] if o.strip() else ""
         mm = re.fullmatch(r"median abs error ([0-9.]+)% over ([0-9]+) cases", last)
-        want = sum(1 for p in vfiles for c in model.ok_cases(model.load_results(p)) if c["method"] in model.METHODS)
+        want = sum(1 for p in vfiles for c in model.ok_cases(model.load_results(p)) if c["method"] in model.catalog.attention())
         check("validate exits 0 and ends with 'median abs error X% over N cases'", rc == 0 and mm is not None, f"rc={rc} {e} {last!r}")
         # The last line counts the cases the calibration did not fit; the line before it, all of them.
         every = re.search(r"\(with the ([0-9]+) fitted cases: median abs error [0-9.]+% over ([0-9]+) cases\)", o)
@@ -308,7 +312,7 @@ def main():
               int(mm.group(2)) == want - int(every.group(1)), (last, want))
         check("validate: table rows, all bytes equal", "| file | case |" in o and
               f"bytes received: {want} of {want} cases equal" in o, o[-600:])
-        rc, o, e = run([PY, MODEL, "--machine", machine, "--method", "dist-ulysses", "--pattern",
+        rc, o, e = run([PY] + MODEL + ["--machine", machine, "--method", "dist-ulysses", "--pattern",
                         '{"kind": "dilated", "levels": "longnet", "causal": true}', "--H", "6", "--N", "768", "--d", "16",
                         "--world", "3", "--json"])
         ok = rc == 0
@@ -319,14 +323,14 @@ def main():
               e + o[:400])
         args = ["--machine", machine, "--method", "dist-ring", "--pattern", '{"kind": "full", "causal": true}',
                 "--H", "8", "--N", "65536", "--d", "64", "--world", "2"]
-        rc, o, e = run([PY, MODEL] + args)
+        rc, o, e = run([PY] + MODEL + args)
         check("predict prints time, compute, communication, bytes, memory", rc == 0 and all(
             w in o for w in ("time per rank", "compute", "communication", "bytes received", "peak memory")), e + o)
         rc2, o2, e2 = run([EXE, "model"] + args)
         check("`longattn model ...` runs model.py with the same arguments", rc2 == 0 and o2 == o, (rc2, e2, o2[:300]))
         rc2, o2, e2 = run([EXE, "model", "--validate", files[2], "--machine", machine])
         check("`longattn model --validate ...` exits 0", rc2 == 0 and o2.strip().splitlines()[-1].startswith("median abs"), e2)
-        rc2, o2, e2 = run([PY, MODEL, "--validate", files[2], "--machine",
+        rc2, o2, e2 = run([PY] + MODEL + ["--validate", files[2], "--machine",
                            os.path.join(ROOT, "results", "machines", "rtx4090-pcie.json")])
         check("validate against a GPU machine file runs (and warns that the cases ran on the CPU)",
               rc2 == 0 and "warning" in e2, (rc2, e2[-300:]))

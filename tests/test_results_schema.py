@@ -20,6 +20,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_PATH = os.path.join(ROOT, "results", "schema.json")
 PLOT = os.path.join(ROOT, "plots", "plot.py")
 EXE = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "longattn"))
+# What `longattn plot` gives plot.py: the program (its methods come from `list --json`) and harness/ on
+# PYTHONPATH (the model package's catalog).
+os.environ["LONGATTN_PROGRAM"] = EXE
+os.environ["PYTHONPATH"] = os.path.join(ROOT, "harness")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 CHARTS = ("speedup", "runtime", "scaling", "comm_share")
 results = {"passed": 0, "failed": 0}

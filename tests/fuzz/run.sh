@@ -12,11 +12,11 @@ cxx=${CLANGXX:-$(command -v clang++ || true)}
 out=$root/build-fuzz
 mkdir -p "$out"
 flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -I"$root" -DLONGATTN_SOURCE_DIR="\"$root\"")
+       -I"$root" -DLONGATTN_SOURCE_DIR="\"$root\"" -DLONGATTN_PYTHON="\"python3\"")
 declare -A sources=(
   [npy]="harness/npy.cpp"
   [pattern]="kernels/pattern.cpp harness/json_input.cpp"
-  [suite]="harness/suite_file.cpp kernels/pattern.cpp harness/json_input.cpp kernels/cpu.cpp"
+  [suite]="harness/suite_file.cpp harness/paths.cpp kernels/pattern.cpp harness/json_input.cpp kernels/cpu.cpp"
 )
 for t in npy pattern suite; do
   srcs=()
