@@ -86,15 +86,4 @@ struct Method {
 std::span<const Method> methods();
 const Method* find_method(const std::string& name);
 
-// The distributed algorithms (SPEC §3), one file each.
-void dist_heads(const MethodCall& c);
-void dist_ulysses(const MethodCall& c);
-void dist_ring(const MethodCall& c);
-void dist_dilated(const MethodCall& c);
-void dist_ring_zigzag(const MethodCall& c);
-// Communication microbenchmarks: the rank's token shard is the message.
-void comm_all_gather(const MethodCall& c);
-void comm_all_to_all(const MethodCall& c);
-void comm_send_recv(const MethodCall& c);
-
 }  // namespace longattn

@@ -82,6 +82,11 @@ std::string zigzag_unsupported(const Pattern& p, const Shape& s, int world) {
            " (zig-zag cuts the sequence in 2P chunks); choose N a multiple of " + std::to_string(2 * world);
   return ring_unsupported(p, s, world);
 }
+std::string allgather_unsupported(const Pattern& p, const Shape& s, int world) {
+  if (auto r = divides("N", s.N, world); !r.empty()) return r;
+  if (p.kind == PatternKind::dilated) return "dist-allgather runs single-level patterns; dilated ones run on dist-dilated";
+  return find_kernel("flash")->unsupported(p, s, DType::fp32);
+}
 std::string dilated_unsupported_dist(const Pattern& p, const Shape& s, int world) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
   return find_kernel("dilated")->unsupported(p, s, DType::fp32);
@@ -92,6 +97,22 @@ std::string comm_unsupported(const Pattern&, const Shape& s, int world) {
   if ((s.numel() / world) % world != 0) return "the shard does not cut into P equal all-to-all blocks";
   return {};
 }
+
+}  // namespace
+
+// The methods of the table, one file each (suite/NAME.cpp): distributed algorithms (SPEC §3) and
+// communication microbenchmarks (comm_bench.cpp).
+void dist_heads(const MethodCall& c);
+void dist_ulysses(const MethodCall& c);
+void dist_ring(const MethodCall& c);
+void dist_ring_zigzag(const MethodCall& c);
+void dist_allgather(const MethodCall& c);
+void dist_dilated(const MethodCall& c);
+void comm_all_gather(const MethodCall& c);
+void comm_all_to_all(const MethodCall& c);
+void comm_send_recv(const MethodCall& c);
+
+namespace {
 
 constexpr char kVanilla[] = "vanilla", kFlash[] = "flash", kDilated[] = "dilated", kReference[] = "reference";
 
@@ -114,6 +135,8 @@ const Method kMethods[] = {
      false, false, {0, 10, 0}, CommOp::send_recv, ring_unsupported, dist_ring},
     {"dist-ring-zigzag", "ring attention over zig-zag shards (chunks p and 2P-1-p): causal work balanced",
      Layout::zigzag, true, false, false, {0, 10, 0}, CommOp::send_recv, zigzag_unsupported, dist_ring_zigzag},
+    {"dist-allgather", "all-gather K/V context parallelism: every rank's queries against the gathered keys",
+     Layout::sharded, true, false, false, {4, 6, 0}, CommOp::all_gather, allgather_unsupported, dist_allgather},
     {"dist-dilated", "LongNet distributed: local segments locally, multi-rank segments all-gather kept K/V",
      Layout::sharded, true, false, false, {0, 8, 0}, CommOp::all_to_all, dilated_unsupported_dist, dist_dilated},
     {"comm-all-gather", "microbenchmark: all-gather of each rank's shard (no attention)", Layout::sharded, false,

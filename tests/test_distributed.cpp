@@ -100,7 +100,7 @@ uint64_t formula(const std::string& m, const Pattern& p, const Shape& g, int P, 
   const uint64_t f = sizeof(float), n = g.N / P;
   if (m == "dist-heads") return (P - 1) * g.N * (g.H / P) * (g.d + 1) * g.B * f;
   if (m == "dist-ulysses") return (4 * g.d + 1) * n * g.H * (P - 1) / P * g.B * f;
-  if (m == "dist-ring" || m == "dist-ring-zigzag") return 2 * (P - 1) * n * g.H * g.d * g.B * f;
+  if (m == "dist-ring" || m == "dist-ring-zigzag" || m == "dist-allgather") return 2 * (P - 1) * n * g.H * g.d * g.B * f;
   return dilated_formula(p, g, P, rank);
 }
 
@@ -139,6 +139,7 @@ TEST(Distributed, EqualsSingleRankAndCountsBytesExactly) {
       if (s.H % P == 0) cases.push_back({"dist-ulysses", nullptr, p, s});
       cases.push_back({"dist-ring", "flash", p, s});
       if (s.N % (2 * P) == 0) cases.push_back({"dist-ring-zigzag", "flash", p, s});
+      cases.push_back({"dist-allgather", "flash", p, s});
     }
     for (const json& p : dilated) {
       if (s.H % P == 0) cases.push_back({"dist-heads", nullptr, p, s});
@@ -173,14 +174,15 @@ TEST(Distributed, Bf16EqualsSingleRankBf16) {
   for (const json& pj : patterns) {
     const Pattern p = parse_pattern(pj);
     const bool dilated = p.kind == PatternKind::dilated;
-    for (const char* name : {"dist-heads", "dist-ulysses", "dist-ring", "dist-ring-zigzag", "dist-dilated"}) {
+    for (const char* name : {"dist-heads", "dist-ulysses", "dist-ring", "dist-ring-zigzag", "dist-allgather", "dist-dilated"}) {
       if (dilated != (std::string(name) == "dist-dilated") && std::string(name) != "dist-heads" &&
           std::string(name) != "dist-ulysses")
         continue;
       const Method& m = *find_method(name);
       if (!m.unsupported(p, s, P).empty()) continue;
       SCOPED_TRACE(std::string(name) + " " + p.name() + " bf16 P=" + std::to_string(P));
-      const char* kernel = dilated ? "dilated" : std::string(name).starts_with("dist-ring") ? "flash" : nullptr;
+      const bool flash = std::string(name).starts_with("dist-ring") || std::string(name) == "dist-allgather";
+      const char* kernel = dilated ? "dilated" : flash ? "flash" : nullptr;
       const Outcome out = run_and_compare(m, kernel, p, s, DType::bf16);
       EXPECT_LE(out.o_err, lse_tolerance(DType::bf16));
       EXPECT_LE(out.lse_err, lse_tolerance(DType::bf16));

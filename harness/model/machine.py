@@ -204,6 +204,8 @@ class Machine:
         elif method in catalog.rings():
             n = N // P
             el = 4 * part + 5 * part + 2 * lse / P + kernel_extra(kernel, n, H)
+        elif method == "dist-allgather":  # Q, K, V, O shards, the K/V sent, gathered and laid out whole
+            el = 4 * part + 2 * part + 4 * F + lse / P + kernel_extra(kernel, N, H)
         else:  # dist-dilated: send, receive and gathered rows of the largest level
             gathered = max((lv["recv_rows_max"] for lv in (dd_levels or [])), default=0.0) * 2 * d
             el = 4 * part + lse / P + 3 * gathered

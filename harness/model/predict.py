@@ -70,6 +70,17 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
             into = 3 * d / (4 * d + 1)
             comm_s = (machine.comm_time("all_to_all", nbytes * into, P - 1, P, notes) +
                       machine.comm_time("all_to_all", nbytes * (1 - into), P - 1, P, notes)) if P > 1 else 0.0
+    elif method == "dist-allgather":
+        # All-gather context parallelism (suite/dist_allgather.cpp): one all-gather of every rank's
+        # K/V shard, then each rank's n queries against all N keys in one pass; nothing overlaps.
+        kern = kernel or "flash"
+        rank_pairs = [block_pairs(pat, p * n, (p + 1) * n, 0, N, N) for p in range(P)]
+        flops_rank = 4.0 * d * B * H * max(rank_pairs)
+        calls = 3 if kern == "vanilla" else 1
+        comp_s = machine.kernel_time(kern, fam, flops_rank, 4.0 * d * B * H * n * N, B * H * n * N, N,
+                                     4 * B * N * H * d, d, threads, calls, notes)
+        nbytes = spec_bytes(method, B, H, N, d, P, pat, e)
+        comm_s = machine.comm_time("all_gather", nbytes, P - 1, P, notes) if P > 1 else 0.0
     elif method in catalog.rings():
         # Ring attention (suite/dist_ring.cpp): P steps; at step s rank p attends its query ranges
         # to the K/V ranges of rank (p - s) mod P, one kernel call per (query range, key range,
@@ -146,7 +157,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         comm_s = total_s - comp_total
         detail["transfer_ms_per_step"] = xfer * 1e3
         detail["transfer_total_ms"] = comm_total * 1e3
-    else:  # dist-dilated
+    elif method == "dist-dilated":
         kern = "dilated"
         pairs, _, dd_levels = dist_dilated_ranks(pat, B, H, N, d, P)
         flops_rank = 4.0 * d * float(pairs.max())
@@ -158,7 +169,8 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
                     comm_s += machine.comm_time("all_to_all", 2.0 * d * lv["recv_rows_max"] * e, lv["group"] - 1, P, notes)
         detail["levels"] = [{"w": lv["w"], "r": lv["r"], "shared": lv["shared"], "ranks_per_segment": lv["group"],
                              "bytes_received_max": 2.0 * d * lv["recv_rows_max"] * e} for lv in dd_levels]
-
+    else:
+        raise BadInput(f"--method: the model has no time formula for {method} yet (harness/model/predict.py)")
     if method in catalog.distributed() and machine.kind == "measured":
         busy = (ranks_per_node or P) * threads
         if busy > machine.cores:

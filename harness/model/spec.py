@@ -228,7 +228,7 @@ def spec_bytes(method, B, H, N, d, P, pat, element_bytes):
         el = (P - 1) * B * N * (H // P) * (d + 1)
     elif method == "dist-ulysses":  # Q, K, V in; O and LSE out
         el = B * n * H * (4 * d + 1) * (P - 1) / P
-    elif method in catalog.rings():
+    elif method in catalog.rings() or method == "dist-allgather":  # K and V of every other rank
         el = 2 * (P - 1) * B * n * H * d
     elif method == "dist-dilated":
         _, recv, _ = dist_dilated_ranks(pat, B, H, N, d, P)

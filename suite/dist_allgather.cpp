@@ -1,0 +1,46 @@
+// dist-allgather (all-gather context parallelism, as Llama 3's training shards long sequences, SPEC
+// §3): sequence-sharded Q, K, V; one all-gather gives every rank the whole K and V, and each rank
+// attends its own queries to all of them in one attention step. The ring's bytes, sent at once and
+// not overlapped with compute, for one pass of the online softmax over all keys instead of P merges.
+// Communication per rank: 2 (P-1) B n H d elements.
+#include <algorithm>
+#include <limits>
+
+#include "kernels/step.h"
+#include "suite/method.h"
+
+namespace longattn {
+
+void dist_allgather(const MethodCall& c) {
+  const Shape g = c.global;
+  const int P = c.comm->size(), p = c.comm->rank();
+  const int64_t n = c.shard(), row = g.H * g.d, shard = g.B * n * row, whole = g.B * g.N * row;
+  auto& send = c.buffers->buf[0];      // this rank's [K; V]
+  auto& gathered = c.buffers->buf[1];  // [P][K; V] as the ranks sent them
+  auto& kv = c.buffers->buf[2];        // [K; V], each [B, N, H, d]
+  auto& lse_own = c.buffers->buf[3];
+  send.resize(2 * shard), gathered.resize(2 * shard * P), kv.resize(2 * whole);
+  std::copy_n(c.k, shard, send.data());
+  std::copy_n(c.v, shard, send.data() + shard);
+  c.comm->all_gather(send.data(), 2 * shard * sizeof(float), gathered.data());
+  for (int r = 0; r < P; ++r)  // rank r's shard holds tokens [r n, (r+1) n) of every batch
+    for (int t = 0; t < 2; ++t)
+      for (int64_t b = 0; b < g.B; ++b)
+        std::copy_n(gathered.data() + (2 * r + t) * shard + b * n * row, n * row,
+                    kv.data() + t * whole + (b * g.N + r * n) * row);
+
+  float* lse = c.lse;
+  if (!lse) lse_own.resize(g.B * g.H * n), lse = lse_own.data();
+  std::fill_n(c.o, shard, 0.0f);
+  std::fill_n(lse, g.B * g.H * n, -std::numeric_limits<float>::infinity());
+  AttentionStep step = c.step();
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t h = 0; h < g.H; ++h) {
+      const float* k = kv.data() + b * g.N * row + h * g.d;
+      step.blocks.push_back({c.q + b * n * row + h * g.d, row, n, p * n, k, k + whole, row, g.N, 0, g.N, h,
+                             c.o + b * n * row + h * g.d, row, lse + (b * g.H + h) * n, 1});
+    }
+  attention_step(step);
+}
+
+}  // namespace longattn
