@@ -31,16 +31,9 @@ void dilated_cuda(const DeviceArgs& a, const GpuScratch&) {
   LONGATTN_CUDA_CHECK(cudaMemsetAsync(a.o, 0, sh.numel() * sizeof(float), a.stream));
   launch_fill(a.lse, sh.B * sh.H * sh.N, -INFINITY, a.stream);  // every level empty so far
 
-  TileParams p;
-  p.q = a.q;
-  p.k = a.k;
-  p.v = a.v;
-  p.o = a.o;
-  p.lse = a.lse;
-  p.mask = DevicePattern{};  // inside a segment, the kept rows attend densely
-  p.mask.base.causal = a.pattern.base.causal;
-  p.scale = a.scale;
-  p.merge = true;
+  DevicePattern dense;  // inside a segment, the kept rows attend densely
+  dense.base.causal = a.pattern.base.causal;
+  TileParams p = tile_params(a, dense, /*merge=*/true);
   for (int l = 0; l < a.pattern.levels; ++l) {
     p.view = TileView{sh.B, sh.H, sh.N, sh.d, a.pattern.w[l], a.pattern.r[l], a.head0};
     launch_tile_attention(p, a.dtype, a.stream);

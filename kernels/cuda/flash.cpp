@@ -13,6 +13,19 @@ std::string tile_unsupported(const std::string& name, const Shape& s, DType t) {
   return {};
 }
 
+TileParams tile_params(const DeviceArgs& a, const DevicePattern& mask, bool merge) {
+  TileParams p;
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.o = a.o;
+  p.lse = a.lse;
+  p.mask = mask;
+  p.scale = a.scale;
+  p.merge = merge;
+  return p;
+}
+
 namespace {
 
 std::string flash_unsupported(const Pattern& p, const Shape& s, DType t) {
@@ -22,16 +35,8 @@ std::string flash_unsupported(const Pattern& p, const Shape& s, DType t) {
 }
 
 void flash_cuda(const DeviceArgs& a, const GpuScratch&) {
-  TileParams p;
-  p.q = a.q;
-  p.k = a.k;
-  p.v = a.v;
-  p.o = a.o;
-  p.lse = a.lse;
+  TileParams p = tile_params(a, a.pattern, /*merge=*/false);
   p.view = TileView{a.shape.B, a.shape.H, a.shape.N, a.shape.d, /*w=*/a.shape.N, /*r=*/1, a.head0};
-  p.mask = a.pattern;
-  p.scale = a.scale;
-  p.merge = false;
   launch_tile_attention(p, a.dtype, a.stream);
 }
 

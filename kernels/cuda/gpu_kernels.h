@@ -11,6 +11,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/cuda/device_pattern.h"
+#include "kernels/cuda/tile_attention.h"
 #include "kernels/dtype.h"
 
 namespace longattn::cuda {
@@ -54,5 +55,7 @@ extern const GpuKernel kDilatedCuda;
 
 // Shared by the tile kernels' entries: tensor cores take bf16/fp16, and the tile is built for 64/128.
 std::string tile_unsupported(const std::string& name, const Shape& s, DType t);
+// The tile kernel's launch over a's tensors with the given mask; the caller sets the view.
+TileParams tile_params(const DeviceArgs& a, const DevicePattern& mask, bool merge);
 
 }  // namespace longattn::cuda
