@@ -34,19 +34,20 @@ std::vector<double> cuda_timed(const AttentionArgs& a, int warmup, int iteration
   return cuda_attention(*K, Name, a, a.dtype, warmup, iterations).ms_samples;
 }
 constexpr char kDilated[] = "dilated", kFlash[] = "flash", kVanilla[] = "vanilla";
-#define LONGATTN_CUDA_ROW(entry, name) on_cuda<&entry, name>, cuda_run<&entry, name>, cuda_timed<&entry, name>
+// No CUDA backward yet: it is written and tested where a GPU is lent.
+#define LONGATTN_CUDA_ROW(entry, name) on_cuda<&entry, name>, cuda_run<&entry, name>, cuda_timed<&entry, name>, nullptr
 #endif
 
 // Per device, fastest first: auto takes the first that supports the case.
 const Kernel kKernels[] = {
     {"dilated", Device::cpu, "LongNet: per level, dense tiled attention on every segment's kept rows, levels merged",
-     false, on_cpu<dilated_unsupported>, dilated_attention, nullptr},
+     false, on_cpu<dilated_unsupported>, dilated_attention, nullptr, dilated_backward},
     {"flash", Device::cpu, "tiled online softmax, vectorised, skips key blocks the pattern leaves empty", false,
-     on_cpu<flash_unsupported>, flash_attention, nullptr},
+     on_cpu<flash_unsupported>, flash_attention, nullptr, flash_backward},
     {"vanilla", Device::cpu, "sgemm scores (N x N per head), mask, softmax, sgemm with V", false,
-     on_cpu<any_pattern>, vanilla_attention, nullptr},
+     on_cpu<any_pattern>, vanilla_attention, nullptr, vanilla_backward},
     {"reference", Device::cpu, "the double-precision oracle of SPEC §1, one row at a time", true,
-     on_cpu<any_pattern>, reference_attention, nullptr},
+     on_cpu<any_pattern>, reference_attention, nullptr, reference_backward},
 #ifdef LONGATTN_HAVE_CUDA
     {kDilated, Device::cuda, "LongNet on tensor cores: every level's kept rows read in place, levels merged",
      false, LONGATTN_CUDA_ROW(cuda::kDilatedCuda, kDilated)},

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/backward.h"
 
 namespace longattn {
 
@@ -30,6 +31,8 @@ struct Kernel {
   // cuda only (null on cpu, where the caller times run()): `warmup` untimed and `iterations` timed
   // runs, one device-event time in ms per timed run; O and LSE of the last, as run() writes them.
   std::vector<double> (*time_on_device)(const AttentionArgs&, int warmup, int iterations);
+  // The backward pass (SPEC §6) on host buffers, or null where the kernel has none (yet).
+  void (*backward)(const BackwardArgs&);
 };
 
 std::span<const Kernel> kernels();  // every device, each device's rows fastest first

@@ -14,9 +14,37 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/backward.h"
 #include "kernels/blas.h"
 
 namespace longattn {
+namespace {
+
+// How many levels of the pattern hold key j for query i (SPEC §1: a key in two levels counts
+// twice; 0: masked), one query row at a time.
+struct RowWeights {
+  const Pattern& pattern;
+  int64_t n;
+  bool dense = pattern.kind == PatternKind::full;
+  int levels = pattern.level_count(n);
+  int64_t last = 0;
+  std::vector<float> weight;
+  std::vector<int64_t> keys;
+  RowWeights(const Pattern& p, int64_t n_) : pattern(p), n(n_) {}
+  void row(int64_t head, int64_t i) {
+    last = pattern.causal ? i : n - 1;
+    if (dense) return;
+    weight.assign(n, 0.0f);
+    for (int l = 0; l < levels; ++l) {
+      keys.clear();
+      pattern.keys(l, head, i, n, keys);
+      for (int64_t j : keys) weight[j] += 1.0f;
+    }
+  }
+  float operator()(int64_t j) const { return dense ? (j <= last ? 1.0f : 0.0f) : weight[j]; }
+};
+
+}  // namespace
 
 void vanilla_attention(const AttentionArgs& a) {
   const Shape sh = a.shape;
@@ -31,8 +59,6 @@ void vanilla_attention(const AttentionArgs& a) {
     for (int64_t j = 0; j < N; ++j)
       for (int64_t c = 0; c < sh.d; ++c) out[j * sh.d + c] = bf16_bits(x[j * ld + c]);
   };
-  const bool dense = a.pattern.kind == PatternKind::full;
-  const int levels = a.pattern.level_count(N);
   for (int64_t b = 0; b < sh.B; ++b) {
     for (int64_t h = 0; h < sh.H; ++h) {
       const int64_t off = b * N * ld + h * sh.d;
@@ -47,22 +73,11 @@ void vanilla_attention(const AttentionArgs& a) {
       }
 #pragma omp parallel num_threads(threads)
       {
-        // weight[j]: how many levels hold key j (SPEC §1: a key in two levels counts twice).
-        std::vector<float> weight;
-        std::vector<int64_t> keys;
+        RowWeights w(a.pattern, N);
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < N; ++i) {
           float* s = scores.data() + i * N;
-          const int64_t last = a.pattern.causal ? i : N - 1;
-          if (!dense) {
-            weight.assign(N, 0.0f);
-            for (int l = 0; l < levels; ++l) {
-              keys.clear();
-              a.pattern.keys(l, a.head0 + h, i, N, keys);
-              for (int64_t j : keys) weight[j] += 1.0f;
-            }
-          }
-          auto w = [&](int64_t j) { return dense ? (j <= last ? 1.0f : 0.0f) : weight[j]; };
+          w.row(a.head0 + h, i);
           float mx = -std::numeric_limits<float>::infinity();
           for (int64_t j = 0; j < N; ++j)
             if (w(j) > 0) mx = std::max(mx, s[j]);
@@ -107,6 +122,49 @@ void vanilla_attention(const AttentionArgs& a) {
       }
     }
   }
+}
+
+void vanilla_backward(const BackwardArgs& ba) {
+  const AttentionArgs& a = ba.fwd;
+  const Shape sh = a.shape;
+  const int64_t N = sh.N, d = sh.d, ld = sh.H * d;
+  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+  openblas_set_num_threads(threads);
+  std::vector<float> p(N * N), ds(N * N);
+  for (int64_t b = 0; b < sh.B; ++b)
+    for (int64_t h = 0; h < sh.H; ++h) {
+      const int64_t off = b * N * ld + h * d;
+      const float* lse = a.lse + (b * sh.H + h) * N;
+      // P = W ∘ exp(scale Q K^T - LSE), W the level count of each pair (0: masked); dP = dO V^T.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, d, a.scale, a.q + off, ld, a.k + off, ld, 0.0f,
+                  p.data(), N);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, d, 1.0f, ba.dout + off, ld, a.v + off, ld, 0.0f,
+                  ds.data(), N);
+#pragma omp parallel num_threads(threads)
+      {
+        RowWeights w(a.pattern, N);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < N; ++i) {
+          w.row(a.head0 + h, i);
+          float delta = 0;  // D = rowsum(dO ∘ O)
+          for (int64_t c = 0; c < d; ++c) delta += ba.dout[off + i * ld + c] * a.o[off + i * ld + c];
+          float* pr = p.data() + i * N;
+          float* dsr = ds.data() + i * N;
+          for (int64_t j = 0; j < N; ++j) {
+            const float wj = w(j);
+            pr[j] = wj > 0 && lse[i] != -std::numeric_limits<float>::infinity() ? wj * std::exp(pr[j] - lse[i]) : 0.0f;
+            dsr[j] = pr[j] * (dsr[j] - delta);  // dS = P ∘ (dP - D)
+          }
+        }
+      }
+      // dV = P^T dO, dQ = scale dS K, dK = scale dS^T Q.
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, d, N, 1.0f, p.data(), N, ba.dout + off, ld, 0.0f,
+                  ba.dv + off, ld);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, N, a.scale, ds.data(), N, a.k + off, ld, 0.0f,
+                  ba.dq + off, ld);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, d, N, a.scale, ds.data(), N, a.q + off, ld, 0.0f,
+                  ba.dk + off, ld);
+    }
 }
 
 }  // namespace longattn
