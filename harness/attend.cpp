@@ -70,8 +70,12 @@ void attend(Communicator& comm, const AttendOptions& opt) {
   const int P = comm.size();
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
   Pattern pattern;
-  NpyArray q, k, v;
+  NpyArray q, k, v, dout;
   Shape g;
+  const bool backward = !opt.dout.empty();
+  // The outputs, O first; each written only if named.
+  const std::pair<const std::string*, const char*> outputs[] = {
+      {&opt.out, "--out"}, {&opt.lse, "--lse"}, {&opt.dq, "--dq"}, {&opt.dk, "--dk"}, {&opt.dv, "--dv"}};
   const Kernel* kernel = nullptr;  // a single-device kernel by name (or auto) ...
   const Method* method = nullptr;  // ... or a distributed method from the suite table
   on_every_rank(comm, [&] {
@@ -81,9 +85,20 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}})
       if (shape_of(*a, flag).numel() != g.numel() || a->shape != q.shape)
         throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+    for (const auto& [path, flag] : {outputs[2], outputs[3], outputs[4]})
+      if (!path->empty() && !backward) throw InputError(std::string(flag) + ": the backward pass needs --dout dO.npy");
+    if (backward && opt.dq.empty() && opt.dk.empty() && opt.dv.empty())
+      throw InputError("--dout: give --dq, --dk or --dv, the gradients to write");
+    if (backward) {
+      dout = read_npy(opt.dout);
+      if (dout.shape != q.shape)
+        throw InputError("--dout: shape " + dims(shape_of(dout, "--dout")) + " does not match O's " + dims(g) +
+                         " (dO is the gradient of the loss with respect to O)");
+    }
     check_scale(opt.scale_given, opt.scale);
     if (!opt.allow_nonfinite)
-      for (const auto& [a, flag] : {std::pair{&q, "--q"}, std::pair{&k, "--k"}, std::pair{&v, "--v"}}) {
+      for (const auto& [a, flag] :
+           {std::pair{&q, "--q"}, std::pair{&k, "--k"}, std::pair{&v, "--v"}, std::pair{&dout, "--dout"}}) {
         const auto bad = std::find_if(a->data.begin(), a->data.end(), [](float x) { return !std::isfinite(x); });
         if (bad == a->data.end()) continue;
         int64_t e = bad - a->data.begin();
@@ -104,6 +119,12 @@ void attend(Communicator& comm, const AttendOptions& opt) {
         if (m.layout != Layout::single && !m.microbenchmark) names += std::string(", ") + m.name;
       throw InputError("--method: unknown method \"" + opt.method.substr(0, 100) + "\"; use one of " + names);
     }
+    if (backward && method)
+      throw InputError("--dout: " + opt.method + " has no backward pass yet; use a single-device kernel (" +
+                       kernel_names(Device::cpu) + ")");
+    if (backward && kernel && !kernel->backward)
+      throw InputError("--dout: kernel " + std::string(kernel->name) + " on " + device_name(device) +
+                       " has no backward pass yet; use --device cpu");
     if (kernel) {
       if (auto why = kernel->unsupported(pattern, g, DType::fp32); !why.empty())
         throw InputError("--method: " + std::string(kernel->name) + " cannot run " + pattern.name() + ": " + why +
@@ -118,18 +139,22 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     // Fail before computing if an output cannot be written (nothing is written on error). Only
     // rank 0 writes, so only its filesystem counts.
     if (comm.rank() == 0) {
-      check_output_path(opt.out, "--out");
-      if (!opt.lse.empty()) check_output_path(opt.lse, "--lse");
       namespace fs = std::filesystem;
       std::error_code ec;
-      if (!opt.lse.empty() && fs::weakly_canonical(opt.out, ec) == fs::weakly_canonical(opt.lse, ec) &&
-          !(fs::exists(opt.lse, ec) && !fs::is_regular_file(opt.lse, ec)))
-        throw InputError("--lse: names the same file as --out; give two files");
+      for (size_t i = 0; i < std::size(outputs); ++i) {
+        const auto& [path, flag] = outputs[i];
+        if (path->empty()) continue;
+        check_output_path(*path, flag);
+        for (size_t j = 0; j < i; ++j)
+          if (!outputs[j].first->empty() && fs::weakly_canonical(*path, ec) == fs::weakly_canonical(*outputs[j].first, ec) &&
+              !(fs::exists(*path, ec) && !fs::is_regular_file(*path, ec)))
+            throw InputError(std::string(flag) + ": names the same file as " + outputs[j].second + "; give each output its own file");
+      }
     }
   });
   const float scale = opt.scale > 0 ? opt.scale : default_scale(g.d);
 
-  std::vector<float> o(g.numel()), lse(g.B * g.H * g.N);
+  std::vector<float> o(g.numel()), lse(g.B * g.H * g.N), dq, dk, dv;
   if (kernel || method->layout == Layout::single || method->layout == Layout::replicated) {
     // Every rank holds the whole problem; single-device kernels run on rank 0.
     if (kernel && comm.rank() == 0) {
@@ -137,6 +162,10 @@ void attend(Communicator& comm, const AttendOptions& opt) {
       a.shape = g, a.q = q.data.data(), a.k = k.data.data(), a.v = v.data.data(), a.o = o.data(), a.lse = lse.data();
       a.pattern = pattern, a.scale = scale, a.threads = threads;
       kernel->run(a);
+      if (backward) {
+        dq.resize(g.numel()), dk.resize(g.numel()), dv.resize(g.numel());
+        kernel->backward({a, dout.data.data(), dq.data(), dk.data(), dv.data()});
+      }
     } else if (method) {
       MethodBuffers buffers;
       MethodCall c{g, pattern, scale, threads, q.data.data(), k.data.data(), v.data.data(), o.data(), lse.data(),
@@ -175,15 +204,17 @@ void attend(Communicator& comm, const AttendOptions& opt) {
         });
   }
   if (comm.rank() == 0) {
-    // Both outputs complete before either is renamed into place: never one without the other.
-    AtomicFile fo(opt.out);
-    std::unique_ptr<AtomicFile> fl = opt.lse.empty() ? nullptr : std::make_unique<AtomicFile>(opt.lse);
-    write_npy(fo, {g.B, g.N, g.H, g.d}, o.data());
-    if (fl) write_npy(*fl, {g.B, g.H, g.N}, lse.data());
-    fo.finish();
-    if (fl) fl->finish();
-    fo.rename();
-    if (fl) fl->rename();
+    // Every output complete before any is renamed into place: never some without the others.
+    const float* data[] = {o.data(), lse.data(), dq.data(), dk.data(), dv.data()};
+    std::vector<std::unique_ptr<AtomicFile>> files;
+    for (size_t i = 0; i < std::size(outputs); ++i) {
+      if (outputs[i].first->empty()) continue;
+      files.push_back(std::make_unique<AtomicFile>(*outputs[i].first));
+      if (i == 1) write_npy(*files.back(), {g.B, g.H, g.N}, data[i]);
+      else write_npy(*files.back(), {g.B, g.N, g.H, g.d}, data[i]);
+      files.back()->finish();
+    }
+    for (auto& f : files) f->rename();
   }
 }
 

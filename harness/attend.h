@@ -10,6 +10,7 @@ namespace longattn {
 
 struct AttendOptions {
   std::string q, k, v, pattern, method = "auto", out, lse, device = "cpu";
+  std::string dout, dq, dk, dv;  // the backward pass (SPEC §6): dO in, any of dQ, dK, dV out
   float scale = 0;
   bool scale_given = false;  // then it must be positive and finite
   int threads = 0;

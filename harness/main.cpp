@@ -91,6 +91,10 @@ int main(int argc, char** argv) {
   attend_cmd->add_option("--device", at.device, "cpu (default) or cuda: where the kernel runs (dist-* methods: cpu)");
   attend_cmd->add_option("--out", at.out, "output O [B, N, H, d], float32 .npy")->required();
   attend_cmd->add_option("--lse", at.lse, "output LSE [B, H, N], float32 .npy");
+  attend_cmd->add_option("--dout", at.dout, "backward pass: dO [B, N, H, d], the gradient of the loss w.r.t. O (SPEC §6)");
+  attend_cmd->add_option("--dq", at.dq, "backward pass: output dQ [B, N, H, d] (needs --dout)");
+  attend_cmd->add_option("--dk", at.dk, "backward pass: output dK [B, N, H, d] (needs --dout)");
+  attend_cmd->add_option("--dv", at.dv, "backward pass: output dV [B, N, H, d] (needs --dout)");
   auto* scale_opt = attend_cmd->add_option("--scale", at.scale, "score scale, positive and finite (default 1/sqrt(d))");
   attend_cmd->add_option("--threads", at.threads, "threads, 1..1024 (default: all)")->check(CLI::Range(1, 1024));
   attend_cmd->add_flag("--allow-nonfinite", at.allow_nonfinite,

@@ -46,6 +46,28 @@ def numpy_attention(q, k, v, causal=False, left=None, right=None):
     return o, (m + np.log(z))[..., 0]
 
 
+def numpy_gradients(q, k, v, dout, causal=False, left=None, right=None):
+    """dQ, dK, dV of numpy_attention's O for the upstream gradient dO (SPEC §6), in float64."""
+    q, k, v, dout = (x.astype(np.float64) for x in (q, k, v, dout))
+    n, d = q.shape[1], q.shape[3]
+    o, lse = numpy_attention(q, k, v, causal, left, right)
+    s = np.einsum("bihd,bjhd->bhij", q, k) / np.sqrt(d)
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    keep = np.ones((n, n), bool)
+    if causal:
+        keep &= j <= i
+    if left is not None:
+        keep &= (j >= i - left) & (j <= i + right)
+    p = np.where(keep, np.exp(s - lse[..., None]), 0.0)
+    dv = np.einsum("bhij,bihd->bjhd", p, dout)
+    dp = np.einsum("bihd,bjhd->bhij", dout, v)
+    delta = np.einsum("bihd,bihd->bhi", dout, o)
+    ds = p * (dp - delta[..., None])
+    dq = np.einsum("bhij,bjhd->bihd", ds, k) / np.sqrt(d)
+    dk = np.einsum("bhij,bihd->bjhd", ds, q) / np.sqrt(d)
+    return dq, dk, dv
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="longattn-cli-")
     rng = np.random.default_rng(3)
@@ -96,6 +118,37 @@ def main():
                 el = np.abs(np.load(lse) - want_lse).max()
                 ok = eo <= tol and el <= 1e-4
             check(f"attend {method} {spec} matches NumPy", ok, r.stderr + (f" err {eo} {el}" if r.returncode == 0 else ""))
+    # The backward pass against NumPy's gradients (SPEC §6: 1e-3 max(1, max |dX_ref|) in fp32).
+    dout_path = os.path.join(tmp, "dout.npy")
+    dout = rng.standard_normal((B, N, H, d)).astype(np.float32)
+    np.save(dout_path, dout)
+    grads = {x: os.path.join(tmp, f"d{x}.npy") for x in "qkv"}
+    back = ["--dout", dout_path, "--dq", grads["q"], "--dk", grads["k"], "--dv", grads["v"]]
+    for spec, kw in [({"kind": "full", "causal": True}, {"causal": True}),
+                     ({"kind": "local", "left": 9, "right": 4}, {"left": 9, "right": 4})]:
+        want = numpy_gradients(q, k, v, dout, **kw)
+        gtol = 1e-3 * max(1.0, max(float(np.abs(w).max()) for w in want))
+        for method in ["vanilla", "flash", "reference"]:
+            r = run(base + ["--pattern", json.dumps(spec), "--method", method] + back)
+            errs = [float(np.abs(np.load(grads[x]) - w).max()) for x, w in zip("qkv", want)] if r.returncode == 0 else []
+            check(f"attend {method} {spec} --dout: dQ, dK, dV match NumPy", r.returncode == 0 and max(errs) <= gtol,
+                  r.stderr + f" errors {errs} bound {gtol}")
+    # Backward bad input: exit 2, the flag named, nothing written.
+    for name, args, needle in [
+            ("a dO of another shape", ["--dout", paths["q"].replace("q.npy", "small.npy"), "--dq", grads["q"]], "--dout: shape"),
+            ("--dq without --dout", ["--dq", grads["q"]], "--dq: the backward pass needs --dout"),
+            ("--dout without a gradient to write", ["--dout", dout_path], "--dout: give --dq"),
+            ("--dq and --out the same file", ["--dout", dout_path, "--dq", out], "--dq: names the same file as --out"),
+            ("--dout with a distributed method", ["--dout", dout_path, "--dq", grads["q"], "--method", "dist-ring"],
+             "dist-ring has no backward pass")]:
+        np.save(paths["q"].replace("q.npy", "small.npy"), np.zeros((B, N - 1, H, d), np.float32))
+        for f in list(grads.values()) + [out, lse]:
+            if os.path.exists(f):
+                os.remove(f)
+        r = run(base + ["--pattern", '{"kind": "full"}'] + args)
+        written = [f for f in list(grads.values()) + [out, lse] if os.path.exists(f)]
+        check(f"attend backward, {name}: exit 2, named, nothing written",
+              r.returncode == 2 and needle in r.stderr and not written, f"rc={r.returncode} {r.stderr[-300:]} wrote {written}")
     # float64 input is accepted (converted).
     r = run(["attend", "--q", os.path.join(tmp, "q64.npy"), "--k", paths["k"], "--v", paths["v"], "--out", out,
              "--pattern", '{"kind": "full"}'])
