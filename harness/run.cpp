@@ -75,22 +75,23 @@ double estimate_bytes(const Case& c, const Method& m, int world) {
   return 1.2 * b + 64e6;
 }
 
-// SPEC §1: FLOPs of the pattern's pairs, and of the dense (full or causal) equivalent.
+// SPEC §1: FLOPs of the pattern's pairs, and of the dense (full or causal) equivalent; a backward
+// pass counts 2.5 forwards (SPEC §6).
 double exact_flops(const Case& c) {
   const Shape s = c.shape;
-  return 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
+  return pass_factor(c.pass) * 4.0 * s.d * static_cast<double>(c.pattern.pairs_all_heads(s.H, s.N)) * s.B;
 }
 double dense_flops(const Case& c) {
   const Shape s = c.shape;
   const double n = static_cast<double>(s.N);
-  return 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B;
+  return pass_factor(c.pass) * 4.0 * s.d * (c.pattern.causal ? n * (n + 1) / 2 : n * n) * s.H * s.B;
 }
 
 // FLOPs a method's time grows with: the pattern's pairs, except vanilla, which computes the dense
 // N x N scores whatever the pattern (causal included).
 double cost_flops(const Case& c, const Method& m) {
   const Shape s = c.shape;
-  if (m.dense_cost) return 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
+  if (m.dense_cost) return pass_factor(c.pass) * 4.0 * s.d * static_cast<double>(s.N) * s.N * s.H * s.B;
   return exact_flops(c);
 }
 
@@ -101,7 +102,7 @@ struct MeasuredRates {
   std::map<std::string, double> by_key;
   static std::string key(const Case& c, const Method& m) {
     return std::string(m.name) + " " + kind_name(c.pattern.kind) + (c.pattern.causal ? " causal" : "") + " d=" +
-           std::to_string(c.shape.d) + " " + c.dtype + " " + c.device;
+           std::to_string(c.shape.d) + " " + c.dtype + " " + c.device + " " + c.pass;
   }
   void record(const Case& c, const Method& m, double seconds) {
     if (seconds <= 0) return;
@@ -137,6 +138,10 @@ class Runner {
     const Shape g = c.shape;
     json j = describe(c, m);
     if (auto why = m.unsupported(c.pattern, g, P); !why.empty()) return {skipped(j, why)};
+    const bool forward = c.pass != "backward", backward = c.pass != "forward";
+    if (backward && (!m.backward || c.device != "cpu"))
+      return {skipped(j, "pass: " + c.method + " on " + c.device + " has no backward pass yet (SPEC §6); the CPU "
+                         "kernels (flash, vanilla, dilated) have one")};
     if (c.device == "cuda") return run_cuda(c, m, j);
     const int runs = c.warmup + c.iterations;
     // Skipped before it starts only when the estimate passes the budget twice over (a rate from a
@@ -155,6 +160,8 @@ class Runner {
     hold.generate(kV, c.seed, g, v.data());
     const DType dtype = parse_dtype(c.dtype, "dtype");
     for (std::vector<float>* t : {&q, &k, &v}) round_all(dtype, t->data(), local);  // exact values of the dtype
+    std::vector<float> dout(backward ? local : 0), dq(dout.size()), dk(dout.size()), dv(dout.size());
+    if (backward) hold.generate(kDO, c.seed, g, dout.data()), round_all(dtype, dout.data(), local);
     MethodBuffers buffers;
     MethodCall call;
     call.global = g;
@@ -173,12 +180,23 @@ class Runner {
       throw std::runtime_error("injected fault (LONGATTN_FAULT_RANK=" + std::string(f) + ")");
     // One iteration: barrier, then the method, timed per rank; the slowest rank is the time.
     const int repeat = slowdown_.method == c.method ? slowdown_.factor : 1;
+    // A backward pass alone starts from a forward's O and LSE, made once, untimed.
+    auto forward_once = [&] {
+      m.run(call);
+      if (!m.microbenchmark) round_all(dtype, o.data(), local);  // O in the dtype, as the kernel's caller gets it
+    };
+    if (!forward) forward_once();
     auto iterate = [&](double* comm_seconds) {
       comm_.barrier();
       const double c0 = comm_.counters.seconds;
       const auto t0 = Clock::now();
-      for (int r = 0; r < repeat; ++r) m.run(call);
-      if (!m.microbenchmark) round_all(dtype, o.data(), local);  // O in the dtype, as the kernel's caller gets it
+      for (int r = 0; r < repeat; ++r) {
+        if (forward) forward_once();
+        if (backward) {
+          m.backward(call, dout.data(), dq.data(), dk.data(), dv.data());
+          for (std::vector<float>* t : {&dq, &dk, &dv}) round_all(dtype, t->data(), local);
+        }
+      }
       const double t = seconds_since(t0);
       if (comm_seconds) *comm_seconds = comm_.counters.seconds - c0;
       return t;
@@ -242,9 +260,12 @@ class Runner {
     }
 
     bool ok = true;
-    if (c.verify && !m.microbenchmark) ok = verify(c, m, hold, q, k, v, o, lse, j);
+    if (c.verify && !m.microbenchmark) {
+      const Gradients grads{dout.data(), dq.data(), dk.data(), dv.data()};
+      ok = verify(c, m, hold, q, k, v, o, lse, backward ? &grads : nullptr, j);
+    }
     j["status"] = ok ? "ok" : "failed";
-    if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 tolerance";
+    if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 (or §6) tolerance";
     return {j, !ok};
   }
 
@@ -277,14 +298,20 @@ class Runner {
             {"iterations", c.iterations},
             {"flops", exact},
             {"flops_dense", dense},
+            {"pass", c.pass},
             {"status", "ok"}};
   }
 
   // Checks this rank's rows against the oracle: every row for small cases, a fixed sample of
   // query rows (the same on every rank) for large ones. Errors are reduced by max over ranks.
+  struct Gradients {
+    const float *dout, *dq, *dk, *dv;
+  };
+  // With grads (a backward pass of a single-device method, every tensor whole on rank 0), the same
+  // rows of dQ, dK and dV are checked too (SPEC §6).
   bool verify(const Case& c, const Method& m, const Holding& hold, const std::vector<float>& q,
               const std::vector<float>& k, const std::vector<float>& v, const std::vector<float>& o,
-              const std::vector<float>& lse, json& j) {
+              const std::vector<float>& lse, const Gradients* grads, json& j) {
     const Shape g = c.shape;
     std::vector<SampleRow> rows;
     const bool checker = m.layout == Layout::sharded || m.layout == Layout::zigzag || comm_.rank() == 0;
@@ -315,11 +342,18 @@ class Runner {
     if (m.returns_lse)
       access.lse = [&](const SampleRow& r) { return lse.data() + (r.b * g.H + r.h) * hold.rows + hold.local_row(r.i); };
     const RowErrors e = check_rows(ref, rows, access);
-    double err[3] = {e.o, e.lse, 0};  // O, LSE, max |V|
+    GradErrors ge;
+    if (grads && !rows.empty()) {
+      AttentionArgs fwd = ref;
+      fwd.q = q.data(), fwd.o = const_cast<float*>(o.data()), fwd.lse = const_cast<float*>(lse.data());
+      ge = check_grad_rows(fwd, grads->dout, grads->dq, grads->dk, grads->dv, rows);
+    }
+    double err[7] = {e.o, e.lse, 0, ge.dq, ge.dk, ge.dv, ge.max_ref};  // O, LSE, max |V|, gradients
     for (float x : V) err[2] = std::max(err[2], double(std::abs(x)));
-    comm_.max(err, 3);
+    comm_.max(err, 7);
     const double checked = comm_.sum(static_cast<double>(rows.size()));
-    j["error"] = error_report({err[0], err[1]}, err[2], c.dtype, m.returns_lse, checked);
+    const GradErrors reduced{err[3], err[4], err[5], err[6]};
+    j["error"] = error_report({err[0], err[1]}, err[2], c.dtype, m.returns_lse, checked, grads ? &reduced : nullptr);
     return j["error"]["passed"].get<bool>();
   }
 
@@ -370,9 +404,9 @@ class Runner {
                  {"time_ms", 0}, {"samples_ms", std::vector<double>(c.iterations, 0.0)}, {"share", 0}};
     j["peak_memory_bytes_per_rank"] = comm_.max(static_cast<double>(peak_rss_bytes()));
     bool ok = true;
-    if (c.verify) ok = verify(c, m, Holding(m.layout, g.N, comm_.rank(), comm_.size()), q, k, v, o, lse, j);
+    if (c.verify) ok = verify(c, m, Holding(m.layout, g.N, comm_.rank(), comm_.size()), q, k, v, o, lse, nullptr, j);
     j["status"] = ok ? "ok" : "failed";
-    if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 tolerance";
+    if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 (or §6) tolerance";
     return {j, !ok};
   }
 #endif
@@ -475,6 +509,8 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
       throw InputError(at + "methods: unknown method \"" + c.method.substr(0, 100) + "\"; `longattn list` shows the methods");
     if (const auto why = m->unsupported(c.pattern, c.shape, P); why.rfind("shape:", 0) == 0)
       throw InputError(at + why.substr(7));
+    if (m->microbenchmark && c.pass != "forward")
+      throw InputError(at + "pass: " + c.method + " times communication only; it has no backward pass (use \"forward\")");
     if (const double need = estimate_bytes(c, *m, P); c.device == "cpu" && need > avail)
       throw InputError(at + "memory: needs about " + std::to_string(int64_t(need / 1e9 * 10) / 10.0).substr(0, 5) +
                        " GB per rank, this node has " + std::to_string(int64_t(avail / 1e9 * 10) / 10.0).substr(0, 5) +

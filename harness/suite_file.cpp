@@ -49,7 +49,7 @@ std::vector<std::string> string_axis(const json& j, const std::string& key, cons
 
 const std::set<std::string> kCaseKeys = {"method", "methods", "pattern", "patterns", "B", "H", "N", "N_per_rank",
                                          "d", "dtype", "device", "warmup", "iterations", "verify", "budget_s",
-                                         "scale", "seed"};
+                                         "scale", "seed", "pass"};
 
 // Expands one block (the suite's top level, or one entry of `cases`) into cases; `base` supplies
 // the defaults a block does not set.
@@ -59,8 +59,8 @@ void expand(const json& j, const std::string& where, const Case& base, int world
       throw InputError(where + "cases: a case cannot hold cases; list every case in the top-level cases");
     if (!kCaseKeys.count(key) && key != "name" && key != "description")
       throw InputError(where + key.substr(0, 100) + ": unknown field; known fields: method(s), pattern(s), B, H, N, "
-                                                    "N_per_rank, d, dtype, device, warmup, iterations, verify, budget_s, "
-                                                    "scale, seed, cases");
+                                                    "N_per_rank, d, dtype, device, pass, warmup, iterations, verify, "
+                                                    "budget_s, scale, seed, cases");
   }
   Case c = base;
   auto get_int = [&](const char* key, int& field, int min, int max) {
@@ -121,6 +121,10 @@ void expand(const json& j, const std::string& where, const Case& base, int world
   const auto Bs = int_axis(j, "B", where), Hs = int_axis(j, "H", where), ds = int_axis(j, "d", where);
   const auto dtypes = j.contains("dtype") ? string_axis(j, "dtype", where) : std::vector<std::string>{base.dtype};
   const auto devices = j.contains("device") ? string_axis(j, "device", where) : std::vector<std::string>{base.device};
+  const auto passes = j.contains("pass") ? string_axis(j, "pass", where) : std::vector<std::string>{base.pass};
+  for (const auto& ps : passes)
+    if (pass_factor(ps) == 0)
+      throw InputError(where + "pass: unknown pass \"" + ps.substr(0, 40) + "\"; use forward, backward or forward+backward");
   for (const auto& dev : devices)
     if (dev != "cpu" && dev != "cuda") throw InputError(where + "device: unknown device \"" + dev + "\"; use cpu or cuda");
   for (const auto& dt : dtypes)
@@ -136,14 +140,15 @@ void expand(const json& j, const std::string& where, const Case& base, int world
           for (int64_t N : Ns)
             for (int64_t d : ds)
               for (const auto& dt : dtypes)
-                for (const auto& dev : devices) {
+                for (const auto& dev : devices)
+                  for (const auto& ps : passes) {
                   if (dev == "cpu" && dt == "fp16" && !cpu_info().avx512_fp16)
                     throw InputError(where + "dtype: fp16 on device cpu needs AVX512-FP16, which this CPU (" +
                                      cpu_info().model.substr(0, 60) + ") lacks; use bf16 or fp32 here, or device cuda");
                   Case x = c;
                   checked_mul(checked_mul(checked_mul(B, N, where + "B x N"), H, where + "B x N x H"), d,
                               where + "B x N x H x d");
-                  x.method = m, x.pattern = p, x.shape = {B, N, H, d}, x.dtype = dt, x.device = dev;
+                  x.method = m, x.pattern = p, x.shape = {B, N, H, d}, x.dtype = dt, x.device = dev, x.pass = ps;
                   out.push_back(x);
                 }
 }
@@ -153,7 +158,11 @@ void expand(const json& j, const std::string& where, const Case& base, int world
 std::string Case::id(int world) const {
   return method + " " + pattern.name() + " B=" + std::to_string(shape.B) + " N=" + std::to_string(shape.N) +
          " H=" + std::to_string(shape.H) + " d=" + std::to_string(shape.d) + " " + dtype + " " + device +
-         " P=" + std::to_string(world);
+         " P=" + std::to_string(world) + (pass == "forward" ? "" : " " + pass);
+}
+
+double pass_factor(const std::string& pass) {
+  return pass == "forward" ? 1.0 : pass == "backward" ? 2.5 : pass == "forward+backward" ? 3.5 : 0.0;
 }
 
 std::string suite_dir() { return data_dir() + "/suite"; }

@@ -17,6 +17,7 @@ struct Case {
   Shape shape;
   std::string dtype = "fp32";  // fp32 on cpu; bf16, fp16, fp32 on cuda
   std::string device = "cpu";  // cpu | cuda
+  std::string pass = "forward";  // forward | backward | forward+backward (SPEC §6)
   int warmup = 1;
   int iterations = 3;
   bool verify = true;
@@ -32,6 +33,10 @@ struct Suite {
   nlohmann::json source;  // the file itself, recorded in the results
   std::vector<Case> cases;
 };
+
+// FLOPs of a pass over the forward's, as FlashAttention's benchmarks count them (SPEC §6): 1, 2.5,
+// 3.5; 0 for an unknown pass.
+double pass_factor(const std::string& pass);
 
 // `name_or_path`: a file, or the name of a file in suite/ ("smoke"). `world` is the rank count
 // (N_per_rank axes multiply by it). Throws InputError naming the field and the fix.

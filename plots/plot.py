@@ -187,13 +187,13 @@ def ok_cases(runs):
 
 
 def shape_key(c):
-    """Panels: one per shape and pattern (sorted by shape first)."""
-    return (c["B"], c["H"], c["d"], c["dtype"], c["device"], c["pattern_name"])
+    """Panels: one per shape, pattern and pass (sorted by shape first)."""
+    return (c["B"], c["H"], c["d"], c["dtype"], c["device"], c["pattern_name"], c.get("pass", "forward"))
 
 
 def shape_title(k):
-    B, H, d, dtype, device, pattern = k
-    return f"{pattern}  (B={B}, H={H}, d={d}, {dtype}, {device})"
+    B, H, d, dtype, device, pattern, pass_ = k
+    return f"{pattern}  (B={B}, H={H}, d={d}, {dtype}, {device}{'' if pass_ == 'forward' else ', ' + pass_})"
 
 
 def is_distributed(c):
@@ -533,7 +533,7 @@ def chart_comm_share(runs, cases, out):
     panels = {}
     for r, c in dist:
         k = shape_key(c)
-        panels.setdefault(k[:-1], {}).setdefault((k[-1], r.world, c["N"], r.index), {}).setdefault(c["method"], c)
+        panels.setdefault(k[:5], {}).setdefault((k[5], r.world, c["N"], r.index), {}).setdefault(c["method"], c)
     keys = sorted(panels)
     worlds_files = {}
     for r in runs:
@@ -650,7 +650,7 @@ def write_vs_pytorch_table(pairs, path):
     lines = ["| pattern (B, H, d, dtype) | N | longattn kernel | ms | PyTorch peer | ms | longattn ÷ PyTorch speed |",
              "|---|---:|---|---:|---|---:|---:|"]
     for (k, m), pts in sorted(pairs.items(), key=lambda t: (t[0][0], method_sort(t[0][1]))):
-        B, H, d, dtype, device, pattern = k
+        B, H, d, dtype, device, pattern, _ = k
         for n in sorted(pts):
             ours, theirs = pts[n]
             lines.append(f"| {pattern} ({B}, {H}, {d}, {dtype}) | {human(n)} | {m} | {ours:.1f} | {COUNTERPART[m]} | "

@@ -81,6 +81,9 @@ struct Method {
   // (P not dividing N or H) are reported as "shape:" reasons, which the harness treats as errors.
   std::string (*unsupported)(const Pattern&, const Shape&, int world);
   void (*run)(const MethodCall&);
+  // The backward pass (SPEC §6) after run() on the same call: dQ, dK, dV ([B, rows, H, d] as the
+  // layout says) from dO; null where the method has none yet.
+  void (*backward)(const MethodCall&, const float* dout, float* dq, float* dk, float* dv) = nullptr;
 };
 
 std::span<const Method> methods();

@@ -52,6 +52,10 @@ void run_kernel(const MethodCall& c) {
   if (c.comm->rank() == 0) find_kernel(Kernel)->run(c.local_args(c.global.N));
 }
 template <const char* Kernel>
+void run_kernel_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
+  if (c.comm->rank() == 0) find_kernel(Kernel)->backward({c.local_args(c.global.N), dout, dq, dk, dv});
+}
+template <const char* Kernel>
 std::string kernel_unsupported(const Pattern& p, const Shape& s, int) {
   return find_kernel(Kernel)->unsupported(p, s, DType::fp32);  // the case's dtype is checked where it is read
 }
@@ -120,13 +124,16 @@ constexpr char kVanilla[] = "vanilla", kFlash[] = "flash", kDilated[] = "dilated
 // methods their shard, the buffers they exchange, and (dist-heads) the whole inputs.
 const Method kMethods[] = {
     {"vanilla", "unfused multi-head attention on one rank: sgemm, mask, softmax, sgemm", Layout::single, true,
-     false, true, {4, 0, 4}, CommOp::count_, kernel_unsupported<kVanilla>, run_kernel<kVanilla>},
+     false, true, {4, 0, 4}, CommOp::count_, kernel_unsupported<kVanilla>, run_kernel<kVanilla>,
+     run_kernel_backward<kVanilla>},
     {"flash", "tiled online-softmax attention on one rank", Layout::single, true, false, false, {6, 0, 0}, CommOp::count_,
-     kernel_unsupported<kFlash>, run_kernel<kFlash>},
+     kernel_unsupported<kFlash>, run_kernel<kFlash>, run_kernel_backward<kFlash>},
     {"dilated", "LongNet dilated attention on one rank", Layout::single, true, false, false, {4, 0, 0}, CommOp::count_,
-     kernel_unsupported<kDilated>, run_kernel<kDilated>},
+     kernel_unsupported<kDilated>, run_kernel<kDilated>,
+     run_kernel_backward<kDilated>},
     {"reference", "the double-precision oracle on one rank (slow)", Layout::single, true, false, false, {4, 0, 0}, CommOp::count_,
-     kernel_unsupported<kReference>, run_kernel<kReference>},
+     kernel_unsupported<kReference>, run_kernel<kReference>,
+     run_kernel_backward<kReference>},
     {"dist-heads", "distributed multi-head attention: H/P heads per rank on full Q, K, V; all-gather O",
      Layout::replicated, true, false, false, {5, 6, 0}, CommOp::all_gather, heads_unsupported, dist_heads},
     {"dist-ulysses", "all-to-all to head shards, any kernel on the full sequence, all-to-all back", Layout::sharded,

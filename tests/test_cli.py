@@ -265,6 +265,9 @@ def main():
         ("unsupported d", suite("d", dict(ok_suite, d=512)), 1, "d: head dim 512 is not supported"),
         ("an unknown dtype", suite("t", dict(ok_suite, dtype="fp8")), 1, 'dtype: unknown dtype "fp8"'),
         ("memory over the machine's", suite("mem", dict(ok_suite, methods=["vanilla"], N=1 << 20)), 1, "memory: needs about"),
+        ("an unknown pass", suite("pass", dict(ok_suite, **{"pass": "sideways"})), 1, 'pass: unknown pass "sideways"'),
+        ("a backward pass of a microbenchmark", suite("cb", dict(ok_suite, methods=["comm-send-recv"], **{"pass": "backward"})), 1,
+         "comm-send-recv times communication only; it has no backward pass"),
         ("missing suite", os.path.join(bad_dir, "none.json"), 1, "no such suite file"),
     ]
     # fp16 on the CPU needs AVX512-FP16: refused where the CPU lacks it, run (and verified) where it has it.

@@ -52,6 +52,19 @@ TEST(SuiteFile, AxesExpandAsAProductAndCasesInherit) {
   EXPECT_EQ(last.warmup, 0);
 }
 
+TEST(SuiteFile, PassIsAnAxisAndCountsBackwardFlops) {
+  const Suite s = load_suite(write_temp("pass.json", R"({"name": "p", "method": "flash", "pattern": {"kind": "full"},
+    "B": 1, "H": 2, "N": 64, "d": 16, "pass": ["forward", "backward", "forward+backward"]})"), 1);
+  ASSERT_EQ(s.cases.size(), 3u);
+  EXPECT_EQ(s.cases[0].pass, "forward");
+  EXPECT_EQ(s.cases[2].pass, "forward+backward");
+  EXPECT_EQ(s.cases[0].id(1).find("backward"), std::string::npos);  // forward ids as before
+  EXPECT_NE(s.cases[1].id(1).find(" backward"), std::string::npos);
+  EXPECT_EQ(pass_factor("forward"), 1.0);
+  EXPECT_EQ(pass_factor("backward"), 2.5);  // SPEC §6, as FlashAttention's benchmarks count it
+  EXPECT_EQ(pass_factor("forward+backward"), 3.5);
+}
+
 TEST(SuiteFile, NamedSuitesInTheTreeAllLoad) {
   for (const auto& e : std::filesystem::directory_iterator(suite_dir())) {
     if (e.path().extension() != ".json") continue;
@@ -71,6 +84,8 @@ TEST(SuiteFile, BadFilesNameTheField) {
   EXPECT_NE(error_of("{" + ok + R"(, "N": 64, "N_per_rank": 64})").find("give either N or N_per_rank"),
             std::string::npos);
   EXPECT_NE(error_of("{" + ok + R"(, "N": 64, "cases": [{"pattern": {"kind": "local"}}]})").find("cases[0].pattern.left: missing"),
+            std::string::npos);
+  EXPECT_NE(error_of("{" + ok + R"(, "N": 64, "pass": ["forward", "sideways"]})").find("pass: unknown pass \"sideways\""),
             std::string::npos);
   EXPECT_NE(error_of("[1, 2]").find("a suite is a JSON object"), std::string::npos);
   EXPECT_NE(error_of("{\"methods\": ").find("malformed JSON"), std::string::npos);

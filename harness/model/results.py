@@ -65,4 +65,6 @@ def load_results(path):
 
 
 def ok_cases(data):
-    return [c for c in data["cases"] if c.get("status") == "ok" and "time_ms" in c]
+    """Timed forward passes: the model predicts the forward pass (backward rows, SPEC §6, are left out)."""
+    return [c for c in data["cases"]
+            if c.get("status") == "ok" and "time_ms" in c and c.get("pass", "forward") == "forward"]
