@@ -2,8 +2,9 @@
 // on 64 x 64 tiles, in two passes so that every output row has one writer and no atomics are
 // needed: by key block (dK, dV gather over the queries that see the block) and by query block (dQ
 // gathers over the keys). Each tile recomputes P = exp(s - LSE) from the forward's LSE, and
-// dS = P ∘ (dP - D) with D = rowsum(dO ∘ O) computed once per row. Plain loops the compiler
-// vectorises; the fast paths of the forward (tile paths, packed K/V) are not used yet.
+// dS = P ∘ (dP - D) with D = rowsum(dO ∘ O) computed once per row. The tile products are sgemm
+// calls on strided views (the forward's tile paths and packed K/V are not used yet).
+#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -14,12 +15,14 @@
 
 #include "kernels/backward.h"
 #include "kernels/dilated_cpu.h"
+#include "kernels/simd.h"
 
 namespace longattn {
 namespace {
 
 constexpr int64_t kTile = 64;  // query rows and keys of a tile
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kLog2e = 1.4426950408889634f;
 
 // One head's gradient problem, strided views as HeadProblem's (kernels/flash_cpu.h): query-side
 // rows (Q, dO, dQ) q_stride apart, key-side rows (K, V, dK, dV) kv_stride apart, the forward's LSE
@@ -40,83 +43,66 @@ struct GradProblem {
 };
 
 struct TileScratch {
-  std::vector<float> kt, vt, p, ds;  // K and V of the tile transposed [d][kTile]; P and dS [kTile][kTile]
+  std::vector<float> p, ds;  // P, then dP and dS: [kTile][kTile], rows and cols of the tile
 };
 
 // P and dS of queries [i0, i0 + rows) x keys [j0, j0 + cols) into s.p and s.ds (zero where masked,
-// past cols, or in rows that see no key). False when the mask leaves the tile empty.
+// past cols, or in rows that see no key). False when the mask leaves the tile empty. The products
+// are sgemm calls: inside the parallel region OpenBLAS runs them on the calling thread.
 bool tile_grads(const GradProblem& g, int64_t i0, int64_t rows, int64_t j0, int64_t cols, TileScratch& s) {
   const int64_t qpos = g.q_pos0 + i0, kpos = g.k_pos0 + j0, d = g.d;
   const BlockKind kind = g.mask->classify(qpos, qpos + rows, kpos, kpos + cols);
   if (kind == BlockKind::empty) return false;
-  s.kt.assign(d * kTile, 0.0f), s.vt.assign(d * kTile, 0.0f);
   s.p.assign(kTile * kTile, 0.0f), s.ds.assign(kTile * kTile, 0.0f);
-  for (int64_t j = 0; j < cols; ++j)
-    for (int64_t c = 0; c < d; ++c) {
-      s.kt[c * kTile + j] = g.k[(j0 + j) * g.kv_stride + c];
-      s.vt[c * kTile + j] = g.v[(j0 + j) * g.kv_stride + c];
-    }
-  float srow[kTile], dprow[kTile];
+  // S = scale Q K^T and dP = dO V^T.
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, d, g.scale, g.q + i0 * g.q_stride, g.q_stride,
+              g.k + j0 * g.kv_stride, g.kv_stride, 0.0f, s.p.data(), kTile);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, d, 1.0f, g.dout + i0 * g.q_stride, g.q_stride,
+              g.v + j0 * g.kv_stride, g.kv_stride, 0.0f, s.ds.data(), kTile);
+  const simd::vf log2e = simd::splat(kLog2e);
   for (int64_t r = 0; r < rows; ++r) {
     const float lse = g.lse[(i0 + r) * g.lse_stride];
-    if (lse == kNegInf) continue;  // the row sees no key at all
-    const float* q = g.q + (i0 + r) * g.q_stride;
-    const float* go = g.dout + (i0 + r) * g.q_stride;
-    std::fill(srow, srow + kTile, 0.0f);
-    std::fill(dprow, dprow + kTile, 0.0f);
-    for (int64_t c = 0; c < d; ++c) {
-      const float qc = q[c], gc = go[c];
-      const float* kc = s.kt.data() + c * kTile;
-      const float* vc = s.vt.data() + c * kTile;
-      for (int64_t j = 0; j < kTile; ++j) srow[j] += qc * kc[j], dprow[j] += gc * vc[j];
-    }
-    const float delta = g.delta[(i0 + r) * g.lse_stride];
     float* p = s.p.data() + r * kTile;
     float* ds = s.ds.data() + r * kTile;
-    for (int64_t j = 0; j < cols; ++j) {
-      const bool keep = kind == BlockKind::full || g.mask->contains(0, g.mask_head, qpos + r, kpos + j, g.mask_n);
-      p[j] = keep ? std::exp(g.scale * srow[j] - lse) : 0.0f;
-      ds[j] = p[j] * (dprow[j] - delta);
+    if (lse == kNegInf) {  // the row sees no key at all
+      std::fill(p, p + kTile, 0.0f), std::fill(ds, ds + kTile, 0.0f);
+      continue;
     }
+    // P = exp(S - LSE) as exp2 on 16 lanes (the forward's polynomial), then the mask.
+    const simd::vf sub = simd::splat(lse * kLog2e);
+    for (int64_t j = 0; j < kTile; j += 16) simd::store(p + j, simd::exp2(simd::load(p + j) * log2e - sub));
+    for (int64_t j = cols; j < kTile; ++j) p[j] = 0.0f;
+    if (kind == BlockKind::partial)
+      for (int64_t j = 0; j < cols; ++j)
+        if (!g.mask->contains(0, g.mask_head, qpos + r, kpos + j, g.mask_n)) p[j] = 0.0f;
+    const simd::vf delta = simd::splat(g.delta[(i0 + r) * g.lse_stride]);
+    for (int64_t j = 0; j < kTile; j += 16)
+      simd::store(ds + j, simd::load(p + j) * (simd::load(ds + j) - delta));  // dS = P (dP - D)
   }
   return true;
 }
 
 // Key block j0: dV += P^T dO and dK += scale dS^T Q over every query block.
 void key_block(const GradProblem& g, int64_t j0, TileScratch& s) {
-  const int64_t cols = std::min(kTile, g.nk - j0), d = g.d;
+  const int64_t cols = std::min(kTile, g.nk - j0);
   for (int64_t i0 = 0; i0 < g.nq; i0 += kTile) {
     const int64_t rows = std::min(kTile, g.nq - i0);
     if (!tile_grads(g, i0, rows, j0, cols, s)) continue;
-    for (int64_t j = 0; j < cols; ++j) {
-      float* dv = g.dv + (j0 + j) * g.kv_stride;
-      float* dk = g.dk + (j0 + j) * g.kv_stride;
-      for (int64_t r = 0; r < rows; ++r) {
-        const float p = s.p[r * kTile + j], ds = s.ds[r * kTile + j] * g.scale;
-        if (p == 0.0f && ds == 0.0f) continue;
-        const float* go = g.dout + (i0 + r) * g.q_stride;
-        const float* q = g.q + (i0 + r) * g.q_stride;
-        for (int64_t c = 0; c < d; ++c) dv[c] += p * go[c], dk[c] += ds * q[c];
-      }
-    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, g.d, rows, 1.0f, s.p.data(), kTile,
+                g.dout + i0 * g.q_stride, g.q_stride, 1.0f, g.dv + j0 * g.kv_stride, g.kv_stride);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, g.d, rows, g.scale, s.ds.data(), kTile,
+                g.q + i0 * g.q_stride, g.q_stride, 1.0f, g.dk + j0 * g.kv_stride, g.kv_stride);
   }
 }
 
 // Query block i0: dQ += scale dS K over every key block.
 void query_block(const GradProblem& g, int64_t i0, TileScratch& s) {
-  const int64_t rows = std::min(kTile, g.nq - i0), d = g.d;
+  const int64_t rows = std::min(kTile, g.nq - i0);
   for (int64_t j0 = 0; j0 < g.nk; j0 += kTile) {
     const int64_t cols = std::min(kTile, g.nk - j0);
     if (!tile_grads(g, i0, rows, j0, cols, s)) continue;
-    for (int64_t r = 0; r < rows; ++r) {
-      float* dq = g.dq + (i0 + r) * g.q_stride;
-      for (int64_t j = 0; j < cols; ++j) {
-        const float ds = s.ds[r * kTile + j] * g.scale;
-        if (ds == 0.0f) continue;
-        const float* k = g.k + (j0 + j) * g.kv_stride;
-        for (int64_t c = 0; c < d; ++c) dq[c] += ds * k[c];
-      }
-    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, g.d, cols, g.scale, s.ds.data(), kTile,
+                g.k + j0 * g.kv_stride, g.kv_stride, 1.0f, g.dq + i0 * g.q_stride, g.q_stride);
   }
 }
 
