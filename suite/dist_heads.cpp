@@ -51,4 +51,33 @@ void dist_heads(const MethodCall& c) {
   }
 }
 
+// Backward (SPEC §6): each rank's heads locally, from the forward's slices still in the buffers
+// (Q, K, V, O and LSE of heads [p H/P, (p+1) H/P)); one all-gather of dQ, dK, dV gives every rank
+// all heads. Communication per rank: 3 (P-1) B N (H/P) d elements.
+void dist_heads_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
+  const Shape g = c.global;
+  const int P = c.comm->size(), p = c.comm->rank();
+  const int64_t hp = g.H / P, rows = g.B * g.N, slab = rows * hp * g.d;
+  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  auto& q = c.buffers->buf[0];
+  auto& k = c.buffers->buf[1];
+  auto& v = c.buffers->buf[2];
+  auto& o = c.buffers->buf[3];         // O then LSE of this rank's heads (the forward's)
+  auto& gathered = c.buffers->buf[4];
+  auto& grads = c.buffers->buf[5];     // dO, then dQ, dK, dV of this rank's heads
+  grads.resize(4 * slab), gathered.resize(3 * slab * P);
+  copy_heads(dout, g.H, grads.data(), hp, rows, hp, p * hp, 0, g.d, threads);
+  AttentionArgs a = c.local_args(g.N);
+  a.shape.H = hp;
+  a.head0 = p * hp;
+  a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = o.data() + slab;
+  auto_kernel(a.pattern, a.shape, a.dtype, c.device())
+      .backward({a, grads.data(), grads.data() + slab, grads.data() + 2 * slab, grads.data() + 3 * slab});
+  c.comm->all_gather(grads.data() + slab, 3 * slab * sizeof(float), gathered.data());
+  float* const out[3] = {dq, dk, dv};
+  for (int r = 0; r < P; ++r)
+    for (int t = 0; t < 3; ++t)
+      copy_heads(gathered.data() + (3 * r + t) * slab, hp, out[t], g.H, rows, hp, 0, r * hp, g.d, threads);
+}
+
 }  // namespace longattn

@@ -71,4 +71,55 @@ void dist_ulysses(const MethodCall& c) {
           std::copy_n(recv.data() + s * part + block + (b * hp + hh) * n, n, c.lse + (b * g.H + s * hp + hh) * n);
 }
 
+// Backward (SPEC §6), the all-to-alls reversed: dO goes to head shards as Q went, each rank runs
+// its kernel's backward on its heads over the whole sequence (Q, K, V, O and LSE of the forward,
+// still in the buffers), and dQ, dK, dV come back to token shards as O did.
+// Communication per rank: 4 B n H d (P-1)/P elements.
+void dist_ulysses_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
+  const Shape g = c.global;
+  const int P = c.comm->size(), p = c.comm->rank();
+  const int64_t n = c.shard(), hp = g.H / P, d = g.d;
+  const int64_t block = g.B * n * hp * d;
+  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  auto& send = c.buffers->buf[0];
+  auto& recv = c.buffers->buf[1];
+  auto& qkv = c.buffers->buf[2];  // the forward's [3][B, N, hp, d]
+  auto& o = c.buffers->buf[3];
+  auto& lse = c.buffers->buf[4];
+  auto& grads = c.buffers->buf[5];  // [4][B, N, hp, d]: dO, dQ, dK, dV of this rank's heads
+  grads.resize(4 * block * P);
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int r = 0; r < P; ++r)
+    for (int64_t bi = 0; bi < g.B * n; ++bi)
+      std::copy_n(dout + (bi * g.H + r * hp) * d, hp * d, send.data() + (r * g.B * n + bi) * hp * d);
+  c.comm->all_to_all(send.data(), block * sizeof(float), recv.data());
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int s = 0; s < P; ++s)
+    for (int64_t b = 0; b < g.B; ++b)
+      std::copy_n(recv.data() + (s * g.B + b) * n * hp * d, n * hp * d, grads.data() + (b * g.N + s * n) * hp * d);
+
+  AttentionArgs a = c.local_args(g.N);
+  a.shape.H = hp;
+  a.head0 = p * hp;
+  a.q = qkv.data(), a.k = qkv.data() + P * block, a.v = qkv.data() + 2 * P * block;
+  a.o = o.data(), a.lse = lse.data();
+  float* gq = grads.data() + P * block;
+  auto_kernel(a.pattern, a.shape, a.dtype, c.device()).backward({a, grads.data(), gq, gq + P * block, gq + 2 * P * block});
+
+  // Back, per destination r: [t][b][i][hh] = dX_t[b, r n + i, hh]; from s: my tokens, heads of s.
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int r = 0; r < P; ++r)
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int t = 0; t < 3; ++t)
+        std::copy_n(gq + t * P * block + (b * g.N + r * n) * hp * d, n * hp * d,
+                    send.data() + ((r * 3 + t) * g.B + b) * n * hp * d);
+  c.comm->all_to_all(send.data(), 3 * block * sizeof(float), recv.data());
+  float* const out[3] = {dq, dk, dv};
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int s = 0; s < P; ++s)
+    for (int64_t bi = 0; bi < g.B * n; ++bi)
+      for (int t = 0; t < 3; ++t)
+        std::copy_n(recv.data() + ((s * 3 + t) * g.B * n + bi) * hp * d, hp * d, out[t] + (bi * g.H + s * hp) * d);
+}
+
 }  // namespace longattn

@@ -107,7 +107,9 @@ std::string comm_unsupported(const Pattern&, const Shape& s, int world) {
 // The methods of the table, one file each (suite/NAME.cpp): distributed algorithms (SPEC §3) and
 // communication microbenchmarks (comm_bench.cpp).
 void dist_heads(const MethodCall& c);
+void dist_heads_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_ulysses(const MethodCall& c);
+void dist_ulysses_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_ring(const MethodCall& c);
 void dist_ring_zigzag(const MethodCall& c);
 void dist_allgather(const MethodCall& c);
@@ -135,9 +137,10 @@ const Method kMethods[] = {
      kernel_unsupported<kReference>, run_kernel<kReference>,
      run_kernel_backward<kReference>},
     {"dist-heads", "distributed multi-head attention: H/P heads per rank on full Q, K, V; all-gather O",
-     Layout::replicated, true, false, false, {5, 6, 0}, CommOp::all_gather, heads_unsupported, dist_heads},
+     Layout::replicated, true, false, false, {5, 6, 0}, CommOp::all_gather, heads_unsupported, dist_heads,
+     dist_heads_backward},
     {"dist-ulysses", "all-to-all to head shards, any kernel on the full sequence, all-to-all back", Layout::sharded,
-     true, false, false, {0, 16, 0}, CommOp::all_to_all, ulysses_unsupported, dist_ulysses},
+     true, false, false, {0, 16, 0}, CommOp::all_to_all, ulysses_unsupported, dist_ulysses, dist_ulysses_backward},
     {"dist-ring", "ring attention: K/V shards circulate, (o, lse) merged, next shard in flight", Layout::sharded, true,
      false, false, {0, 10, 0}, CommOp::send_recv, ring_unsupported, dist_ring},
     {"dist-ring-zigzag", "ring attention over zig-zag shards (chunks p and 2P-1-p): causal work balanced",

@@ -23,12 +23,16 @@ Communicator* g_comm = nullptr;
 struct Outcome {
   double o_err = 0, lse_err = 0;
   uint64_t received = 0;
+  // With a backward pass: max |dX - dX_ref| over dQ, dK, dV relative to max(1, max |dX_ref|), and
+  // the bytes the backward alone received.
+  double grad_err = 0;
+  uint64_t grad_received = 0;
 };
 
 // Runs method m on this rank's part of the global problem and compares with `kernel` run on the
 // whole problem here, both on inputs rounded to dt.
 Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, const Shape& g,
-                        DType dt = DType::fp32) {
+                        DType dt = DType::fp32, bool backward = false) {
   Communicator& comm = *g_comm;
   const int P = comm.size(), rank = comm.rank();
   std::vector<float> q(g.numel()), k(g.numel()), v(g.numel()), o_ref(g.numel()), lse_ref(g.B * g.H * g.N);
@@ -40,7 +44,14 @@ Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, c
   a.dtype = dt;
   a.shape = g, a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o_ref.data(), a.lse = lse_ref.data();
   a.pattern = p, a.scale = default_scale(g.d);
-  (kernel ? *find_kernel(kernel) : auto_kernel(p, g)).run(a);
+  const Kernel& single = kernel ? *find_kernel(kernel) : auto_kernel(p, g);
+  single.run(a);
+  std::vector<float> dout(backward ? g.numel() : 0), dq_ref(dout.size()), dk_ref(dout.size()), dv_ref(dout.size());
+  if (backward) {
+    generate_slice(kDO, 5, g, 0, g.N, dout.data());
+    round_all(dt, dout.data(), g.numel());
+    single.backward({a, dout.data(), dq_ref.data(), dk_ref.data(), dv_ref.data()});
+  }
 
   const std::vector<TokenRange> held = held_tokens(m.layout, g.N, rank, P);
   int64_t n = 0;
@@ -77,6 +88,25 @@ Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, c
           if (std::isinf(want) && got == want) continue;
           out.lse_err = std::max(out.lse_err, std::isfinite(got) ? double(std::abs(got - want)) : INFINITY);
         }
+  if (backward) {
+    std::vector<float> doutl(ql.size()), dql(ql.size()), dkl(ql.size()), dvl(ql.size());
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int64_t i = 0; i < n; ++i) std::copy_n(dout.data() + (b * g.N + pos[i]) * row, row, doutl.data() + (b * n + i) * row);
+    comm.reset_counters();
+    m.backward(c, doutl.data(), dql.data(), dkl.data(), dvl.data());
+    out.grad_received = comm.counters.total_received();
+    double max_ref = 0, err = 0;
+    for (const auto* r : {&dq_ref, &dk_ref, &dv_ref})
+      for (float x : *r) max_ref = std::max(max_ref, double(std::abs(x)));
+    for (auto [got, want] : {std::pair{&dql, &dq_ref}, std::pair{&dkl, &dk_ref}, std::pair{&dvl, &dv_ref}})
+      for (int64_t b = 0; b < g.B; ++b)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t x = 0; x < row; ++x) {
+            const float gv = (*got)[(b * n + i) * row + x], wv = (*want)[(b * g.N + pos[i]) * row + x];
+            err = std::max(err, std::isfinite(gv) ? double(std::abs(gv - wv)) : INFINITY);
+          }
+    out.grad_err = err / std::max(1.0, max_ref);
+  }
   return out;
 }
 
@@ -189,6 +219,36 @@ TEST(Distributed, Bf16EqualsSingleRankBf16) {
       EXPECT_EQ(out.received, formula(name, p, s, P, g_comm->rank()));
     }
   }
+}
+
+// SPEC §6: a distributed backward equals the single-rank kernel's on the same inputs and dO, and
+// receives the bytes its reversed exchanges carry.
+TEST(Distributed, BackwardEqualsSingleRank) {
+  const int P = g_comm->size();
+  int ran = 0;
+  for (const Shape& s : {Shape{1, 168, 12, 16}, Shape{2, 168, 4, 3}}) {
+    for (const json& pj : {json{{"kind", "full"}}, json{{"kind", "full"}, {"causal", true}},
+                           json{{"kind", "local"}, {"left", 50}, {"right", 0}, {"causal", true}},
+                           json{{"kind", "strided"}, {"stride", 9}},
+                           json{{"kind", "dilated"}, {"levels", {{33, 1}, {66, 2}, {200, 5}}}, {"causal", true}}}) {
+      const Pattern p = parse_pattern(pj);
+      for (const char* name : {"dist-heads", "dist-ulysses"}) {
+        const Method& m = *find_method(name);
+        if (!m.unsupported(p, s, P).empty()) continue;
+        SCOPED_TRACE(std::string(name) + " " + p.name() + " P=" + std::to_string(P) + " H=" + std::to_string(s.H) +
+                     " d=" + std::to_string(s.d));
+        const Outcome out = run_and_compare(m, nullptr, p, s, DType::fp32, /*backward=*/true);
+        EXPECT_LE(out.o_err, 1e-5);
+        EXPECT_LE(out.grad_err, 1e-5);
+        const uint64_t f = sizeof(float), n = s.N / P, hp = s.H / P;
+        const uint64_t want = std::string(name) == "dist-heads" ? 3 * (P - 1) * s.B * s.N * hp * s.d * f
+                                                                 : 4 * s.B * n * s.H * s.d * (P - 1) / P * f;
+        EXPECT_EQ(out.grad_received, want);
+        ++ran;
+      }
+    }
+  }
+  EXPECT_GE(ran, 5);
 }
 
 TEST(Distributed, DilatedLevelsSpanningSeveralRanksReallyCommunicate) {
