@@ -343,10 +343,31 @@ class Runner {
       access.lse = [&](const SampleRow& r) { return lse.data() + (r.b * g.H + r.h) * hold.rows + hold.local_row(r.i); };
     const RowErrors e = check_rows(ref, rows, access);
     GradErrors ge;
-    if (grads && !rows.empty()) {
+    if (grads && whole) {  // decided alike on every rank: the other branch is a collective
       AttentionArgs fwd = ref;
       fwd.q = q.data(), fwd.o = const_cast<float*>(o.data()), fwd.lse = const_cast<float*>(lse.data());
-      ge = check_grad_rows(fwd, grads->dout, grads->dq, grads->dk, grads->dv, rows);
+      if (!rows.empty()) ge = check_grad_rows(fwd, grads->dout, grads->dq, grads->dk, grads->dv, rows);
+    } else if (grads) {
+      // Token shards (sharded layout): a key's gradient sums over every rank's queries, so the
+      // check takes the whole tensors, gathered (a collective: every rank calls it).
+      const int64_t n = hold.rows, row = g.H * g.d;
+      auto whole_of = [&](const float* local, int64_t outer, int64_t inner) {
+        const int P = comm_.size();
+        std::vector<float> all(P * outer * n * inner), out(outer * g.N * inner);
+        comm_.all_gather(local, outer * n * inner * sizeof(float), all.data());
+        for (int r = 0; r < P; ++r)
+          for (int64_t x = 0; x < outer; ++x)
+            std::copy_n(all.data() + ((r * outer + x) * n) * inner, n * inner, out.data() + (x * g.N + r * n) * inner);
+        return out;
+      };
+      const auto qw = whole_of(q.data(), g.B, row), ow = whole_of(o.data(), g.B, row), lw = whole_of(lse.data(), g.B * g.H, 1);
+      const auto gw = whole_of(grads->dout, g.B, row), dqw = whole_of(grads->dq, g.B, row);
+      const auto dkw = whole_of(grads->dk, g.B, row), dvw = whole_of(grads->dv, g.B, row);
+      if (!rows.empty()) {
+        AttentionArgs fwd = ref;
+        fwd.q = qw.data(), fwd.o = const_cast<float*>(ow.data()), fwd.lse = const_cast<float*>(lw.data());
+        ge = check_grad_rows(fwd, gw.data(), dqw.data(), dkw.data(), dvw.data(), rows);
+      }
     }
     double err[7] = {e.o, e.lse, 0, ge.dq, ge.dk, ge.dv, ge.max_ref};  // O, LSE, max |V|, gradients
     for (float x : V) err[2] = std::max(err[2], double(std::abs(x)));
