@@ -3,7 +3,10 @@
 // FlashAttention-2 does. Every kernel with a backward takes this; the oracle computes it in float64.
 #include <cstdint>
 
+#include <span>
+
 #include "kernels/attention.h"
+#include "kernels/step_block.h"
 
 namespace longattn {
 
@@ -28,5 +31,8 @@ void flash_backward(const BackwardArgs& a);
 // dilated: per level, every segment's kept rows as a flash backward, with the merged LSE (each
 // level's gradient is weighted by its share of the merged softmax).
 void dilated_backward(const BackwardArgs& a);
+// The CPU's attention_step_backward (kernels/step.h): every block as a tile problem, on `threads`.
+void step_backward_cpu(std::span<const StepGradBlock> blocks, int64_t d, float scale, DType dtype, const Pattern& mask,
+                       int threads);
 
 }  // namespace longattn

@@ -170,6 +170,19 @@ void flash_backward(const BackwardArgs& ba) {
   grad_problems(heads, threads);
 }
 
+void step_backward_cpu(std::span<const StepGradBlock> blocks, int64_t d, float scale, DType, const Pattern& mask,
+                       int threads_wanted) {
+  std::vector<GradProblem> problems;
+  for (const StepGradBlock& b : blocks) {
+    const StepBlock& f = b.fwd;
+    if (f.nq == 0 || f.nk == 0) continue;
+    problems.push_back({static_cast<const float*>(f.q), b.dout, b.dq, f.q_stride, f.nq, static_cast<const float*>(f.k),
+                        static_cast<const float*>(f.v), b.dk, b.dv, f.kv_stride, f.nk, f.lse, b.delta, f.lse_stride, d,
+                        scale, &mask, f.q_pos0, f.k_pos0, f.n_mask, f.head});
+  }
+  grad_problems(problems, threads_wanted > 0 ? threads_wanted : omp_get_max_threads());
+}
+
 void dilated_backward(const BackwardArgs& ba) {
   const AttentionArgs& a = ba.fwd;
   const Shape sh = a.shape;

@@ -2,6 +2,7 @@
 // all of them scheduled by flash_problems (kernels/flash_cpu.h). CUDA: kernels/cuda/step_cuda.cpp.
 #include "kernels/step.h"
 
+#include "kernels/backward.h"
 #include "kernels/flash_cpu.h"
 #include "kernels/input_error.h"
 #ifdef LONGATTN_HAVE_CUDA
@@ -28,6 +29,14 @@ void attention_step_cpu(const AttentionStep& step) {
 }
 
 }  // namespace
+
+void attention_step_backward(const AttentionStep& step, std::span<const StepGradBlock> blocks) {
+  if (step.mask.kind == PatternKind::dilated)
+    throw InputError("an attention step takes a single-level mask; run dilated levels one step each");
+  if (step.device != Device::cpu)
+    throw InputError("the attention step's backward runs on device cpu only so far");
+  step_backward_cpu(blocks, step.d, step.scale, step.dtype, step.mask, step.threads);
+}
 
 void attention_step(const AttentionStep& step) {
   if (step.mask.kind == PatternKind::dilated)

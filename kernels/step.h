@@ -5,6 +5,7 @@
 // segments dist-dilated gathered, a level of a dilated pattern: each is one step, a list of blocks.
 // The buffers live on the step's device (the communicator's: host memory for self and MPI).
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -23,6 +24,10 @@ struct AttentionStep {
   void* stream = nullptr;        // cuda: the cudaStream_t to run on (null: the default stream)
   std::vector<StepBlock> blocks;  // disjoint output rows
 };
+
+// The step's backward (SPEC §6) for the given blocks (step.blocks is not read): the blocks may share
+// neither dQ rows nor dK/dV rows. CPU only for now; cuda throws InputError.
+void attention_step_backward(const AttentionStep& step, std::span<const StepGradBlock> blocks);
 
 // Runs every block of the step on its device and returns when the accumulators hold the result.
 // Throws InputError for what the device cannot run (a dilated mask anywhere; on cuda, fp32 or a head

@@ -22,4 +22,16 @@ struct StepBlock {
   int64_t lse_stride = 1;
 };
 
+// The backward of a block (SPEC §6): dO of its query rows (laid out as Q), the forward's LSE in
+// fwd.lse and D = rowsum(dO ∘ O) of those rows (laid out as LSE), and the gradients accumulated
+// into: dQ laid out as Q, dK and dV as K and V. fwd.o is not read.
+struct StepGradBlock {
+  StepBlock fwd;
+  const float* dout = nullptr;
+  const float* delta = nullptr;
+  float* dq = nullptr;
+  float* dk = nullptr;
+  float* dv = nullptr;
+};
+
 }  // namespace longattn

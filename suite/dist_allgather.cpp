@@ -43,4 +43,54 @@ void dist_allgather(const MethodCall& c) {
   attention_step(step);
 }
 
+// Backward (SPEC §6): each rank's queries against the gathered K, V (still in the buffers) give its
+// dQ whole and a part of every key's dK, dV; an all-to-all hands each rank the parts of its own
+// keys, summed there (a reduce-scatter). Communication per rank: 2 (P-1) B n H d elements.
+void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
+  const Shape g = c.global;
+  const int P = c.comm->size(), p = c.comm->rank();
+  const int64_t n = c.shard(), row = g.H * g.d, shard = g.B * n * row, whole = g.B * g.N * row;
+  auto& kv = c.buffers->buf[2];  // the forward's [K; V], each [B, N, H, d]
+  const float* lse = c.lse ? c.lse : c.buffers->buf[3].data();
+  auto& dkv = c.buffers->buf[4];   // [dK; dV] parts of every key from this rank's queries
+  auto& delta = c.buffers->buf[5];  // D = rowsum(dO ∘ O), [B, H, n]
+  dkv.assign(2 * whole, 0.0f), delta.resize(g.B * g.H * n);
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t h = 0; h < g.H; ++h) {
+        const int64_t at = (b * n + i) * row + h * g.d;
+        float acc = 0;
+        for (int64_t x = 0; x < g.d; ++x) acc += dout[at + x] * c.o[at + x];
+        delta[(b * g.H + h) * n + i] = acc;
+      }
+  std::fill_n(dq, shard, 0.0f);
+  std::vector<StepGradBlock> blocks;
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t h = 0; h < g.H; ++h) {
+      const int64_t qa = b * n * row + h * g.d, ka = b * g.N * row + h * g.d;
+      const float* k = kv.data() + ka;
+      StepGradBlock blk;
+      blk.fwd = {c.q + qa, row, n, p * n, k, k + whole, row, g.N, 0, g.N, h, nullptr, row,
+                 const_cast<float*>(lse) + (b * g.H + h) * n, 1};
+      blk.dout = dout + qa, blk.delta = delta.data() + (b * g.H + h) * n;
+      blk.dq = dq + qa, blk.dk = dkv.data() + ka, blk.dv = dkv.data() + whole + ka;
+      blocks.push_back(blk);
+    }
+  attention_step_backward(c.step(), blocks);
+
+  // Reduce-scatter through one all-to-all: block r holds rank r's tokens of dK then dV.
+  auto& send = c.buffers->buf[0];
+  auto& recv = c.buffers->buf[1];
+  send.resize(2 * shard * P), recv.resize(2 * shard * P);
+  for (int r = 0; r < P; ++r)
+    for (int t = 0; t < 2; ++t)
+      for (int64_t b = 0; b < g.B; ++b)
+        std::copy_n(dkv.data() + t * whole + (b * g.N + r * n) * row, n * row, send.data() + (2 * r + t) * shard + b * n * row);
+  c.comm->all_to_all(send.data(), 2 * shard * sizeof(float), recv.data());
+  std::fill_n(dk, shard, 0.0f);
+  std::fill_n(dv, shard, 0.0f);
+  for (int s = 0; s < P; ++s)
+    for (int64_t x = 0; x < shard; ++x) dk[x] += recv[2 * s * shard + x], dv[x] += recv[(2 * s + 1) * shard + x];
+}
+
 }  // namespace longattn

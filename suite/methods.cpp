@@ -113,6 +113,7 @@ void dist_ulysses_backward(const MethodCall& c, const float* dout, float* dq, fl
 void dist_ring(const MethodCall& c);
 void dist_ring_zigzag(const MethodCall& c);
 void dist_allgather(const MethodCall& c);
+void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_dilated(const MethodCall& c);
 void comm_all_gather(const MethodCall& c);
 void comm_all_to_all(const MethodCall& c);
@@ -146,7 +147,8 @@ const Method kMethods[] = {
     {"dist-ring-zigzag", "ring attention over zig-zag shards (chunks p and 2P-1-p): causal work balanced",
      Layout::zigzag, true, false, false, {0, 10, 0}, CommOp::send_recv, zigzag_unsupported, dist_ring_zigzag},
     {"dist-allgather", "all-gather K/V context parallelism: every rank's queries against the gathered keys",
-     Layout::sharded, true, false, false, {4, 6, 0}, CommOp::all_gather, allgather_unsupported, dist_allgather},
+     Layout::sharded, true, false, false, {4, 6, 0}, CommOp::all_gather, allgather_unsupported, dist_allgather,
+     dist_allgather_backward},
     {"dist-dilated", "LongNet distributed: local segments locally, multi-rank segments all-gather kept K/V",
      Layout::sharded, true, false, false, {0, 8, 0}, CommOp::all_to_all, dilated_unsupported_dist, dist_dilated},
     {"comm-all-gather", "microbenchmark: all-gather of each rank's shard (no attention)", Layout::sharded, false,
