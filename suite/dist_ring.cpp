@@ -65,9 +65,79 @@ void ring(const MethodCall& c, Layout layout) {
   }
 }
 
+// Backward (SPEC §6): the ring again, with dK and dV travelling beside K and V. At step s a rank
+// adds its queries' part of the held shard's dK, dV to the travelling sums (and of its own dQ), then
+// passes [K; V; dK; dV] on; after the last step one more hop of [dK; dV] reaches the shard's owner.
+// Communication per rank: (4 (P-1) + 2) B n H d elements when P > 1.
+void ring_backward(const MethodCall& c, Layout layout, const float* dout, float* dq, float* dk, float* dv) {
+  const Shape g = c.global;
+  const int P = c.comm->size(), p = c.comm->rank();
+  const int64_t n = c.shard(), row = g.H * g.d, shard = g.B * n * row, rows = g.B * g.H * n;
+  const float* lse = c.lse ? c.lse : c.buffers->buf[2].data();
+  auto& held = c.buffers->buf[0];  // [K; V; dK; dV] of the shard in hand
+  auto& next = c.buffers->buf[1];
+  auto& delta = c.buffers->buf[3];  // D = rowsum(dO ∘ O), [B, H, n]
+  held.resize(4 * shard), next.resize(4 * shard), delta.resize(rows);
+  std::copy_n(c.k, shard, held.data());
+  std::copy_n(c.v, shard, held.data() + shard);
+  std::fill_n(held.data() + 2 * shard, 2 * shard, 0.0f);
+  std::fill_n(dq, shard, 0.0f);
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t h = 0; h < g.H; ++h) {
+        const int64_t at = (b * n + i) * row + h * g.d;
+        float acc = 0;
+        for (int64_t x = 0; x < g.d; ++x) acc += dout[at + x] * c.o[at + x];
+        delta[(b * g.H + h) * n + i] = acc;
+      }
+  const std::vector<TokenRange> mine = held_tokens(layout, g.N, p, P);
+  const AttentionStep step = c.step();
+  std::vector<StepGradBlock> blocks;
+  for (int s = 0; s < P; ++s) {
+    const int src = (p - s + P) % P;
+    int64_t k_off = 0;
+    for (const TokenRange& kr : held_tokens(layout, g.N, src, P)) {
+      blocks.clear();  // one call per key range: no two blocks share dK, dV rows
+      int64_t q_off = 0;
+      for (const TokenRange& qr : mine) {
+        if (c.pattern.classify(qr.pos0, qr.pos0 + qr.rows, kr.pos0, kr.pos0 + kr.rows) != BlockKind::empty)
+          for (int64_t b = 0; b < g.B; ++b)
+            for (int64_t h = 0; h < g.H; ++h) {
+              const int64_t qa = (b * n + q_off) * row + h * g.d, ka = (b * n + k_off) * row + h * g.d;
+              StepGradBlock blk;
+              blk.fwd = {c.q + qa, row, qr.rows, qr.pos0, held.data() + ka, held.data() + shard + ka, row, kr.rows,
+                         kr.pos0, g.N, h, nullptr, row, const_cast<float*>(lse) + (b * g.H + h) * n + q_off, 1};
+              blk.dout = dout + qa, blk.delta = delta.data() + (b * g.H + h) * n + q_off;
+              blk.dq = dq + qa, blk.dk = held.data() + 2 * shard + ka, blk.dv = held.data() + 3 * shard + ka;
+              blocks.push_back(blk);
+            }
+        q_off += qr.rows;
+      }
+      attention_step_backward(step, blocks);
+      k_off += kr.rows;
+    }
+    if (P == 1) break;
+    // Pass the shard on; after the last step only its gradients travel, the one hop home.
+    const bool last = s + 1 == P;
+    const float* send = held.data() + (last ? 2 * shard : 0);
+    const size_t bytes = (last ? 2 : 4) * shard * sizeof(float);
+    c.comm->start_send_recv(send, bytes, (p + 1) % P, next.data() + (last ? 2 * shard : 0), bytes, (p - 1 + P) % P)->wait();
+    std::swap(held, next);
+  }
+  // Now held holds this rank's own shard's dK, dV.
+  std::copy_n(held.data() + 2 * shard, shard, dk);
+  std::copy_n(held.data() + 3 * shard, shard, dv);
+}
+
 }  // namespace
 
 void dist_ring(const MethodCall& c) { ring(c, Layout::sharded); }
 void dist_ring_zigzag(const MethodCall& c) { ring(c, Layout::zigzag); }
+void dist_ring_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
+  ring_backward(c, Layout::sharded, dout, dq, dk, dv);
+}
+void dist_ring_zigzag_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
+  ring_backward(c, Layout::zigzag, dout, dq, dk, dv);
+}
 
 }  // namespace longattn

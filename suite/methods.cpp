@@ -112,6 +112,8 @@ void dist_ulysses(const MethodCall& c);
 void dist_ulysses_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_ring(const MethodCall& c);
 void dist_ring_zigzag(const MethodCall& c);
+void dist_ring_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
+void dist_ring_zigzag_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_allgather(const MethodCall& c);
 void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_dilated(const MethodCall& c);
@@ -143,9 +145,10 @@ const Method kMethods[] = {
     {"dist-ulysses", "all-to-all to head shards, any kernel on the full sequence, all-to-all back", Layout::sharded,
      true, false, false, {0, 16, 0}, CommOp::all_to_all, ulysses_unsupported, dist_ulysses, dist_ulysses_backward},
     {"dist-ring", "ring attention: K/V shards circulate, (o, lse) merged, next shard in flight", Layout::sharded, true,
-     false, false, {0, 10, 0}, CommOp::send_recv, ring_unsupported, dist_ring},
+     false, false, {0, 10, 0}, CommOp::send_recv, ring_unsupported, dist_ring, dist_ring_backward},
     {"dist-ring-zigzag", "ring attention over zig-zag shards (chunks p and 2P-1-p): causal work balanced",
-     Layout::zigzag, true, false, false, {0, 10, 0}, CommOp::send_recv, zigzag_unsupported, dist_ring_zigzag},
+     Layout::zigzag, true, false, false, {0, 10, 0}, CommOp::send_recv, zigzag_unsupported, dist_ring_zigzag,
+     dist_ring_zigzag_backward},
     {"dist-allgather", "all-gather K/V context parallelism: every rank's queries against the gathered keys",
      Layout::sharded, true, false, false, {4, 6, 0}, CommOp::all_gather, allgather_unsupported, dist_allgather,
      dist_allgather_backward},

@@ -232,17 +232,18 @@ TEST(Distributed, BackwardEqualsSingleRank) {
                            json{{"kind", "strided"}, {"stride", 9}},
                            json{{"kind", "dilated"}, {"levels", {{33, 1}, {66, 2}, {200, 5}}}, {"causal", true}}}) {
       const Pattern p = parse_pattern(pj);
-      for (const char* name : {"dist-heads", "dist-ulysses", "dist-allgather"}) {
+      for (const char* name : {"dist-heads", "dist-ulysses", "dist-allgather", "dist-ring", "dist-ring-zigzag"}) {
         const Method& m = *find_method(name);
         if (!m.unsupported(p, s, P).empty()) continue;
-        const bool ag = std::string(name) == "dist-allgather";
+        const bool ag = std::string(name) == "dist-allgather", ring = std::string(name).starts_with("dist-ring");
         SCOPED_TRACE(std::string(name) + " " + p.name() + " P=" + std::to_string(P) + " H=" + std::to_string(s.H) +
                      " d=" + std::to_string(s.d));
-        const Outcome out = run_and_compare(m, ag ? "flash" : nullptr, p, s, DType::fp32, /*backward=*/true);
+        const Outcome out = run_and_compare(m, ag || ring ? "flash" : nullptr, p, s, DType::fp32, /*backward=*/true);
         EXPECT_LE(out.o_err, 1e-5);
         EXPECT_LE(out.grad_err, 1e-5);
         const uint64_t f = sizeof(float), n = s.N / P, hp = s.H / P;
-        const uint64_t want = ag                               ? 2 * (P - 1) * s.B * n * s.H * s.d * f
+        const uint64_t want = ring ? (P > 1 ? (4 * (P - 1) + 2) * s.B * n * s.H * s.d * f : 0)
+                              : ag                               ? 2 * (P - 1) * s.B * n * s.H * s.d * f
                               : std::string(name) == "dist-heads" ? 3 * (P - 1) * s.B * s.N * hp * s.d * f
                                                                  : 4 * s.B * n * s.H * s.d * (P - 1) / P * f;
         EXPECT_EQ(out.grad_received, want);
