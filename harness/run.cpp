@@ -343,21 +343,29 @@ class Runner {
       access.lse = [&](const SampleRow& r) { return lse.data() + (r.b * g.H + r.h) * hold.rows + hold.local_row(r.i); };
     const RowErrors e = check_rows(ref, rows, access);
     GradErrors ge;
-    if (grads && whole) {  // decided alike on every rank: the other branch is a collective
+    // Decided by the layout, alike on every rank: the other branch is a collective.
+    if (grads && (m.layout == Layout::single || m.layout == Layout::replicated)) {
       AttentionArgs fwd = ref;
       fwd.q = q.data(), fwd.o = const_cast<float*>(o.data()), fwd.lse = const_cast<float*>(lse.data());
       if (!rows.empty()) ge = check_grad_rows(fwd, grads->dout, grads->dq, grads->dk, grads->dv, rows);
     } else if (grads) {
-      // Token shards (sharded layout): a key's gradient sums over every rank's queries, so the
-      // check takes the whole tensors, gathered (a collective: every rank calls it).
+      // Token shards (sharded, zig-zag): a key's gradient sums over every rank's queries, so the
+      // check takes the whole tensors, gathered (a collective: every rank calls it) and put back
+      // where each rank's held token ranges say.
       const int64_t n = hold.rows, row = g.H * g.d;
       auto whole_of = [&](const float* local, int64_t outer, int64_t inner) {
         const int P = comm_.size();
         std::vector<float> all(P * outer * n * inner), out(outer * g.N * inner);
         comm_.all_gather(local, outer * n * inner * sizeof(float), all.data());
         for (int r = 0; r < P; ++r)
-          for (int64_t x = 0; x < outer; ++x)
-            std::copy_n(all.data() + ((r * outer + x) * n) * inner, n * inner, out.data() + (x * g.N + r * n) * inner);
+          for (int64_t x = 0; x < outer; ++x) {
+            int64_t off = 0;
+            for (const TokenRange& t : held_tokens(m.layout, g.N, r, P)) {
+              std::copy_n(all.data() + ((r * outer + x) * n + off) * inner, t.rows * inner,
+                          out.data() + (x * g.N + t.pos0) * inner);
+              off += t.rows;
+            }
+          }
         return out;
       };
       const auto qw = whole_of(q.data(), g.B, row), ow = whole_of(o.data(), g.B, row), lw = whole_of(lse.data(), g.B * g.H, 1);

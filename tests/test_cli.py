@@ -315,6 +315,19 @@ def main():
         check("ranks agree on fixed iteration counts (3 ranks)", ok, r.stderr[-300:])
         if os.path.exists(res):
             os.remove(res)
+        # Backward passes of the distributed methods, verified in `run` on 3 ranks: every layout's
+        # token ranges (sharded, zig-zag, replicated) put back in place for the gradient check.
+        bsuite = suite("backward", {"methods": ["dist-ring", "dist-ring-zigzag", "dist-ulysses", "dist-allgather",
+                                                "dist-heads", "flash"],
+                                    "patterns": [{"kind": "full", "causal": True}], "B": 2, "H": 3, "N": 126, "d": 8,
+                                    "pass": ["backward", "forward+backward"], "warmup": 0, "iterations": 1})
+        r = run(["run", bsuite, "--out", res, "--quiet"], np_=3)
+        cs = json.load(open(res))["cases"] if r.returncode == 0 else []
+        check("backward passes of every layout pass verification in run (3 ranks)", len(cs) == 12 and all(
+            c["status"] == "ok" and c["error"]["passed"] and "grad" in c["error"] for c in cs),
+            r.stderr[-300:] + str([(c["name"], c["status"]) for c in cs if c["status"] != "ok"]))
+        if os.path.exists(res):
+            os.remove(res)
 
     # Budget: a case that cannot fit its budget is skipped, and the sweep goes on.
     r = run(["run", suite("budget", dict(ok_suite, methods=["reference", "flash"], N=2048, budget_s=0.05)), "--out", res, "--quiet"])
