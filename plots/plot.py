@@ -659,8 +659,60 @@ def write_vs_pytorch_table(pairs, path):
         f.write("\n".join(lines) + "\n")
 
 
+ERROR_QUANTITIES = [("O", lambda e: e.get("o_max_abs")), ("dQ", lambda e: e.get("grad", {}).get("dq_max_abs")),
+                    ("dK", lambda e: e.get("grad", {}).get("dk_max_abs")),
+                    ("dV", lambda e: e.get("grad", {}).get("dv_max_abs"))]
+
+
+def chart_error_vs_ranks(runs, cases, out):
+    """Max |error| against the float64 oracle of O, dQ, dK, dV against the rank count (issue 14)."""
+    dist = [(r, c) for r, c in cases if is_distributed(c) and c.get("error")]
+    if len({c["world"] for _, c in dist}) < 2:
+        return None, "needs verified distributed cases from at least two world sizes (suite error-vs-ranks, -np 1..8)"
+    # One panel per (pattern, dtype) and quantity; a line per method, the error at each world size.
+    keys = sorted({(c["pattern_name"], c["dtype"], c.get("pass", "forward")) for _, c in dist})
+    quantities = [(q, f) for q, f in ERROR_QUANTITIES if any(f(c["error"]) is not None for _, c in dist)]
+    fig, axes, spec = make_figure(len(keys) * len(quantities), ncols_max=len(quantities))
+    methods, used = set(), set()
+    for i, k in enumerate(keys):
+        for j, (q, f) in enumerate(quantities):
+            ax = axes[i * len(quantities) + j]
+            for m in sorted({c["method"] for _, c in dist}, key=method_sort):
+                pts = sorted((c["world"], f(c["error"])) for r, c in dist
+                             if (c["pattern_name"], c["dtype"], c.get("pass", "forward")) == k and c["method"] == m and
+                             f(c["error"]) is not None and used.add(r) is None)
+                if not pts:
+                    continue
+                methods.add(m)
+                ax.plot([p for p, _ in pts], [max(e, 1e-12) for _, e in pts], marker="o", markersize=4,
+                        color=method_color(m), linewidth=1.6)
+            # The tolerance (SPEC §4 for O, §6 for the gradients), dashed; a fixed decade range, so
+            # that rounding noise reads as the flat line it is.
+            tols = [c["error"]["o_tolerance"] if q == "O" else c["error"].get("grad", {}).get("tolerance")
+                    for _, c in dist if (c["pattern_name"], c["dtype"], c.get("pass", "forward")) == k]
+            tols = [t for t in tols if t]
+            if tols:
+                ax.axhline(max(tols), color="0.5", linestyle="--", linewidth=1)
+            ax.set_yscale("log")
+            ax.set_ylim(1e-8, 1e-1)
+            worlds = sorted({c["world"] for _, c in dist})
+            ax.set_xticks(worlds)
+            ax.set_xlabel("ranks P")
+            ax.set_ylabel(f"max |{q} - {q}_ref|")
+            ax.set_title(f"{q}: {k[0]}, {k[1]}" + ("" if k[2] == "forward" else f", {k[2]}"))
+    handles = [header("Method (colour)")] + [Line2D([], [], color=method_color(m), linewidth=2, marker="o", markersize=4,
+                                                    label=m) for m in sorted(methods, key=method_sort)]
+    handles += [header(" "), Line2D([], [], color="0.5", linestyle="--", linewidth=1, label="tolerance (SPEC §4, §6)")]
+    title = f"Error against the float64 oracle as the rank count grows - {dtype_device([c for _, c in dist])}"
+    notes = ["Max |error| over the checked rows (every row for small cases, else 256 sampled; dK, dV summed over every "
+             "query of the sequence in float64), reduced over ranks; SPEC §4 and §6 give the tolerances."]
+    runs_used = sorted(used, key=lambda r: r.index)
+    return finish(fig, spec, runs_used, title, notes, handles, out, "error_vs_ranks"), \
+        f"{len(keys)} pattern/dtype row(s), {len(methods)} method(s), world sizes {sorted({c['world'] for _, c in dist})}"
+
+
 CHARTS = [("speedup", chart_speedup), ("runtime", chart_runtime), ("scaling", chart_scaling),
-          ("comm_share", chart_comm_share), ("vs_pytorch", chart_vs_pytorch)]
+          ("comm_share", chart_comm_share), ("vs_pytorch", chart_vs_pytorch), ("error_vs_ranks", chart_error_vs_ranks)]
 
 
 def main(argv=None):
