@@ -31,6 +31,9 @@ void flash_backward(const BackwardArgs& a);
 // dilated: per level, every segment's kept rows as a flash backward, with the merged LSE (each
 // level's gradient is weighted by its share of the merged softmax).
 void dilated_backward(const BackwardArgs& a);
+// D = rowsum(dO ∘ O) of [B, rows, H, d] tensors, into delta [B, H, rows] (SPEC §6).
+void row_deltas(const float* dout, const float* o, int64_t B, int64_t rows, int64_t H, int64_t d, float* delta,
+                int threads = 0);
 // The CPU's attention_step_backward (kernels/step.h): every block as a tile problem, on `threads`.
 void step_backward_cpu(std::span<const StepGradBlock> blocks, int64_t d, float scale, DType dtype, const Pattern& mask,
                        int threads);

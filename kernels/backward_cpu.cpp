@@ -134,25 +134,28 @@ void grad_problems(std::span<const GradProblem> problems, int threads) {
 
 // Zeroes dQ, dK, dV and returns D = rowsum(dO ∘ O), [B, H, N].
 std::vector<float> start_backward(const BackwardArgs& ba, int threads) {
-  const AttentionArgs& a = ba.fwd;
-  const Shape sh = a.shape;
-  const int64_t ld = sh.H * sh.d;
+  const Shape sh = ba.fwd.shape;
   std::fill_n(ba.dq, sh.numel(), 0.0f);
   std::fill_n(ba.dk, sh.numel(), 0.0f);
   std::fill_n(ba.dv, sh.numel(), 0.0f);
   std::vector<float> delta(sh.B * sh.H * sh.N);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t t = 0; t < sh.B * sh.H * sh.N; ++t) {
-    const int64_t b = t / (sh.H * sh.N), h = (t / sh.N) % sh.H, i = t % sh.N;
-    const int64_t at = (b * sh.N + i) * ld + h * sh.d;
-    float acc = 0;
-    for (int64_t c = 0; c < sh.d; ++c) acc += ba.dout[at + c] * a.o[at + c];
-    delta[t] = acc;
-  }
+  row_deltas(ba.dout, ba.fwd.o, sh.B, sh.N, sh.H, sh.d, delta.data(), threads);
   return delta;
 }
 
 }  // namespace
+
+void row_deltas(const float* dout, const float* o, int64_t B, int64_t rows, int64_t H, int64_t d, float* delta,
+                int threads) {
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
+  for (int64_t t = 0; t < B * H * rows; ++t) {
+    const int64_t b = t / (H * rows), h = (t / rows) % H, i = t % rows;
+    const int64_t at = ((b * rows + i) * H + h) * d;
+    float acc = 0;
+    for (int64_t c = 0; c < d; ++c) acc += dout[at + c] * o[at + c];
+    delta[t] = acc;
+  }
+}
 
 void flash_backward(const BackwardArgs& ba) {
   const AttentionArgs& a = ba.fwd;

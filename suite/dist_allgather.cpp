@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "kernels/backward.h"
 #include "kernels/step.h"
 #include "suite/method.h"
 
@@ -55,14 +56,7 @@ void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, 
   auto& dkv = c.buffers->buf[4];   // [dK; dV] parts of every key from this rank's queries
   auto& delta = c.buffers->buf[5];  // D = rowsum(dO ∘ O), [B, H, n]
   dkv.assign(2 * whole, 0.0f), delta.resize(g.B * g.H * n);
-  for (int64_t b = 0; b < g.B; ++b)
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t h = 0; h < g.H; ++h) {
-        const int64_t at = (b * n + i) * row + h * g.d;
-        float acc = 0;
-        for (int64_t x = 0; x < g.d; ++x) acc += dout[at + x] * c.o[at + x];
-        delta[(b * g.H + h) * n + i] = acc;
-      }
+  row_deltas(dout, c.o, g.B, n, g.H, g.d, delta.data(), c.threads);
   std::fill_n(dq, shard, 0.0f);
   std::vector<StepGradBlock> blocks;
   for (int64_t b = 0; b < g.B; ++b)

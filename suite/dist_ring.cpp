@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 
+#include "kernels/backward.h"
 #include "kernels/step.h"
 #include "suite/method.h"
 
@@ -82,14 +83,7 @@ void ring_backward(const MethodCall& c, Layout layout, const float* dout, float*
   std::copy_n(c.v, shard, held.data() + shard);
   std::fill_n(held.data() + 2 * shard, 2 * shard, 0.0f);
   std::fill_n(dq, shard, 0.0f);
-  for (int64_t b = 0; b < g.B; ++b)
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t h = 0; h < g.H; ++h) {
-        const int64_t at = (b * n + i) * row + h * g.d;
-        float acc = 0;
-        for (int64_t x = 0; x < g.d; ++x) acc += dout[at + x] * c.o[at + x];
-        delta[(b * g.H + h) * n + i] = acc;
-      }
+  row_deltas(dout, c.o, g.B, n, g.H, g.d, delta.data(), c.threads);
   const std::vector<TokenRange> mine = held_tokens(layout, g.N, p, P);
   const AttentionStep step = c.step();
   std::vector<StepGradBlock> blocks;

@@ -27,18 +27,23 @@ def run(args, np_=None, timeout=120, env=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or ENV)
 
 
-def numpy_attention(q, k, v, causal=False, left=None, right=None):
-    """[B, N, H, d] attention in float64, the textbook way; returns O and LSE [B, H, N]."""
-    q, k, v = (x.astype(np.float64) for x in (q, k, v))
-    n, d = q.shape[1], q.shape[3]
-    s = np.einsum("bihd,bjhd->bhij", q, k) / np.sqrt(d)
+def numpy_keep(n, causal=False, left=None, right=None):
+    """The [n, n] mask of a full or local pattern, causal or not (SPEC §2)."""
     i, j = np.arange(n)[:, None], np.arange(n)[None, :]
     keep = np.ones((n, n), bool)
     if causal:
         keep &= j <= i
     if left is not None:
         keep &= (j >= i - left) & (j <= i + right)
-    s = np.where(keep, s, -np.inf)
+    return keep
+
+
+def numpy_attention(q, k, v, causal=False, left=None, right=None):
+    """[B, N, H, d] attention in float64, the textbook way; returns O and LSE [B, H, N]."""
+    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+    n, d = q.shape[1], q.shape[3]
+    s = np.einsum("bihd,bjhd->bhij", q, k) / np.sqrt(d)
+    s = np.where(numpy_keep(n, causal, left, right), s, -np.inf)
     m = s.max(-1, keepdims=True)
     p = np.exp(s - m)
     z = p.sum(-1, keepdims=True)
@@ -52,13 +57,7 @@ def numpy_gradients(q, k, v, dout, causal=False, left=None, right=None):
     n, d = q.shape[1], q.shape[3]
     o, lse = numpy_attention(q, k, v, causal, left, right)
     s = np.einsum("bihd,bjhd->bhij", q, k) / np.sqrt(d)
-    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
-    keep = np.ones((n, n), bool)
-    if causal:
-        keep &= j <= i
-    if left is not None:
-        keep &= (j >= i - left) & (j <= i + right)
-    p = np.where(keep, np.exp(s - lse[..., None]), 0.0)
+    p = np.where(numpy_keep(n, causal, left, right), np.exp(s - lse[..., None]), 0.0)
     dv = np.einsum("bhij,bihd->bjhd", p, dout)
     dp = np.einsum("bihd,bjhd->bhij", dout, v)
     delta = np.einsum("bihd,bihd->bhi", dout, o)
