@@ -87,4 +87,9 @@ void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, 
     for (int64_t x = 0; x < shard; ++x) dk[x] += recv[2 * s * shard + x], dv[x] += recv[(2 * s + 1) * shard + x];
 }
 
+// SPEC §3: every other rank's K and V, in one all-gather.
+uint64_t dist_allgather_bytes(const Pattern&, const Shape& g, int P, int) {
+  return uint64_t(2) * (P - 1) * (g.N / P) * g.H * g.d * g.B * sizeof(float);
+}
+
 }  // namespace longattn

@@ -159,4 +159,20 @@ void dist_dilated(const MethodCall& c) {
   }
 }
 
+// SPEC §3, counted apart from the exchange above: per level and head, the kept rows of this rank's
+// multi-rank segments that lie on other ranks; x 2 (K and V) x d x B.
+uint64_t dist_dilated_bytes(const Pattern& p, const Shape& g, int P, int rank) {
+  const int64_t n = g.N / P, my0 = rank * n, my1 = my0 + n;
+  uint64_t rows = 0;
+  for (const DilatedLevel& lv : p.dilated_levels(g.N))
+    for (int64_t s0 = 0; s0 < g.N; s0 += lv.w) {
+      const int64_t s1 = std::min(s0 + lv.w, g.N);
+      const bool mine = s0 < my1 && s1 > my0, multi = s0 / n != (s1 - 1) / n;
+      if (!mine || !multi) continue;
+      for (int64_t h = 0; h < g.H; ++h)
+        for (int64_t j = s0 + h % lv.r; j < s1; j += lv.r) rows += (j < my0 || j >= my1);
+    }
+  return rows * 2 * g.d * g.B * sizeof(float);
+}
+
 }  // namespace longattn

@@ -80,4 +80,9 @@ void dist_heads_backward(const MethodCall& c, const float* dout, float* dq, floa
       copy_heads(gathered.data() + (3 * r + t) * slab, hp, out[t], g.H, rows, hp, 0, r * hp, g.d, threads);
 }
 
+// SPEC §3: the other ranks' O and LSE of their heads.
+uint64_t dist_heads_bytes(const Pattern&, const Shape& g, int P, int) {
+  return uint64_t(P - 1) * g.N * (g.H / P) * (g.d + 1) * g.B * sizeof(float);
+}
+
 }  // namespace longattn

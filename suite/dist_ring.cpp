@@ -134,4 +134,9 @@ void dist_ring_zigzag_backward(const MethodCall& c, const float* dout, float* dq
   ring_backward(c, Layout::zigzag, dout, dq, dk, dv);
 }
 
+// SPEC §3: every other rank's K and V, one shard a step (causal skips compute, not the exchange).
+uint64_t dist_ring_bytes(const Pattern&, const Shape& g, int P, int) {
+  return uint64_t(2) * (P - 1) * (g.N / P) * g.H * g.d * g.B * sizeof(float);
+}
+
 }  // namespace longattn

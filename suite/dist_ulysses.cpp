@@ -122,4 +122,9 @@ void dist_ulysses_backward(const MethodCall& c, const float* dout, float* dq, fl
         std::copy_n(recv.data() + ((s * 3 + t) * g.B * n + bi) * hp * d, hp * d, out[t] + (bi * g.H + s * hp) * d);
 }
 
+// SPEC §3: Q, K, V in and O, LSE out, (P-1)/P of each.
+uint64_t dist_ulysses_bytes(const Pattern&, const Shape& g, int P, int) {
+  return uint64_t(4 * g.d + 1) * (g.N / P) * g.H * (P - 1) / P * g.B * sizeof(float);
+}
+
 }  // namespace longattn

@@ -84,6 +84,9 @@ struct Method {
   // The backward pass (SPEC §6) after run() on the same call: dQ, dK, dV ([B, rows, H, d] as the
   // layout says) from dO; null where the method has none yet.
   void (*backward)(const MethodCall&, const float* dout, float* dq, float* dk, float* dv) = nullptr;
+  // SPEC §3: the bytes rank `rank` of `world` receives in one forward call (fp32 elements x 4), as
+  // the communicator must count them; null for single-device methods and microbenchmarks.
+  uint64_t (*spec_bytes)(const Pattern&, const Shape&, int world, int rank) = nullptr;
 };
 
 std::span<const Method> methods();

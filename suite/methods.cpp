@@ -117,6 +117,11 @@ void dist_ring_zigzag_backward(const MethodCall& c, const float* dout, float* dq
 void dist_allgather(const MethodCall& c);
 void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_dilated(const MethodCall& c);
+uint64_t dist_heads_bytes(const Pattern&, const Shape&, int world, int rank);
+uint64_t dist_ulysses_bytes(const Pattern&, const Shape&, int world, int rank);
+uint64_t dist_ring_bytes(const Pattern&, const Shape&, int world, int rank);
+uint64_t dist_allgather_bytes(const Pattern&, const Shape&, int world, int rank);
+uint64_t dist_dilated_bytes(const Pattern&, const Shape&, int world, int rank);
 void comm_all_gather(const MethodCall& c);
 void comm_all_to_all(const MethodCall& c);
 void comm_send_recv(const MethodCall& c);
@@ -141,19 +146,21 @@ const Method kMethods[] = {
      run_kernel_backward<kReference>},
     {"dist-heads", "distributed multi-head attention: H/P heads per rank on full Q, K, V; all-gather O",
      Layout::replicated, true, false, false, {5, 6, 0}, CommOp::all_gather, heads_unsupported, dist_heads,
-     dist_heads_backward},
+     dist_heads_backward, dist_heads_bytes},
     {"dist-ulysses", "all-to-all to head shards, any kernel on the full sequence, all-to-all back", Layout::sharded,
-     true, false, false, {0, 16, 0}, CommOp::all_to_all, ulysses_unsupported, dist_ulysses, dist_ulysses_backward},
+     true, false, false, {0, 16, 0}, CommOp::all_to_all, ulysses_unsupported, dist_ulysses, dist_ulysses_backward,
+     dist_ulysses_bytes},
     {"dist-ring", "ring attention: K/V shards circulate, (o, lse) merged, next shard in flight", Layout::sharded, true,
-     false, false, {0, 10, 0}, CommOp::send_recv, ring_unsupported, dist_ring, dist_ring_backward},
+     false, false, {0, 10, 0}, CommOp::send_recv, ring_unsupported, dist_ring, dist_ring_backward, dist_ring_bytes},
     {"dist-ring-zigzag", "ring attention over zig-zag shards (chunks p and 2P-1-p): causal work balanced",
      Layout::zigzag, true, false, false, {0, 10, 0}, CommOp::send_recv, zigzag_unsupported, dist_ring_zigzag,
-     dist_ring_zigzag_backward},
+     dist_ring_zigzag_backward, dist_ring_bytes},
     {"dist-allgather", "all-gather K/V context parallelism: every rank's queries against the gathered keys",
      Layout::sharded, true, false, false, {4, 6, 0}, CommOp::all_gather, allgather_unsupported, dist_allgather,
-     dist_allgather_backward},
+     dist_allgather_backward, dist_allgather_bytes},
     {"dist-dilated", "LongNet distributed: local segments locally, multi-rank segments all-gather kept K/V",
-     Layout::sharded, true, false, false, {0, 8, 0}, CommOp::all_to_all, dilated_unsupported_dist, dist_dilated},
+     Layout::sharded, true, false, false, {0, 8, 0}, CommOp::all_to_all, dilated_unsupported_dist, dist_dilated, nullptr,
+     dist_dilated_bytes},
     {"comm-all-gather", "microbenchmark: all-gather of each rank's shard (no attention)", Layout::sharded, false,
      true, false, {0, 8, 0}, CommOp::all_gather, comm_unsupported, comm_all_gather},
     {"comm-all-to-all", "microbenchmark: all-to-all of each rank's shard in P blocks", Layout::sharded, false, true,

@@ -110,28 +110,9 @@ Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, c
   return out;
 }
 
-// SPEC §3's dist-dilated volume, counted independently of the algorithm: per level, per head, the
-// kept rows of this rank's multi-rank segments that lie on other ranks; x 2 (K and V) x d x B.
-uint64_t dilated_formula(const Pattern& p, const Shape& g, int P, int rank) {
-  const int64_t n = g.N / P, my0 = rank * n, my1 = my0 + n;
-  uint64_t rows = 0;
-  for (const DilatedLevel& lv : p.dilated_levels(g.N))
-    for (int64_t s0 = 0; s0 < g.N; s0 += lv.w) {
-      const int64_t s1 = std::min(s0 + lv.w, g.N);
-      const bool mine = s0 < my1 && s1 > my0, multi = s0 / n != (s1 - 1) / n;
-      if (!mine || !multi) continue;
-      for (int64_t h = 0; h < g.H; ++h)
-        for (int64_t j = s0 + h % lv.r; j < s1; j += lv.r) rows += (j < my0 || j >= my1);
-    }
-  return rows * 2 * g.d * g.B * sizeof(float);
-}
-
+// SPEC §3's bytes, as each method's row states them (Method::spec_bytes, in the method's file).
 uint64_t formula(const std::string& m, const Pattern& p, const Shape& g, int P, int rank) {
-  const uint64_t f = sizeof(float), n = g.N / P;
-  if (m == "dist-heads") return (P - 1) * g.N * (g.H / P) * (g.d + 1) * g.B * f;
-  if (m == "dist-ulysses") return (4 * g.d + 1) * n * g.H * (P - 1) / P * g.B * f;
-  if (m == "dist-ring" || m == "dist-ring-zigzag" || m == "dist-allgather") return 2 * (P - 1) * n * g.H * g.d * g.B * f;
-  return dilated_formula(p, g, P, rank);
+  return find_method(m)->spec_bytes(p, g, P, rank);
 }
 
 struct DistCase {
