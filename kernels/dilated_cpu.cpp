@@ -36,6 +36,11 @@ std::vector<DilatedSegment> dilated_segments(const DilatedLevel& lv, int64_t h, 
   return out;
 }
 
+namespace {
+
+// Queries t in [seg.t0, seg.t0 + q_count) of a segment attend to all its kept rows and are merged
+// into a.o / a.lse. Local row of query t0 is q_first (rows r apart); the segment's kept K/V rows
+// are at k_rows / v_rows, kv_stride apart. a.lse must be set.
 void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedLevel& lv, const DilatedSegment& seg,
                     const float* k_rows, const float* v_rows, int64_t kv_stride, int64_t q_first, int64_t q_count,
                     DilatedScratch& s) {
@@ -67,6 +72,8 @@ void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedL
   p.mask_n = seg.count;
   flash_head(p, s.kv, s.flash);
 }
+
+}  // namespace
 
 void dilated_attention(const AttentionArgs& args) {
   const Shape sh = args.shape;

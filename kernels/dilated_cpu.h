@@ -1,5 +1,5 @@
 #pragma once
-// LongNet's dilated attention on the CPU, and the per-segment step that dist-dilated reuses.
+// LongNet's dilated attention on the CPU, and the segments of a level that dist-dilated also walks.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,13 +31,6 @@ struct DilatedScratch {
   FlashScratch flash;
   Pattern mask;
 };
-
-// Queries t in [seg.t0, seg.t0 + q_count) of a segment attend to all its kept rows and are merged
-// into a.o / a.lse. Local row of query t0 is q_first (rows r apart); the segment's kept K/V rows
-// are at k_rows / v_rows, kv_stride apart. a.lse must be set.
-void attend_segment(const AttentionArgs& a, int64_t b, int64_t h, const DilatedLevel& lv, const DilatedSegment& seg,
-                    const float* k_rows, const float* v_rows, int64_t kv_stride, int64_t q_first, int64_t q_count,
-                    DilatedScratch& s);
 
 void dilated_attention(const AttentionArgs& args);
 std::string dilated_unsupported(const Pattern& p, const Shape& s);

@@ -100,7 +100,8 @@ void flash_problems(std::span<const HeadProblem> problems, int threads);
 void flash_attention(const AttentionArgs& args);
 // The same with keys from elsewhere: queries of `a` (a.shape.N rows, at global positions q_pos0 + i)
 // attend to nk keys k, v ([B, nk, H, d], at k_pos0 + j), masked by a.pattern in a sequence of n_mask
-// tokens. A ring step is one call.
+// tokens. (The distributed methods go through the attention step, kernels/step.h, which runs the
+// same schedule over blocks: flash_problems.)
 void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, int64_t nk, int64_t q_pos0,
                         int64_t k_pos0, int64_t n_mask);
 std::string flash_unsupported(const Pattern& p, const Shape& s);
