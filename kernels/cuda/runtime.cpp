@@ -7,6 +7,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 
 #include "kernels/cuda/cuda_attention.h"
 #include "kernels/cuda/cuda_check.h"
@@ -93,10 +94,20 @@ bool cuda_available(std::string* why_not) {
       return std::string("no CUDA device: ") + cudaGetErrorString(e) + " (" + cudaGetErrorName(e) + ")";
     }
     if (count == 0) return std::string("no CUDA device: the driver reports none");
-    int dev = 0, major = 0, minor = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    // One device per rank on a multi-GPU node: the launcher's local rank picks it (Open MPI, Slurm),
+    // else device 0; without this every rank of a node opens its context on device 0.
+    int dev = 0;
+    for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"})
+      if (const char* v = std::getenv(var); v && *v) {
+        dev = std::atoi(v) % count;
+        break;
+      }
+    if (const cudaError_t s = cudaSetDevice(dev); s != cudaSuccess)
+      return "cannot select CUDA device " + std::to_string(dev) + ": " + cudaGetErrorString(s);
+    int major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+      return "cannot read the compute capability of CUDA device " + std::to_string(dev);
     if (major < 8)
       return "CUDA device " + std::to_string(dev) + " has compute capability " + std::to_string(major) + "." +
              std::to_string(minor) + "; the kernels need 8.0 (Ampere) or newer";

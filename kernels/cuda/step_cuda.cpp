@@ -4,6 +4,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/cuda/cuda_attention.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/tile_attention.h"
 #include "kernels/input_error.h"
@@ -11,6 +12,7 @@
 namespace longattn::cuda {
 
 void attention_step_cuda(const AttentionStep& step) {
+  if (std::string why; !cuda_available(&why)) throw InputError("attention step on cuda: " + why);  // also picks the device
   if (step.dtype == DType::fp32 || !tile_supports_d(step.d))
     throw InputError(std::string("an attention step on cuda runs bf16/fp16 with head dim 64 or 128, got ") +
                      dtype_name(step.dtype) + " d = " + std::to_string(step.d));

@@ -255,8 +255,14 @@ void launch(const Params& p, int64_t blocks, cudaStream_t stream) {
   if (blocks > INT_MAX)
     throw std::runtime_error("tile attention: " + std::to_string(blocks) + " thread blocks exceed the grid limit");
   const int smem = static_cast<int>(sizeof(Smem<T, D>));
-  LONGATTN_CUDA_CHECK(
-      cudaFuncSetAttribute(tile_attention_kernel<T, D, Params>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  // Once per instantiation (and process: one device each), not per launch: the attribute call
+  // would otherwise sit inside every event-timed region.
+  static const bool attribute_set = [smem] {
+    LONGATTN_CUDA_CHECK(
+        cudaFuncSetAttribute(tile_attention_kernel<T, D, Params>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    return true;
+  }();
+  (void)attribute_set;
   tile_attention_kernel<T, D, Params><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p);
   LONGATTN_CUDA_CHECK_LAUNCH();
 }
