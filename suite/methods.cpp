@@ -117,6 +117,7 @@ void dist_ring_zigzag_backward(const MethodCall& c, const float* dout, float* dq
 void dist_allgather(const MethodCall& c);
 void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_dilated(const MethodCall& c);
+void dist_dilated_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 uint64_t dist_heads_bytes(const Pattern&, const Shape&, int world, int rank);
 uint64_t dist_ulysses_bytes(const Pattern&, const Shape&, int world, int rank);
 uint64_t dist_ring_bytes(const Pattern&, const Shape&, int world, int rank);
@@ -159,8 +160,8 @@ const Method kMethods[] = {
      Layout::sharded, true, false, false, {4, 6, 0}, CommOp::all_gather, allgather_unsupported, dist_allgather,
      dist_allgather_backward, dist_allgather_bytes},
     {"dist-dilated", "LongNet distributed: local segments locally, multi-rank segments all-gather kept K/V",
-     Layout::sharded, true, false, false, {0, 8, 0}, CommOp::all_to_all, dilated_unsupported_dist, dist_dilated, nullptr,
-     dist_dilated_bytes},
+     Layout::sharded, true, false, false, {0, 8, 0}, CommOp::all_to_all, dilated_unsupported_dist, dist_dilated,
+     dist_dilated_backward, dist_dilated_bytes},
     {"comm-all-gather", "microbenchmark: all-gather of each rank's shard (no attention)", Layout::sharded, false,
      true, false, {0, 8, 0}, CommOp::all_gather, comm_unsupported, comm_all_gather},
     {"comm-all-to-all", "microbenchmark: all-to-all of each rank's shard in P blocks", Layout::sharded, false, true,

@@ -22,7 +22,7 @@ Communicator* g_comm = nullptr;
 
 struct Outcome {
   double o_err = 0, lse_err = 0;
-  uint64_t received = 0;
+  uint64_t received = 0, sent = 0;
   // With a backward pass: max |dX - dX_ref| over dQ, dK, dV relative to max(1, max |dX_ref|), and
   // the bytes the backward alone received.
   double grad_err = 0;
@@ -74,6 +74,7 @@ Outcome run_and_compare(const Method& m, const char* kernel, const Pattern& p, c
   m.run(c);
   Outcome out;
   out.received = comm.counters.total_received();
+  out.sent = comm.counters.total_sent();
   for (int64_t b = 0; b < g.B; ++b)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t x = 0; x < row; ++x) {
@@ -213,17 +214,22 @@ TEST(Distributed, BackwardEqualsSingleRank) {
                            json{{"kind", "strided"}, {"stride", 9}},
                            json{{"kind", "dilated"}, {"levels", {{33, 1}, {66, 2}, {200, 5}}}, {"causal", true}}}) {
       const Pattern p = parse_pattern(pj);
-      for (const char* name : {"dist-heads", "dist-ulysses", "dist-allgather", "dist-ring", "dist-ring-zigzag"}) {
+      for (const char* name :
+           {"dist-heads", "dist-ulysses", "dist-allgather", "dist-ring", "dist-ring-zigzag", "dist-dilated"}) {
         const Method& m = *find_method(name);
         if (!m.unsupported(p, s, P).empty()) continue;
         const bool ag = std::string(name) == "dist-allgather", ring = std::string(name).starts_with("dist-ring");
         SCOPED_TRACE(std::string(name) + " " + p.name() + " P=" + std::to_string(P) + " H=" + std::to_string(s.H) +
                      " d=" + std::to_string(s.d));
-        const Outcome out = run_and_compare(m, ag || ring ? "flash" : nullptr, p, s, DType::fp32, /*backward=*/true);
+        const bool dil = std::string(name) == "dist-dilated";
+        const Outcome out =
+            run_and_compare(m, ag || ring ? "flash" : dil ? "dilated" : nullptr, p, s, DType::fp32, /*backward=*/true);
         EXPECT_LE(out.o_err, 1e-5);
         EXPECT_LE(out.grad_err, 1e-5);
         const uint64_t f = sizeof(float), n = s.N / P, hp = s.H / P;
-        const uint64_t want = ring ? (P > 1 ? (4 * (P - 1) + 2) * s.B * n * s.H * s.d * f : 0)
+        // dist-dilated: the forward's exchange again, then reversed (the rows it sent come back as gradients).
+        const uint64_t want = dil  ? out.received + out.sent
+                              : ring ? (P > 1 ? (4 * (P - 1) + 2) * s.B * n * s.H * s.d * f : 0)
                               : ag                               ? 2 * (P - 1) * s.B * n * s.H * s.d * f
                               : std::string(name) == "dist-heads" ? 3 * (P - 1) * s.B * s.N * hp * s.d * f
                                                                  : 4 * s.B * n * s.H * s.d * (P - 1) / P * f;
