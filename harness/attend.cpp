@@ -119,7 +119,7 @@ void attend(Communicator& comm, const AttendOptions& opt) {
         if (m.layout != Layout::single && !m.microbenchmark) names += std::string(", ") + m.name;
       throw InputError("--method: unknown method \"" + opt.method.substr(0, 100) + "\"; use one of " + names);
     }
-    if (backward && method)
+    if (backward && method && !method->backward)
       throw InputError("--dout: " + opt.method + " has no backward pass yet; use a single-device kernel (" +
                        kernel_names(Device::cpu) + ")");
     if (backward && kernel && !kernel->backward)
@@ -171,6 +171,10 @@ void attend(Communicator& comm, const AttendOptions& opt) {
       MethodCall c{g, pattern, scale, threads, q.data.data(), k.data.data(), v.data.data(), o.data(), lse.data(),
                    &comm, &buffers};
       method->run(c);
+      if (backward) {
+        dq.resize(g.numel()), dk.resize(g.numel()), dv.resize(g.numel());
+        method->backward(c, dout.data.data(), dq.data(), dk.data(), dv.data());
+      }
     }
   } else {
     // Sharded or zig-zag: each rank takes its tokens, rank 0 puts every rank's output in place.
@@ -192,16 +196,32 @@ void attend(Communicator& comm, const AttendOptions& opt) {
     MethodBuffers buffers;
     MethodCall c{g, pattern, scale, threads, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &buffers};
     method->run(c);
-    std::vector<float> og(ol.size() * P), lg(ll.size() * P);
-    comm.all_gather(ol.data(), ol.size() * sizeof(float), og.data());
+    // Every rank's rows of a [B, n, H, d] tensor into their places in the whole one (on every rank).
+    auto gather_rows = [&](const std::vector<float>& local, std::vector<float>& whole) {
+      std::vector<float> all(local.size() * P);
+      comm.all_gather(local.data(), local.size() * sizeof(float), all.data());
+      whole.resize(g.numel());
+      for (int r = 0; r < P; ++r)
+        for (int64_t b = 0; b < g.B; ++b)
+          place(r, [&](int64_t pos, int64_t off, int64_t rows) {
+            std::copy_n(all.data() + ((r * g.B + b) * n + off) * row, rows * row, whole.data() + (b * g.N + pos) * row);
+          });
+    };
+    gather_rows(ol, o);
+    std::vector<float> lg(ll.size() * P);
     comm.all_gather(ll.data(), ll.size() * sizeof(float), lg.data());
     for (int r = 0; r < P; ++r)
       for (int64_t b = 0; b < g.B; ++b)
         place(r, [&](int64_t pos, int64_t off, int64_t rows) {
-          std::copy_n(og.data() + ((r * g.B + b) * n + off) * row, rows * row, o.data() + (b * g.N + pos) * row);
           for (int64_t h = 0; h < g.H; ++h)
             std::copy_n(lg.data() + ((r * g.B + b) * g.H + h) * n + off, rows, lse.data() + (b * g.H + h) * g.N + pos);
         });
+    if (backward) {
+      const auto gl = slice(dout);
+      std::vector<float> dql(gl.size()), dkl(gl.size()), dvl(gl.size());
+      method->backward(c, gl.data(), dql.data(), dkl.data(), dvl.data());
+      gather_rows(dql, dq), gather_rows(dkl, dk), gather_rows(dvl, dv);
+    }
   }
   if (comm.rank() == 0) {
     // Every output complete before any is renamed into place: never some without the others.
