@@ -107,8 +107,12 @@ void expand(const json& j, const std::string& where, const Case& base, int world
   const auto methods = string_axis(j, mkey, where);
   std::vector<Pattern> patterns;
   const json pj = j.at(pkey).is_array() && std::string(pkey) == "patterns" ? j.at(pkey) : json::array({j.at(pkey)});
-  for (size_t i = 0; i < pj.size(); ++i)
-    patterns.push_back(parse_pattern(pj[i], where + pkey + (std::string(pkey) == "patterns" ? "[" + std::to_string(i) + "]" : "")));
+  for (size_t i = 0; i < pj.size(); ++i) {
+    // Appends only: GCC 12 warns (-Wrestrict, a false positive) on "[" + std::to_string(i) here.
+    std::string field = where + pkey;
+    if (std::string(pkey) == "patterns") field += '[', field += std::to_string(i), field += ']';
+    patterns.push_back(parse_pattern(pj[i], field));
+  }
 
   if (j.contains("N") && j.contains("N_per_rank")) throw InputError(where + "N_per_rank: give either N or N_per_rank");
   for (const char* key : {"B", "H", "d"})
