@@ -1,13 +1,14 @@
 // flash_backward and dilated_backward (kernels/backward.h) on the CPU: FlashAttention-2's backward
-// on 64 x 64 tiles, in two passes so that every output row has one writer and no atomics are
-// needed: by key block (dK, dV gather over the queries that see the block) and by query block (dQ
-// gathers over the keys). Each tile recomputes P = exp(s - LSE) from the forward's LSE, and
-// dS = P ∘ (dP - D) with D = rowsum(dO ∘ O) computed once per row. The tile products are sgemm
-// calls on strided views (the forward's tile paths and packed K/V are not used yet).
-#include <cblas.h>
+// on tiles of 64 queries x 128 keys. A key block is packed once and visited by every query tile;
+// each tile recomputes P = exp(s - LSE) from the forward's LSE and dS = P ∘ (dP - D), with
+// D = rowsum(dO ∘ O) computed once per row, and feeds dQ, dK and dV from them (five register-
+// blocked products a tile). Tasks own key blocks, so dK and dV rows have one writer; dQ rows too,
+// or parts of dQ are summed at the end. No atomics.
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <cmath>
 #include <limits>
 #include <span>
@@ -20,7 +21,9 @@
 namespace longattn {
 namespace {
 
-constexpr int64_t kTile = 64;  // query rows and keys of a tile
+constexpr int64_t kRows = 64;   // query rows of a tile
+constexpr int64_t kKeys = 128;  // keys of a tile (a key block)
+using simd::vf;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -42,92 +45,213 @@ struct GradProblem {
   int64_t q_pos0 = 0, k_pos0 = 0, mask_n = 0, mask_head = 0;
 };
 
+// ---------------------------------------------------------------------------- the products
+// Every product of a tile is one shape: c[m][16-lane vectors] += sum_t a(m, t) b[t][vectors], with
+// a(m, t) = a[m * ars + t * ats] broadcast and b's rows loaded as vectors. a may be read across
+// (P^T, dS^T: ars = 1), so no operand is transposed for the products that need it.
+#ifdef __AVX512F__
+constexpr int kStripRows = 6, kStripVecs = 4;  // 24 accumulators + 4 loaded vectors of 32 zmm
+#else
+constexpr int kStripRows = 2, kStripVecs = 2;  // a 16-lane vf is two ymm: 8 + 4 of 16
+#endif
+
+template <bool Add, int R, int W>
+void strip(const float* a, int64_t ars, int64_t ats, const float* b, int64_t bs, int64_t T, float* c, int64_t cs) {
+  vf acc[R][W];
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < W; ++w) acc[r][w] = Add ? simd::load(c + r * cs + 16 * w) : vf{};
+  for (int64_t t = 0; t < T; ++t) {
+    vf bv[W];
+    for (int w = 0; w < W; ++w) bv[w] = simd::load(b + t * bs + 16 * w), simd::pin(bv[w]);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const vf x = simd::splat(a[r * ars + t * ats]);
+      for (int w = 0; w < W; ++w) acc[r][w] += x * bv[w];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < W; ++w) simd::store(c + r * cs + 16 * w, acc[r][w]);
+}
+
+using StripFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+template <bool Add, int R, int... W>
+constexpr std::array<StripFn, kStripVecs> strips_of(std::integer_sequence<int, W...>) {
+  return {&strip<Add, R, W + 1>...};
+}
+template <bool Add, int... R>
+constexpr std::array<std::array<StripFn, kStripVecs>, kStripRows> strip_table(std::integer_sequence<int, R...>) {
+  return {strips_of<Add, R + 1>(std::make_integer_sequence<int, kStripVecs>{})...};
+}
+constexpr auto kStripsSet = strip_table<false>(std::make_integer_sequence<int, kStripRows>{});
+constexpr auto kStripsAdd = strip_table<true>(std::make_integer_sequence<int, kStripRows>{});
+
+// c[m][vecs x 16] (+)= a(m, t) b[t][vecs x 16] over m < M, t < T: added to c, or replacing it.
+void product(bool add, const float* a, int64_t ars, int64_t ats, const float* b, int64_t bs, int64_t T, float* c,
+             int64_t cs, int64_t M, int64_t vecs) {
+  const auto& strips = add ? kStripsAdd : kStripsSet;
+  for (int64_t m = 0; m < M; m += kStripRows)
+    for (int64_t v = 0; v < vecs; v += kStripVecs)
+      strips[std::min<int64_t>(kStripRows, M - m) - 1][std::min<int64_t>(kStripVecs, vecs - v) - 1](
+          a + m * ars, ars, ats, b + 16 * v, bs, T, c + m * cs + 16 * v, cs);
+}
+
+// ------------------------------------------------------------------------------ the tiles
+// A thread's tile buffers: a key block packed (K^T and V^T for the scores, K for dQ) with its dK
+// and dV accumulators, a query tile packed (Q, dO) with its dQ part, and the tile's P and dS.
+// Rows are dp = d rounded up to 16 floats, zero past d; key columns zero past the block's keys.
 struct TileScratch {
-  std::vector<float> p, ds;  // P, then dP and dS: [kTile][kTile], rows and cols of the tile
+  int64_t dp = 0;
+  std::vector<float> kt, vt, kp, dk, dv;  // [d][kKeys] x 2, [kKeys][dp] x 3
+  std::vector<float> qp, dop, dq;         // [kRows][dp]
+  std::vector<float> p, ds;               // [kRows][kKeys]
+  explicit TileScratch(int64_t d) : dp((d + 15) / 16 * 16) {
+    for (auto* x : {&kt, &vt}) x->assign(d * kKeys, 0.0f);
+    for (auto* x : {&kp, &dk, &dv}) x->assign(kKeys * dp, 0.0f);
+    for (auto* x : {&qp, &dop, &dq}) x->assign(kRows * dp, 0.0f);
+    for (auto* x : {&p, &ds}) x->assign(kRows * kKeys, 0.0f);
+  }
 };
 
-// P and dS of queries [i0, i0 + rows) x keys [j0, j0 + cols) into s.p and s.ds (zero where masked,
-// past cols, or in rows that see no key). False when the mask leaves the tile empty. The products
-// are sgemm calls: inside the parallel region OpenBLAS runs them on the calling thread.
-bool tile_grads(const GradProblem& g, int64_t i0, int64_t rows, int64_t j0, int64_t cols, TileScratch& s) {
-  const int64_t qpos = g.q_pos0 + i0, kpos = g.k_pos0 + j0, d = g.d;
+// Keys [j0, j0 + cols) of g into s: K^T, V^T, K; dK and dV accumulators zeroed.
+void load_keys(const GradProblem& g, int64_t j0, int64_t cols, TileScratch& s) {
+  const int64_t d = g.d, dp = s.dp;
+  std::fill(s.kt.begin(), s.kt.end(), 0.0f), std::fill(s.vt.begin(), s.vt.end(), 0.0f);
+  std::fill(s.kp.begin(), s.kp.end(), 0.0f), std::fill(s.dk.begin(), s.dk.end(), 0.0f);
+  std::fill(s.dv.begin(), s.dv.end(), 0.0f);
+  for (int64_t c = 0; c < cols; ++c) {
+    const float *k = g.k + (j0 + c) * g.kv_stride, *v = g.v + (j0 + c) * g.kv_stride;
+    std::copy_n(k, d, s.kp.data() + c * dp);
+    for (int64_t t = 0; t < d; ++t) s.kt[t * kKeys + c] = k[t], s.vt[t * kKeys + c] = v[t];
+  }
+}
+
+// dK += scale dK_acc and dV += dV_acc for the block's keys.
+void store_keys(const GradProblem& g, int64_t j0, int64_t cols, const TileScratch& s) {
+  for (int64_t c = 0; c < cols; ++c) {
+    float *dk = g.dk + (j0 + c) * g.kv_stride, *dv = g.dv + (j0 + c) * g.kv_stride;
+    for (int64_t t = 0; t < g.d; ++t) dk[t] += g.scale * s.dk[c * s.dp + t], dv[t] += s.dv[c * s.dp + t];
+  }
+}
+
+// Query rows [i0, i0 + rows) against the keys in s: P and dS of the tile (zero where masked, past
+// the keys, or in rows that see no key), then dV_acc += P^T dO, dK_acc += dS^T Q, and dQ (rows
+// dq_stride apart) += scale dS K. False, and nothing done, when the mask leaves the tile empty.
+bool tile(const GradProblem& g, int64_t i0, int64_t rows, int64_t j0, int64_t cols, float* dq, int64_t dq_stride,
+          TileScratch& s) {
+  const int64_t qpos = g.q_pos0 + i0, kpos = g.k_pos0 + j0, d = g.d, dp = s.dp;
   const BlockKind kind = g.mask->classify(qpos, qpos + rows, kpos, kpos + cols);
   if (kind == BlockKind::empty) return false;
-  s.p.assign(kTile * kTile, 0.0f), s.ds.assign(kTile * kTile, 0.0f);
-  // S = scale Q K^T and dP = dO V^T.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, d, g.scale, g.q + i0 * g.q_stride, g.q_stride,
-              g.k + j0 * g.kv_stride, g.kv_stride, 0.0f, s.p.data(), kTile);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, d, 1.0f, g.dout + i0 * g.q_stride, g.q_stride,
-              g.v + j0 * g.kv_stride, g.kv_stride, 0.0f, s.ds.data(), kTile);
-  const simd::vf log2e = simd::splat(kLog2e);
+  // Q and dO rows as whole vectors: in place when d is a multiple of 16, else copied with zeros
+  // past d (loading a row whole would read past the end of the tensor).
+  const float *q = g.q + i0 * g.q_stride, *dout = g.dout + i0 * g.q_stride;
+  int64_t qs = g.q_stride;
+  if (d != dp) {
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(q + r * g.q_stride, d, s.qp.data() + r * dp);
+      std::copy_n(dout + r * g.q_stride, d, s.dop.data() + r * dp);
+    }
+    q = s.qp.data(), dout = s.dop.data(), qs = dp;
+  }
+  const int64_t span = (cols + 15) / 16 * 16;  // whole vectors of keys
+  // S = Q K^T (scaled below, in the exponent) and dP = dO V^T.
+  product(false, q, qs, 1, s.kt.data(), kKeys, d, s.p.data(), kKeys, rows, span / 16);
+  product(false, dout, qs, 1, s.vt.data(), kKeys, d, s.ds.data(), kKeys, rows, span / 16);
+  const float mult = g.scale * kLog2e;
   for (int64_t r = 0; r < rows; ++r) {
     const float lse = g.lse[(i0 + r) * g.lse_stride];
-    float* p = s.p.data() + r * kTile;
-    float* ds = s.ds.data() + r * kTile;
+    float* p = s.p.data() + r * kKeys;
+    float* ds = s.ds.data() + r * kKeys;
     if (lse == kNegInf) {  // the row sees no key at all
-      std::fill(p, p + kTile, 0.0f), std::fill(ds, ds + kTile, 0.0f);
+      std::fill(p, p + span, 0.0f), std::fill(ds, ds + span, 0.0f);
       continue;
     }
-    // P = exp(S - LSE) as exp2 on 16 lanes (the forward's polynomial), then the mask.
-    const simd::vf sub = simd::splat(lse * kLog2e);
-    for (int64_t j = 0; j < kTile; j += 16) simd::store(p + j, simd::exp2(simd::load(p + j) * log2e - sub));
-    for (int64_t j = cols; j < kTile; ++j) p[j] = 0.0f;
-    if (kind == BlockKind::partial)
-      for (int64_t j = 0; j < cols; ++j)
-        if (!g.mask->contains(0, g.mask_head, qpos + r, kpos + j, g.mask_n)) p[j] = 0.0f;
-    const simd::vf delta = simd::splat(g.delta[(i0 + r) * g.lse_stride]);
-    for (int64_t j = 0; j < kTile; j += 16)
+    // P = exp(scale S - LSE) as exp2 on 16 lanes (the forward's polynomial), then the mask.
+    const vf m = simd::splat(mult), sub = simd::splat(lse * kLog2e);
+    for (int64_t j = 0; j < span; j += 16) simd::store(p + j, simd::exp2(simd::load(p + j) * m - sub));
+    for (int64_t j = cols; j < span; ++j) p[j] = 0.0f;
+    if (kind == BlockKind::partial) {
+      int64_t lo, hi;  // interval masks (full, local, block-diagonal): one interval per row
+      if (g.mask->key_interval(qpos + r, g.mask_n, lo, hi)) {
+        for (int64_t j = 0; j < cols; ++j)
+          if (kpos + j < lo || kpos + j > hi) p[j] = 0.0f;
+      } else {
+        for (int64_t j = 0; j < cols; ++j)
+          if (!g.mask->contains(0, g.mask_head, qpos + r, kpos + j, g.mask_n)) p[j] = 0.0f;
+      }
+    }
+    const vf delta = simd::splat(g.delta[(i0 + r) * g.lse_stride]);
+    for (int64_t j = 0; j < span; j += 16)
       simd::store(ds + j, simd::load(p + j) * (simd::load(ds + j) - delta));  // dS = P (dP - D)
   }
+  const int64_t vecs = dp / 16;
+  product(true, s.p.data(), 1, kKeys, dout, qs, rows, s.dv.data(), dp, cols, vecs);  // dV += P^T dO
+  product(true, s.ds.data(), 1, kKeys, q, qs, rows, s.dk.data(), dp, cols, vecs);    // dK += dS^T Q
+  product(false, s.ds.data(), kKeys, 1, s.kp.data(), dp, cols, s.dq.data(), dp, rows, vecs);  // dS K
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t t = 0; t < d; ++t) dq[(i0 + r) * dq_stride + t] += g.scale * s.dq[r * dp + t];
   return true;
 }
 
-// Key block j0: dV += P^T dO and dK += scale dS^T Q over every query block.
-void key_block(const GradProblem& g, int64_t j0, TileScratch& s) {
-  const int64_t cols = std::min(kTile, g.nk - j0);
-  for (int64_t i0 = 0; i0 < g.nq; i0 += kTile) {
-    const int64_t rows = std::min(kTile, g.nq - i0);
-    if (!tile_grads(g, i0, rows, j0, cols, s)) continue;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, g.d, rows, 1.0f, s.p.data(), kTile,
-                g.dout + i0 * g.q_stride, g.q_stride, 1.0f, g.dv + j0 * g.kv_stride, g.kv_stride);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, g.d, rows, g.scale, s.ds.data(), kTile,
-                g.q + i0 * g.q_stride, g.q_stride, 1.0f, g.dk + j0 * g.kv_stride, g.kv_stride);
+// A task: key blocks [kb0, kb1) of a problem against all its queries. It owns those keys' dK and
+// dV rows; its dQ goes to dq (the problem's own, when one task covers the problem, else a part
+// summed afterwards: rows dq_stride apart).
+struct GradTask {
+  const GradProblem* g;
+  int64_t kb0, kb1;
+  float* dq;
+  int64_t dq_stride;
+};
+
+void run_task(const GradTask& t, TileScratch& s) {
+  const GradProblem& g = *t.g;
+  for (int64_t kb = t.kb0; kb < t.kb1; ++kb) {
+    const int64_t j0 = kb * kKeys, cols = std::min(kKeys, g.nk - j0);
+    load_keys(g, j0, cols, s);
+    bool any = false;
+    for (int64_t i0 = 0; i0 < g.nq; i0 += kRows)
+      any |= tile(g, i0, std::min(kRows, g.nq - i0), j0, cols, t.dq, t.dq_stride, s);
+    if (any) store_keys(g, j0, cols, s);
   }
 }
 
-// Query block i0: dQ += scale dS K over every key block.
-void query_block(const GradProblem& g, int64_t i0, TileScratch& s) {
-  const int64_t rows = std::min(kTile, g.nq - i0);
-  for (int64_t j0 = 0; j0 < g.nk; j0 += kTile) {
-    const int64_t cols = std::min(kTile, g.nk - j0);
-    if (!tile_grads(g, i0, rows, j0, cols, s)) continue;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, g.d, cols, g.scale, s.ds.data(), kTile,
-                g.k + j0 * g.kv_stride, g.kv_stride, 1.0f, g.dq + i0 * g.q_stride, g.q_stride);
-  }
-}
-
-// Every problem of the list (they write disjoint rows), both passes, on `threads` threads.
+// Every problem of the list (they write disjoint rows) on `threads` threads, each tile's P and dS
+// made once for dQ, dK and dV (five products a tile, as PyTorch's CPU flash backward does). With a
+// problem for every thread, a problem is one task; with fewer, each problem's key blocks are split
+// among tasks whose dQ parts are summed at the end (so every output row has one writer, no atomics).
 void grad_problems(std::span<const GradProblem> problems, int threads) {
-  std::vector<int64_t> kstart(problems.size() + 1, 0), qstart(problems.size() + 1, 0);
-  for (size_t i = 0; i < problems.size(); ++i) {
-    kstart[i + 1] = kstart[i] + (problems[i].nk + kTile - 1) / kTile;
-    qstart[i + 1] = qstart[i] + (problems[i].nq + kTile - 1) / kTile;
+  if (problems.empty()) return;
+  const int64_t n = static_cast<int64_t>(problems.size());
+  const int64_t parts = n >= threads ? 1 : (2 * threads + n - 1) / n;
+  std::vector<GradTask> tasks;
+  std::vector<std::vector<std::vector<float>>> dq_parts(problems.size());
+  for (const GradProblem& g : problems) {
+    const int64_t blocks = (g.nk + kKeys - 1) / kKeys, split = std::min(parts, blocks);
+    if (split <= 1) {
+      tasks.push_back({&g, 0, blocks, g.dq, g.q_stride});
+      continue;
+    }
+    auto& mine = dq_parts[&g - problems.data()];
+    for (int64_t x = 0; x < split; ++x) {
+      mine.emplace_back(g.nq * g.d, 0.0f);
+      tasks.push_back({&g, blocks * x / split, blocks * (x + 1) / split, mine.back().data(), g.d});
+    }
   }
-  auto owner = [](const std::vector<int64_t>& start, int64_t t) {
-    return std::upper_bound(start.begin(), start.end(), t) - start.begin() - 1;
-  };
+  std::stable_sort(tasks.begin(), tasks.end(), [](const GradTask& a, const GradTask& b) {  // largest first
+    return a.g->nq * (a.kb1 - a.kb0) > b.g->nq * (b.kb1 - b.kb0);
+  });
+  const int64_t d = problems[0].d;
 #pragma omp parallel num_threads(threads)
   {
-    TileScratch s;
+    TileScratch s(d);
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < kstart.back(); ++t) {
-      const int64_t i = owner(kstart, t);
-      key_block(problems[i], (t - kstart[i]) * kTile, s);
-    }
-#pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < qstart.back(); ++t) {
-      const int64_t i = owner(qstart, t);
-      query_block(problems[i], (t - qstart[i]) * kTile, s);
+    for (size_t t = 0; t < tasks.size(); ++t) run_task(tasks[t], s);
+    for (size_t i = 0; i < problems.size(); ++i) {
+      if (dq_parts[i].empty()) continue;
+      const GradProblem& g = problems[i];
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < g.nq; ++r)
+        for (const std::vector<float>& part : dq_parts[i])
+          for (int64_t t = 0; t < g.d; ++t) g.dq[r * g.q_stride + t] += part[r * g.d + t];
     }
   }
 }
