@@ -247,6 +247,17 @@ int verify_outputs(const VerifyOptions& opt) {
   const Shape g = shape_of(q, "--q");
   for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}, std::pair{&o, "--o"}})
     if (a->shape != q.shape) throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+  const bool grads = !opt.dout.empty() || !opt.dq.empty() || !opt.dk.empty() || !opt.dv.empty();
+  NpyArray dout, dq, dk, dv;
+  if (grads)
+    for (const auto& [path, a, flag] : {std::tuple{&opt.dout, &dout, "--dout"}, std::tuple{&opt.dq, &dq, "--dq"},
+                                        std::tuple{&opt.dk, &dk, "--dk"}, std::tuple{&opt.dv, &dv, "--dv"}}) {
+      if (path->empty())
+        throw InputError(std::string(flag) + ": the gradients are checked together: give --dout, --dq, --dk and --dv");
+      *a = read_npy(*path);
+      if (a->shape != q.shape)
+        throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+    }
   NpyArray lse;
   if (!opt.lse.empty()) {
     lse = read_npy(opt.lse);
@@ -266,7 +277,19 @@ int verify_outputs(const VerifyOptions& opt) {
   const RowErrors e = check_rows(ref, rows, access);
   double vmax = 0;
   for (float x : v.data) vmax = std::max(vmax, double(std::abs(x)));
-  const nlohmann::json report = error_report(e, vmax, opt.dtype, !opt.lse.empty(), static_cast<double>(rows.size()));
+  GradErrors ge;
+  if (grads) {
+    // A key's gradient sums over every query that sees it, which needs every row's O and LSE: made
+    // here by the CPU's fp32 kernel (itself within SPEC §4 of the oracle), not taken from the
+    // program under test. The sums over pairs are float64 (check_grad_rows).
+    std::vector<float> o_here(g.numel()), lse_here(g.B * g.H * g.N);
+    AttentionArgs fwd = ref;
+    fwd.q = q.data.data(), fwd.o = o_here.data(), fwd.lse = lse_here.data();
+    auto_kernel(pattern, g, DType::fp32, Device::cpu).run(fwd);
+    ge = check_grad_rows(fwd, dout.data.data(), dq.data.data(), dk.data.data(), dv.data.data(), rows);
+  }
+  const nlohmann::json report = error_report(e, vmax, opt.dtype, !opt.lse.empty(), static_cast<double>(rows.size()),
+                                             grads ? &ge : nullptr);
   std::printf("%s\n", report.dump().c_str());
   return report["passed"].get<bool>() ? 0 : 1;
 }

@@ -24,10 +24,12 @@ void attend(Communicator& comm, const AttendOptions& opt);
 Pattern load_pattern(const std::string& text);
 
 // `longattn verify`: outputs another program computed (O, optionally LSE) checked against the
-// oracle on the same rows `run` checks (SPEC §4). Prints the results' `error` object as JSON;
-// returns 0 when within tolerance, 1 otherwise; InputError (exit 2) on bad input.
+// oracle on the same rows `run` checks (SPEC §4); with --dout, its gradients too (SPEC §6).
+// Prints the results' `error` object as JSON; returns 0 when within tolerance, 1 otherwise;
+// InputError (exit 2) on bad input.
 struct VerifyOptions {
   std::string q, k, v, o, lse, pattern, dtype = "fp32";
+  std::string dout, dq, dk, dv;  // all four, or none
   float scale = 0;
   bool scale_given = false;
   uint64_t seed = 1;

@@ -119,6 +119,10 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--pattern", vo.pattern, "pattern as inline JSON or a file (SPEC §5)")->required();
   auto* verify_scale_opt = verify_cmd->add_option("--scale", vo.scale, "score scale, positive and finite (default 1/sqrt(d))");
   verify_cmd->add_option("--dtype", vo.dtype, "the tolerance: fp32 (default), bf16 or fp16");
+  verify_cmd->add_option("--dout", vo.dout, "with --dq, --dk, --dv: the gradients to check, given this dO (SPEC §6)");
+  verify_cmd->add_option("--dq", vo.dq, "dQ [B, N, H, d] to check");
+  verify_cmd->add_option("--dk", vo.dk, "dK to check");
+  verify_cmd->add_option("--dv", vo.dv, "dV to check");
   verify_cmd->add_option("--seed", vo.seed, "which rows are sampled when B·H·N > 4096 (default 1)");
 
   auto* list_cmd = app.add_subcommand("list", "methods, kernels, patterns and suites");

@@ -514,6 +514,31 @@ def baselines(tmp, suite, ok_suite, res):
           not json.loads(r.stdout)["passed"], r.stdout + r.stderr[-300:])
     r = run(["verify", "--q", q, "--k", k, "--v", v, "--o", lse, "--pattern", pat])
     check("verify rejects an output of the wrong shape (exit 2)", r.returncode == 2 and "--o:" in r.stderr, r.stderr[-300:])
+    # verify --dout: another program's gradients (NumPy's here) against float64 sums (SPEC §6).
+    qa, ka, va = np.load(q), np.load(k), np.load(v)
+    dout = np.random.default_rng(5).standard_normal(qa.shape).astype(np.float32)
+    dout_path = os.path.join(tmp, "vdout.npy")
+    np.save(dout_path, dout)
+    grads = {x: os.path.join(tmp, f"vd{x}.npy") for x in "qkv"}
+    lpat, lkw = '{"kind": "local", "left": 9, "right": 4}', {"left": 9, "right": 4}
+    np.save(o, numpy_attention(qa, ka, va, **lkw)[0].astype(np.float32))
+    for x, g in zip("qkv", numpy_gradients(qa, ka, va, dout, **lkw)):
+        np.save(grads[x], g.astype(np.float32))
+    gargs = ["verify", "--q", q, "--k", k, "--v", v, "--o", o, "--pattern", lpat, "--dout", dout_path,
+             "--dq", grads["q"], "--dk", grads["k"], "--dv", grads["v"]]
+    r = run(gargs)
+    rep = json.loads(r.stdout) if r.returncode in (0, 1) else {}
+    check("verify --dout passes NumPy's gradients", r.returncode == 0 and rep["passed"] and
+          max(rep["grad"][f"d{x}_max_abs"] for x in "qkv") < 1e-5, r.stdout + r.stderr[-300:])
+    bad = np.load(grads["k"])
+    bad[1, 40, 2, 7] += 0.05
+    np.save(grads["k"], bad)
+    r = run(gargs)
+    rep = json.loads(r.stdout) if r.returncode in (0, 1) else {}
+    check("verify --dout fails a dK off by 0.05 in one element (exit 1)", r.returncode == 1 and not rep["passed"] and
+          rep["grad"]["dk_max_abs"] > 0.049 and rep["grad"]["dq_max_abs"] < 1e-5, r.stdout + r.stderr[-300:])
+    r = run(gargs[:-2])
+    check("verify --dout without --dv is refused (exit 2)", r.returncode == 2 and "--dv:" in r.stderr, r.stderr[-300:])
 
     # gate.sh and peers.sh: bad input exits 2 with a message.
     g = subprocess.run(["bash", os.path.join(root, "scripts", "gate.sh"), EXE, os.path.join(tmp, "no-such-longattn")],
