@@ -14,6 +14,11 @@ Reads the expanded cases from `longattn run SUITE --plan`, and for every distinc
                   segment's kept rows, SDPA with its log-sum-exp, scatter back, merge the levels by
                   their LSE.
 
+A suite's "pass" is honoured as longattn's run does: "backward" times torch.autograd.grad of the
+output (dQ, dK, dV for a random dO) after one untimed forward, "forward+backward" times both.
+torch-dilated then takes the differentiable scores-logsumexp path (the CPU flash kernel's LSE has no
+gradient, and the level merge needs one).
+
 Same warm-up and iteration counts as the suite, median of per-iteration times, a budget check after
 the first iteration. Every output is verified by `longattn verify` (the float64 oracle, SPEC §4) on
 the rows longattn itself checks. The file it writes validates against results/schema.json. Masks
@@ -37,7 +42,12 @@ import torch
 import torch.nn.functional as F
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PASS_FACTOR = {"forward": 1.0, "backward": 2.5, "forward+backward": 3.5}  # SPEC §6: FLOPs of a pass
 KERNEL_METHODS = {"vanilla", "flash", "dilated", "reference"}
+
+
+def pass_of(c):
+    return c.get("pass", "forward")
 
 
 def log(msg):
@@ -192,10 +202,12 @@ def run_vanilla(q, k, v, scale, mask, heads_per_chunk):
 
 def attention_with_lse(q, k, v, causal, scale):
     """[b, h, m, d] -> (o, lse): SDPA's flash kernel with its log-sum-exp, as LongNet's code takes it."""
-    if q.device.type == "cpu" and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+    if q.requires_grad:
+        pass  # the flash kernels' LSE output has no gradient: the path below
+    elif q.device.type == "cpu" and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
         o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, scale=scale)
         return o, lse
-    if q.device.type == "cuda" and q.dtype != torch.float32:
+    elif q.device.type == "cuda" and q.dtype != torch.float32:
         r = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal, False, scale=scale)
         return r[0], r[1]
     # torchscale's path without flash-attn: scores, logsumexp, softmax, matmul.
@@ -270,25 +282,28 @@ class Runner:
 
     def describe(self, peer, c):
         name = f"{peer} {c['pattern_name']} B={c['B']} N={c['N']} H={c['H']} d={c['d']} {c['dtype']} {c['device']} P=1"
+        if pass_of(c) != "forward":
+            name += " " + pass_of(c)
         return {
             "name": name, "method": peer, "layout": "single", "device": c["device"], "dtype": c["dtype"],
             "B": c["B"], "H": c["H"], "N": c["N"], "d": c["d"], "pattern": c["pattern"],
             "pattern_name": c["pattern_name"], "world": 1, "ranks": 1, "threads_per_rank": self.args.threads,
             "warmup": c["warmup"], "iterations": c["iterations"], "flops": c["flops"],
-            "flops_dense": c["flops_dense"], "status": "ok",
+            "flops_dense": c["flops_dense"], "pass": pass_of(c), "status": "ok",
         }
 
     def cost_flops(self, peer, c):
-        dense = 4.0 * c["d"] * c["N"] * c["N"] * c["H"] * c["B"]
+        dense = PASS_FACTOR[pass_of(c)] * 4.0 * c["d"] * c["N"] * c["N"] * c["H"] * c["B"]
         if peer == "torch-vanilla" or (peer.startswith("torch-sdpa") and c["pattern"]["kind"] != "full"):
             return dense  # a mask costs the dense product
         return c["flops"]
 
     def memory_need(self, peer, c):
         B, N, H, d = c["B"], c["N"], c["H"], c["d"]
-        tensors = 6.0 * B * N * H * d * 4  # q, k, v, o, and copies
-        if peer == "torch-vanilla":
-            return tensors + 3.0 * B * N * N * 4 + mask_bytes(c["pattern"], N, H)
+        backward = pass_of(c) != "forward"
+        tensors = (12.0 if backward else 6.0) * B * N * H * d * 4  # q, k, v, o, copies (and gradients)
+        if peer == "torch-vanilla":  # the backward keeps every chunk's probabilities (H heads)
+            return tensors + (4.0 * H if backward else 3.0) * B * N * N * 4 + mask_bytes(c["pattern"], N, H)
         if peer == "torch-dilated":
             return tensors + 6.0 * B * N * H * d * 4
         return tensors + mask_bytes(c["pattern"], N, H) * (2 if c["pattern"]["kind"] != "full" else 1)
@@ -305,6 +320,10 @@ class Runner:
             return records
         gen = torch.Generator().manual_seed(int(c["seed"]))
         q, k, v = (torch.randn((B, N, H, d), generator=gen).to(dtype).to(device) for _ in range(3))
+        backward = pass_of(c) != "forward"
+        dout = torch.randn((B, N, H, d), generator=gen).to(dtype).to(device) if backward else None
+        for x in (q, k, v):
+            x.requires_grad_(backward)
         mask, have_mask = None, False  # built once, when a peer first needs it (SDPA on full+causal does not)
         outputs = {}  # peer -> saved .npy paths
         for peer in peers:
@@ -314,7 +333,7 @@ class Runner:
                 records.append(dict(j, status="skipped", reason=f"memory: needs about {need / 1e9:.1f} GB, "
                                     f"{available_bytes() / 1e9:.1f} GB available"))
                 continue
-            key = (peer, c["pattern"]["kind"], c["pattern"].get("causal", False), c["d"], c["dtype"], device)
+            key = (peer, c["pattern"]["kind"], c["pattern"].get("causal", False), c["d"], c["dtype"], device, pass_of(c))
             runs = c["warmup"] + c["iterations"]
             # As longattn does: skip before starting only at twice the budget; the first iteration decides the rest.
             if key in self.rates and self.cost_flops(peer, c) / self.rates[key] * runs > 2 * c["budget_s"]:
@@ -327,11 +346,17 @@ class Runner:
                 mask, have_mask = pattern_mask(c["pattern"], c.get("levels"), N, H, device), True
             fn = self.peer_function(peer, c, q, k, v, mask)
             reset_peak_rss()
-            samples, skipped = [], None
+            samples, skipped, grads = [], None, None
+            if pass_of(c) == "backward":  # one untimed forward; each iteration is its backward
+                o, lse = fn()
+                lse = None if lse is None else lse.detach()
             for it in range(runs):
                 sync(device)
                 t0 = time.perf_counter()
-                o, lse = fn()
+                if pass_of(c) != "backward":
+                    o, lse = fn()
+                if backward:
+                    grads = torch.autograd.grad(o, (q, k, v), dout, retain_graph=pass_of(c) == "backward")
                 sync(device)
                 t = time.perf_counter() - t0
                 if it == 0:
@@ -341,7 +366,7 @@ class Runner:
                         break
                 if it >= c["warmup"]:
                     samples.append(t * 1e3)
-                if it < runs - 1:
+                if it < runs - 1 and pass_of(c) != "backward":
                     del o, lse
             if skipped:
                 records.append(dict(j, status="skipped", reason=skipped))
@@ -358,27 +383,31 @@ class Runner:
                                                     else torch.cuda.max_memory_allocated()),
             })
             if c["verify"]:
-                paths = {"o": os.path.join(self.work, f"{len(outputs)}.o.npy")}
-                np.save(paths["o"], o.float().cpu().numpy())
-                if lse is not None:
-                    paths["lse"] = os.path.join(self.work, f"{len(outputs)}.lse.npy")
-                    np.save(paths["lse"], lse.float().cpu().numpy())
+                saved = {"o": o, "lse": lse}
+                if grads is not None:
+                    saved.update(zip(("dq", "dk", "dv"), grads))
+                paths = {}
+                for name, x in saved.items():
+                    if x is not None:
+                        paths[name] = os.path.join(self.work, f"{len(outputs)}.{name}.npy")
+                        np.save(paths[name], x.detach().float().cpu().numpy())
                 outputs[len(records)] = paths
-            del o, lse
+            del o, lse, grads
             records.append(j)
             log(f"{j['name']}: {med:.3f} ms, {j['gflops']:.2f} GFLOP/s")
         if outputs:
             # Verification after timing, on the inputs as the peers saw them (rounded to the dtype).
             inputs = {}
-            for name, x in (("q", q), ("k", k), ("v", v)):
-                inputs[name] = os.path.join(self.work, f"{name}.npy")
-                np.save(inputs[name], x.float().cpu().numpy())
-            del q, k, v, mask
+            for name, x in (("q", q), ("k", k), ("v", v), ("dout", dout)):
+                if x is not None:
+                    inputs[name] = os.path.join(self.work, f"{name}.npy")
+                    np.save(inputs[name], x.detach().float().cpu().numpy())
+            del q, k, v, dout, mask
             for at, paths in outputs.items():
                 records[at]["error"] = self.verify(c, inputs, paths)
                 if not records[at]["error"]["passed"]:
                     records[at]["status"] = "failed"
-                    records[at]["reason"] = "verification: error exceeds the SPEC §4 tolerance"
+                    records[at]["reason"] = "verification: error exceeds the SPEC §4 (§6) tolerance"
                 for p in paths.values():
                     os.remove(p)
             for p in inputs.values():
@@ -410,6 +439,8 @@ class Runner:
                "--dtype", c["dtype"], "--seed", str(c["seed"])]
         if "lse" in paths:
             cmd += ["--lse", paths["lse"]]
+        if "dq" in paths:
+            cmd += ["--dout", inputs["dout"], "--dq", paths["dq"], "--dk", paths["dk"], "--dv", paths["dv"]]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode not in (0, 1):
             raise SystemExit(f"peers: longattn verify failed ({r.returncode}): {r.stderr.strip()}")
@@ -436,7 +467,7 @@ def main():
     for c in plan["cases"]:
         if c["method"].startswith("comm-"):
             continue
-        key = (json.dumps(c["pattern"], sort_keys=True), c["B"], c["N"], c["H"], c["d"], c["dtype"], c["device"])
+        key = (json.dumps(c["pattern"], sort_keys=True), c["B"], c["N"], c["H"], c["d"], c["dtype"], c["device"], pass_of(c))
         if key not in seen:
             seen.add(key)
             shapes.append(c)

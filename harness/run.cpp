@@ -474,6 +474,7 @@ json plan(const Suite& suite, int P) {
                      {"B", s.B}, {"H", s.H}, {"N", s.N}, {"d", s.d},
                      {"dtype", c.dtype},
                      {"device", c.device},
+                     {"pass", c.pass},
                      {"world", world},
                      {"warmup", c.warmup},
                      {"iterations", c.iterations},
