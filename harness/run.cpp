@@ -139,9 +139,9 @@ class Runner {
     json j = describe(c, m);
     if (auto why = m.unsupported(c.pattern, g, P); !why.empty()) return {skipped(j, why)};
     const bool forward = c.pass != "backward", backward = c.pass != "forward";
-    if (backward && (!m.backward || c.device != "cpu"))
-      return {skipped(j, "pass: " + c.method + " on " + c.device + " has no backward pass yet (SPEC §6); the CPU "
-                         "kernels (flash, vanilla, dilated) have one")};
+    if (backward && !m.backward)
+      return {skipped(j, "pass: " + c.method + " has no backward pass yet (SPEC §6); the CPU kernels (flash, vanilla, "
+                         "dilated) and the dist-* methods have one")};
     if (c.device == "cuda") return run_cuda(c, m, j);
     const int runs = c.warmup + c.iterations;
     // Skipped before it starts only when the estimate passes the budget twice over (a rate from a
@@ -410,8 +410,11 @@ class Runner {
     const Kernel* kernel = find_kernel(c.method, Device::cuda);
     if (!kernel) return {skipped(j, c.method + " has no CUDA kernel; the CUDA kernels are " + kernel_names(Device::cuda))};
     if (auto why = kernel->unsupported(c.pattern, g, dt); !why.empty()) return {skipped(j, why)};
+    const bool forward = c.pass != "backward", backward = c.pass != "forward";
+    if (backward && !kernel->time_backward_on_device)
+      return {skipped(j, "pass: " + c.method + " on cuda has no backward pass yet (SPEC §6); flash and dilated have one")};
     std::vector<double> samples;
-    std::vector<float> q, k, v, o, lse;
+    std::vector<float> q, k, v, o, lse, dout, dq, dk, dv;
     if (comm_.rank() == 0) {
       q.resize(g.numel()), k.resize(g.numel()), v.resize(g.numel()), o.resize(g.numel()), lse.resize(g.B * g.H * g.N);
       generate_slice(kQ, c.seed, g, 0, g.N, q.data());
@@ -421,7 +424,19 @@ class Runner {
       AttentionArgs a;
       a.shape = g, a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = lse.data();
       a.pattern = c.pattern, a.scale = c.scale > 0 ? c.scale : default_scale(g.d), a.dtype = dt;
-      samples = kernel->time_on_device(a, c.warmup, c.iterations);
+      // A backward pass alone starts from the forward's O and LSE (its warm-up runs, untimed); a
+      // forward+backward iteration is the sum of the two timed passes of the same index.
+      samples = kernel->time_on_device(a, c.warmup, forward ? c.iterations : 0);
+      if (backward) {
+        round_all(dt, o.data(), g.numel());  // O in the dtype, as the kernel's caller gets it
+        dout.resize(g.numel()), dq.resize(g.numel()), dk.resize(g.numel()), dv.resize(g.numel());
+        generate_slice(kDO, c.seed, g, 0, g.N, dout.data());
+        round_all(dt, dout.data(), g.numel());
+        const std::vector<double> back =
+            kernel->time_backward_on_device({a, dout.data(), dq.data(), dk.data(), dv.data()}, c.warmup, c.iterations);
+        samples.resize(back.size(), 0.0);
+        for (size_t i = 0; i < back.size(); ++i) samples[i] += back[i];
+      }
     }
     samples.resize(c.iterations);
     comm_.max(samples.data(), samples.size());
@@ -433,7 +448,9 @@ class Runner {
                  {"time_ms", 0}, {"samples_ms", std::vector<double>(c.iterations, 0.0)}, {"share", 0}};
     j["peak_memory_bytes_per_rank"] = comm_.max(static_cast<double>(peak_rss_bytes()));
     bool ok = true;
-    if (c.verify) ok = verify(c, m, Holding(m.layout, g.N, comm_.rank(), comm_.size()), q, k, v, o, lse, nullptr, j);
+    const Gradients grads{dout.data(), dq.data(), dk.data(), dv.data()};
+    if (c.verify)
+      ok = verify(c, m, Holding(m.layout, g.N, comm_.rank(), comm_.size()), q, k, v, o, lse, backward ? &grads : nullptr, j);
     j["status"] = ok ? "ok" : "failed";
     if (!ok) j["reason"] = "verification: error exceeds the SPEC §4 (or §6) tolerance";
     return {j, !ok};

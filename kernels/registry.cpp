@@ -33,28 +33,29 @@ template <const cuda::GpuKernel* K, const char* Name>
 std::vector<double> cuda_timed(const AttentionArgs& a, int warmup, int iterations) {
   return cuda_attention(*K, Name, a, a.dtype, warmup, iterations).ms_samples;
 }
+void cuda_backward_run(const BackwardArgs& a) { cuda_backward(a, 0, 0); }
 constexpr char kDilated[] = "dilated", kFlash[] = "flash", kVanilla[] = "vanilla";
-// No CUDA backward yet: it is written and tested where a GPU is lent.
-#define LONGATTN_CUDA_ROW(entry, name) on_cuda<&entry, name>, cuda_run<&entry, name>, cuda_timed<&entry, name>, nullptr
+#define LONGATTN_CUDA_ROW(entry, name) on_cuda<&entry, name>, cuda_run<&entry, name>, cuda_timed<&entry, name>
+#define LONGATTN_CUDA_BACKWARD cuda_backward_run, cuda_backward
 #endif
 
 // Per device, fastest first: auto takes the first that supports the case.
 const Kernel kKernels[] = {
     {"dilated", Device::cpu, "LongNet: per level, dense tiled attention on every segment's kept rows, levels merged",
-     false, on_cpu<dilated_unsupported>, dilated_attention, nullptr, dilated_backward},
+     false, on_cpu<dilated_unsupported>, dilated_attention, nullptr, dilated_backward, nullptr},
     {"flash", Device::cpu, "tiled online softmax, vectorised, skips key blocks the pattern leaves empty", false,
-     on_cpu<flash_unsupported>, flash_attention, nullptr, flash_backward},
+     on_cpu<flash_unsupported>, flash_attention, nullptr, flash_backward, nullptr},
     {"vanilla", Device::cpu, "sgemm scores (N x N per head), mask, softmax, sgemm with V", false,
-     on_cpu<any_pattern>, vanilla_attention, nullptr, vanilla_backward},
+     on_cpu<any_pattern>, vanilla_attention, nullptr, vanilla_backward, nullptr},
     {"reference", Device::cpu, "the double-precision oracle of SPEC §1, one row at a time", true,
-     on_cpu<any_pattern>, reference_attention, nullptr, reference_backward},
+     on_cpu<any_pattern>, reference_attention, nullptr, reference_backward, nullptr},
 #ifdef LONGATTN_HAVE_CUDA
     {kDilated, Device::cuda, "LongNet on tensor cores: every level's kept rows read in place, levels merged",
-     false, LONGATTN_CUDA_ROW(cuda::kDilatedCuda, kDilated)},
+     false, LONGATTN_CUDA_ROW(cuda::kDilatedCuda, kDilated), LONGATTN_CUDA_BACKWARD},
     {kFlash, Device::cuda, "tiled online softmax on tensor cores (WMMA), skips empty key blocks", false,
-     LONGATTN_CUDA_ROW(cuda::kFlashCuda, kFlash)},
+     LONGATTN_CUDA_ROW(cuda::kFlashCuda, kFlash), LONGATTN_CUDA_BACKWARD},
     {kVanilla, Device::cuda, "cuBLAS scores (N x N per head group), mask + softmax kernel, cuBLAS with V", false,
-     LONGATTN_CUDA_ROW(cuda::kVanillaCuda, kVanilla)},
+     LONGATTN_CUDA_ROW(cuda::kVanillaCuda, kVanilla), nullptr, nullptr},
 #endif
 };
 

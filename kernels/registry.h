@@ -31,8 +31,11 @@ struct Kernel {
   // cuda only (null on cpu, where the caller times run()): `warmup` untimed and `iterations` timed
   // runs, one device-event time in ms per timed run; O and LSE of the last, as run() writes them.
   std::vector<double> (*time_on_device)(const AttentionArgs&, int warmup, int iterations);
-  // The backward pass (SPEC §6) on host buffers, or null where the kernel has none (yet).
+  // The backward pass (SPEC §6) on host buffers, or null where the kernel has none (yet). cuda:
+  // uploaded, run once, downloaded.
   void (*backward)(const BackwardArgs&);
+  // cuda only, as time_on_device for the backward pass (null on cpu and where there is none).
+  std::vector<double> (*time_backward_on_device)(const BackwardArgs&, int warmup, int iterations);
 };
 
 std::span<const Kernel> kernels();  // every device, each device's rows fastest first

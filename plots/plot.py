@@ -20,6 +20,9 @@ hold data for it:
   vs_pytorch  longattn's speed over PyTorch's on the same machine and case (needs a peer file from
               scripts/peers.sh): flash against torch-sdpa, vanilla against torch-vanilla, dilated
               against torch-dilated; also written as DIR/vs_pytorch.md, the README's tables
+  backward    the training step: each forward+backward case's rate (counted as 3.5 forwards) as a
+              share of the same file's forward rate, longattn's and PyTorch's (torch.autograd);
+              also written as DIR/backward.md, with longattn's speed over PyTorch's
 
 Peer files (context.peer) overlay the other charts: their torch-* methods are drawn in the light
 shade of their longattn counterpart's colour, and in `speedup` against longattn's vanilla of the
@@ -650,11 +653,80 @@ def write_vs_pytorch_table(pairs, path):
     lines = ["| pattern (B, H, d, dtype) | N | longattn kernel | ms | PyTorch peer | ms | longattn ÷ PyTorch speed |",
              "|---|---:|---|---:|---|---:|---:|"]
     for (k, m), pts in sorted(pairs.items(), key=lambda t: (t[0][0], method_sort(t[0][1]))):
-        B, H, d, dtype, device, pattern, _ = k
+        B, H, d, dtype, device, pattern, pass_ = k
         for n in sorted(pts):
             ours, theirs = pts[n]
-            lines.append(f"| {pattern} ({B}, {H}, {d}, {dtype}) | {human(n)} | {m} | {ours:.1f} | {COUNTERPART[m]} | "
+            lines.append(f"| {pattern} ({B}, {H}, {d}, {dtype}{'' if pass_ == 'forward' else ', ' + pass_}) | {human(n)} | {m} | {ours:.1f} | {COUNTERPART[m]} | "
                          f"{theirs:.1f} | {theirs / ours:.2f}x |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def backward_shares(cases):
+    """{(shape key without pass, run, method): {N: (forward ms, forward+backward ms)}}: the
+    forward+backward cases of every file (peers' too) with the same file's forward case beside them."""
+    fwd, both = {}, {}
+    for r, c in cases:
+        if is_distributed(c) or c.get("pass", "forward") not in ("forward", "forward+backward"):
+            continue
+        key = (shape_key(c)[:-1], r, c["method"])
+        (fwd if c.get("pass", "forward") == "forward" else both).setdefault(key, {})[c["N"]] = c["time_ms"]["median"]
+    return {k: {n: (fwd[k][n], t) for n, t in pts.items() if n in fwd[k]} for k, pts in both.items() if k in fwd}
+
+
+def chart_backward(runs, cases, out):
+    shares = {k: v for k, v in backward_shares(cases).items() if v}
+    if not shares:
+        return None, "no forward+backward case with the same file's forward case beside it"
+    write_backward_table(shares, os.path.join(out, "backward.md"))
+    keys = sorted({k for k, _, _ in shares})
+    fig, axes, spec = make_figure(len(keys))
+    methods, used = set(), set()
+    for ax, k in zip(axes, keys):
+        ys = [100.0]
+        for (kk, r, m), pts in sorted(shares.items(), key=lambda t: (method_sort(t[0][2]), t[0][1].index)):
+            if kk != k:
+                continue
+            x = sorted(pts)
+            y = [100.0 * 3.5 * pts[n][0] / pts[n][1] for n in x]
+            ls, mk = r.style
+            ax.plot(x, y, color=method_color(m), linestyle=ls, marker=mk, markersize=4.5, linewidth=1.6)
+            methods.add(m), used.add(r)
+            ys += y
+        ax.axhline(100.0, color="0.3", linewidth=1, linestyle=(0, (4, 3)), zorder=1)
+        n_axis(ax, [n for (kk, _, _), pts in shares.items() if kk == k for n in pts])
+        ax.set_ylim(0, max(ys) * 1.1)
+        B, H, d, dtype, device, pattern = k
+        ax.set_title(f"{pattern}  (B={B}, H={H}, d={d}, {dtype}, {device})")
+        ax.set_xlabel("sequence length N (tokens, log scale)")
+        ax.set_ylabel("forward+backward rate, % of forward rate")
+    guide = [Line2D([], [], color="0.3", linewidth=1, linestyle=(0, (4, 3)),
+                    label="100% = the backward at the forward's rate")]
+    handles = legend_handles(methods, used, runs, guide)
+    title = "Training step: forward+backward rate against the forward's (FLOPs: backward = 2.5 forwards)"
+    notes = ["Rate = FLOPs / median time, forward+backward counted as 3.5 forwards (SPEC §6), so the share is "
+             "3.5 x forward time / (forward+backward time); FlashAttention-2's backward runs at ~2.5-3.5x its forward "
+             "time. Each file against its own forward cases: PyTorch's (torch.autograd) beside longattn's."]
+    return finish(fig, spec, sorted(used, key=lambda r: r.index), title, notes, handles, out, "backward"), \
+        f"{len(keys)} panel(s), {len(methods)} method(s)"
+
+
+def write_backward_table(shares, path):
+    lines = ["| pattern (B, H, d, dtype) | N | method | forward ms | forward+backward ms | share of forward rate | "
+             "PyTorch peer | its forward+backward ms | longattn ÷ PyTorch speed |",
+             "|---|---:|---|---:|---:|---:|---|---:|---:|"]
+    peers = {(k, m, n): t for (k, r, m), pts in shares.items() if r.peer for n, (_, t) in pts.items()}
+    for (k, r, m), pts in sorted(shares.items(), key=lambda t: (t[0][0], method_sort(t[0][2]), t[0][1].index)):
+        if r.peer:
+            continue
+        B, H, d, dtype, _, pattern = k
+        for n in sorted(pts):
+            f, fb = pts[n]
+            peer = COUNTERPART.get(m)
+            theirs = peers.get((k, peer, n))
+            tail = f"{peer} | {theirs:.1f} | {theirs / fb:.2f}x" if theirs else "- | - | -"
+            lines.append(f"| {pattern} ({B}, {H}, {d}, {dtype}) | {human(n)} | {m} | {f:.1f} | {fb:.1f} | "
+                         f"{100 * 3.5 * f / fb:.0f}% | {tail} |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -712,7 +784,8 @@ def chart_error_vs_ranks(runs, cases, out):
 
 
 CHARTS = [("speedup", chart_speedup), ("runtime", chart_runtime), ("scaling", chart_scaling),
-          ("comm_share", chart_comm_share), ("vs_pytorch", chart_vs_pytorch), ("error_vs_ranks", chart_error_vs_ranks)]
+          ("comm_share", chart_comm_share), ("vs_pytorch", chart_vs_pytorch), ("backward", chart_backward),
+          ("error_vs_ranks", chart_error_vs_ranks)]
 
 
 def main(argv=None):

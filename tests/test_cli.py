@@ -139,9 +139,9 @@ def main():
             ("--dq without --dout", ["--dq", grads["q"]], "--dq: the backward pass needs --dout"),
             ("--dout without a gradient to write", ["--dout", dout_path], "--dout: give --dq"),
             ("--dq and --out the same file", ["--dout", dout_path, "--dq", out], "--dq: names the same file as --out"),
-            ("--dout with a CUDA kernel (no backward there yet)", ["--dout", dout_path, "--dq", grads["q"],
-                                                                   "--device", "cuda", "--method", "flash"],
-             "flash on cuda has no backward pass yet" if cuda_rows else 'unknown method "flash"')]:
+            ("--dout with a CUDA kernel without a backward", ["--dout", dout_path, "--dq", grads["q"],
+                                                               "--device", "cuda", "--method", "vanilla"],
+             "vanilla on cuda has no backward pass yet" if cuda_rows else 'unknown method "vanilla"')]:
         np.save(paths["q"].replace("q.npy", "small.npy"), np.zeros((B, N - 1, H, d), np.float32))
         for f in list(grads.values()) + [out, lse]:
             if os.path.exists(f):

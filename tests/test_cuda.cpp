@@ -7,13 +7,16 @@
 // grid-to-rows mapping against the CPU dilated kernel's segments, and the static support checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "kernels/backward.h"
 #include "kernels/cuda/cuda_attention.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_pattern.h"
@@ -373,6 +376,59 @@ TEST(Cuda, TimingGivesOneSamplePerIterationAndOutputWithoutAny) {
   const std::vector<double> none = timed("flash", prob.args(p, o0, lse0), DType::bf16, 0, 0);
   EXPECT_TRUE(none.empty());
   EXPECT_EQ(o0, o);  // deterministic: same kernel, same inputs
+}
+
+TEST(CudaHostSide, BackwardRowsAndTheirLimits) {
+  // flash and dilated have a device backward; vanilla has none; the backward names what it cannot take.
+  for (const Kernel& row : kernels())
+    if (row.device == Device::cuda) {
+      const bool tiles = std::string(row.name) != "vanilla";
+      EXPECT_EQ(row.backward != nullptr, tiles) << row.name;
+      EXPECT_EQ(row.time_backward_on_device != nullptr, tiles) << row.name;
+    }
+  const Pattern full = parse_pattern(json{{"kind", "full"}});
+  EXPECT_EQ(cuda_backward_unsupported(full, Shape{1, 64, 1, 128}), "");
+  EXPECT_NE(cuda_backward_unsupported(full, Shape{1, 64, 1, 129}).find("d = 129"), std::string::npos);
+}
+
+TEST(Cuda, BackwardMatchesTheOracle) {
+  // SPEC §6 on the device: dQ, dK, dV from the device forward's O and LSE, against the float64
+  // oracle's gradients of the same (rounded) inputs, within the bf16/fp16 bound 2e-2 max(1, max|ref|):
+  // N off the tiles, one and twelve heads, d = 64 and 128, every pattern family, empty rows.
+  SKIP_WITHOUT_GPU();
+  int ran = 0;
+  for (const Shape& s : {Shape{1, 67, 12, 64}, Shape{2, 130, 3, 128}, Shape{1, 257, 1, 64}}) {
+    for (const Pattern& p : patterns()) {
+      for (const Kernel& row : kernels()) {
+        if (row.device != Device::cuda || !row.time_backward_on_device) continue;
+        for (DType t : {DType::bf16, DType::fp16}) {
+          if (!row.unsupported(p, s, t).empty()) continue;
+          SCOPED_TRACE(label(row.name, t, p, s));
+          test::Problem prob(s, 17 + s.N), grad(s, 23 + s.N);  // grad.q is dO
+          for (std::vector<float>* x : {&prob.q, &prob.k, &prob.v, &grad.q}) round_all(t, x->data(), s.numel());
+          std::vector<float> o_ref, lse_ref, dq_ref(s.numel()), dk_ref(s.numel()), dv_ref(s.numel());
+          reference_backward({prob.args(p, o_ref, lse_ref), grad.q.data(), dq_ref.data(), dk_ref.data(), dv_ref.data()});
+          std::vector<float> o, lse, dq(s.numel(), NAN), dk(s.numel(), NAN), dv(s.numel(), NAN);
+          AttentionArgs a = prob.args(p, o, lse);
+          a.dtype = t;
+          row.time_on_device(a, 0, 1);
+          round_all(t, o.data(), s.numel());
+          EXPECT_EQ(row.time_backward_on_device({a, grad.q.data(), dq.data(), dk.data(), dv.data()}, 1, 2).size(), 2u);
+          const double bound = grad_tolerance(t, std::max({test::max_abs(dq_ref), test::max_abs(dk_ref),
+                                                            test::max_abs(dv_ref)}));
+          for (auto [x, r, name] : {std::tuple{&dq, &dq_ref, "dQ"}, std::tuple{&dk, &dk_ref, "dK"},
+                                    std::tuple{&dv, &dv_ref, "dV"}}) {
+            double err = 0;
+            for (size_t i = 0; i < x->size(); ++i)
+              err = std::max(err, std::isfinite((*x)[i]) ? std::abs(double((*x)[i]) - (*r)[i]) : INFINITY);
+            EXPECT_LE(err, bound) << name;
+          }
+          ++ran;
+        }
+      }
+    }
+  }
+  EXPECT_GT(ran, 100);  // flash on the single-level patterns, dilated on the dilated ones, two dtypes, three shapes
 }
 
 TEST(Cuda, NcclCommunicatorOnOneRank) {

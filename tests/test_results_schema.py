@@ -253,7 +253,7 @@ def main():
         return finish(tmp)
     suite = write(os.path.join(tmp, "tiny.json"), {
         "name": "tiny", "methods": ["vanilla", "flash", "dist-ring"], "patterns": [{"kind": "full"}],
-        "B": 1, "H": 2, "N": [128, 256], "d": 16, "iterations": 3})
+        "B": 1, "H": 2, "N": [128, 256], "d": 16, "iterations": 3, "pass": ["forward", "forward+backward"]})
     res = os.path.join(tmp, "tiny-results.json")
     r = subprocess.run([EXE, "run", suite, "--out", res, "--quiet"], capture_output=True, text=True, timeout=300,
                        env=ENV)
@@ -265,10 +265,17 @@ def main():
         out3 = os.path.join(tmp, "plots-run")
         r = subprocess.run([EXE, "plot", "--out", out3, res], capture_output=True, text=True, timeout=300, env=ENV)
         check("longattn plot: exit 0", r.returncode == 0, r.stdout + r.stderr)
-        for chart in ("speedup", "runtime"):
+        for chart in ("speedup", "runtime", "backward"):
             for ext in ("png", "svg"):
                 check(f"longattn plot: {chart}.{ext} drawn", os.path.isfile(os.path.join(out3, f"{chart}.{ext}")),
                       r.stdout + r.stderr)
+        # backward.md: each forward+backward case's rate as a share of its forward's (3.5 forwards).
+        med = {(c["method"], c["N"], c.get("pass")): c["time_ms"]["median"] for c in data["cases"]}
+        want = 100 * 3.5 * med[("flash", 256, "forward")] / med[("flash", 256, "forward+backward")]
+        table = open(os.path.join(out3, "backward.md")).read() if os.path.isfile(os.path.join(out3, "backward.md")) else ""
+        row = next((line for line in table.splitlines() if "| 256 | flash |" in line), "")
+        check("longattn plot: backward.md gives flash's forward+backward share of its forward rate",
+              f"| {want:.0f}% |" in row, f"want {want:.0f}% in {row!r}")
     return finish(tmp)
 
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/backward.h"
 #include "kernels/dtype.h"
 
 namespace longattn {
@@ -41,5 +42,13 @@ struct CudaRunResult {
 // Throws InputError when cuda_unsupported is non-empty, std::runtime_error on a CUDA failure.
 CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const AttentionArgs& host_args, DType dtype,
                              int warmup, int iterations);
+
+// The backward pass of `flash` and `dilated` on the device (kernels/cuda/backward.cu, SPEC §6):
+// uploads the forward's Q, K, V, O, LSE and dO (host fp32 holding the dtype's values), runs
+// `warmup` untimed and `iterations` timed passes (one cudaEvent time in ms each; at least one pass
+// runs), downloads dQ, dK, dV. Throws InputError when cuda_backward_unsupported is non-empty or no
+// device is present, std::runtime_error on a CUDA failure.
+std::vector<double> cuda_backward(const BackwardArgs& a, int warmup, int iterations);
+std::string cuda_backward_unsupported(const Pattern& p, const Shape& s);  // d <= 128, levels <= 32
 
 }  // namespace longattn

@@ -8,7 +8,10 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
+#include "kernels/cuda/backward.h"
 #include "kernels/cuda/cuda_attention.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.h"
@@ -209,6 +212,72 @@ CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const A
         cudaMemcpyAsync(host_args.lse, lse.get(), n_lse * sizeof(float), cudaMemcpyDeviceToHost, stream.s));
   LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream.s));
   return result;
+}
+
+std::string cuda_backward_unsupported(const Pattern& p, const Shape& s) {
+  if (s.d > 128) return "the CUDA backward is built for head dims up to 128, got d = " + std::to_string(s.d);
+  if (const char* why = device_pattern_unsupported(p, s.N); *why) return why;
+  return {};
+}
+
+std::vector<double> cuda_backward(const BackwardArgs& ba, int warmup, int iterations) {
+  using namespace cuda;
+  const AttentionArgs& a = ba.fwd;
+  const Shape sh = a.shape;
+  std::string why = cuda_backward_unsupported(a.pattern, sh);
+  if (why.empty()) cuda_available(&why);
+  if (!why.empty()) throw InputError("CUDA backward, pattern " + a.pattern.name() + ": " + why);
+  const size_t n = sh.numel(), n_rows = size_t(sh.B * sh.H * sh.N), bytes = n * sizeof(float);
+
+  Stream st;
+  const cudaStream_t stream = st.s;
+  DeviceBuffer q(bytes), k(bytes), v(bytes), o(bytes), dout(bytes), dq(bytes), dk(bytes), dv(bytes);
+  DeviceBuffer lse(n_rows * sizeof(float)), delta(n_rows * sizeof(float));
+  for (auto [dst, src] : {std::pair{&q, a.q}, std::pair{&k, a.k}, std::pair{&v, a.v}, std::pair{&o, static_cast<const float*>(a.o)},
+                          std::pair{&dout, ba.dout}})
+    LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst->get(), src, bytes, cudaMemcpyHostToDevice, stream));
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(lse.get(), a.lse, n_rows * sizeof(float), cudaMemcpyHostToDevice, stream));
+
+  // The views: flash's whole sequence under its mask, or each dilated level's under a dense one.
+  BackwardParams p{q.get<float>(), k.get<float>(), v.get<float>(), dout.get<float>(), lse.get<float>(),
+                   delta.get<float>(), dq.get<float>(), dk.get<float>(), dv.get<float>(), {}, {}, a.scale};
+  std::vector<BackwardParams> views;
+  if (a.pattern.kind == PatternKind::dilated) {
+    Pattern dense;
+    dense.causal = a.pattern.causal;
+    p.mask = device_pattern(dense, sh.N);
+    for (const DilatedLevel& lv : a.pattern.dilated_levels(sh.N)) {
+      p.view = TileView{sh.B, sh.H, sh.N, sh.d, lv.w, lv.r, a.head0};
+      views.push_back(p);
+    }
+  } else {
+    p.mask = device_pattern(a.pattern, sh.N);
+    p.view = TileView{sh.B, sh.H, sh.N, sh.d, sh.N, 1, a.head0};
+    views.push_back(p);
+  }
+  auto once = [&] {
+    for (DeviceBuffer* g : {&dq, &dk, &dv}) LONGATTN_CUDA_CHECK(cudaMemsetAsync(g->get(), 0, bytes, stream));
+    launch_row_deltas(dout.get<float>(), o.get<float>(), delta.get<float>(), sh.B, sh.N, sh.H, sh.d, stream);
+    for (const BackwardParams& view : views) launch_backward(view, stream);
+  };
+  for (int i = 0; i < warmup; ++i) once();
+  if (warmup <= 0 && iterations <= 0) once();
+  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<double> samples;
+  Event start, stop;
+  for (int i = 0; i < iterations; ++i) {
+    LONGATTN_CUDA_CHECK(cudaEventRecord(start.e, stream));
+    once();
+    LONGATTN_CUDA_CHECK(cudaEventRecord(stop.e, stream));
+    LONGATTN_CUDA_CHECK(cudaEventSynchronize(stop.e));
+    float ms = 0;
+    LONGATTN_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, stop.e));
+    samples.push_back(ms);
+  }
+  for (auto [dst, src] : {std::pair{ba.dq, &dq}, std::pair{ba.dk, &dk}, std::pair{ba.dv, &dv}})
+    LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst, src->get(), bytes, cudaMemcpyDeviceToHost, stream));
+  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return samples;
 }
 
 }  // namespace longattn
