@@ -35,6 +35,8 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string library() const = 0;  // e.g. "Open MPI v4.1.4"
+  // How a started send/receive progresses during compute (mpi: a progress thread, or none).
+  virtual std::string progress() const { return "not needed"; }
   // Whether buffers live on the GPU (nccl) or in host memory.
   virtual bool device_buffers() const { return false; }
 

@@ -2,10 +2,14 @@
 // message are refused with a clear error rather than silently truncated.
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "comm/communicator.h"
 
@@ -27,13 +31,45 @@ std::vector<int> as_ints(const std::vector<size_t>& v) {
 
 class MpiCommunicator;
 
+// Open MPI's TCP and shared-memory transports move a large message (past the eager limit) only
+// inside MPI calls: started before the compute and waited for after it, it would not move during
+// the compute at all. A progress thread tests the requests every 50 us until they complete, so the
+// transfer overlaps the compute; wait() joins it before its own MPI call (the caller makes none in
+// between), and MPI was initialised with MPI_THREAD_MULTIPLE. LONGATTN_MPI_PROGRESS=none turns it
+// off (to measure the exposed wait without it).
+constexpr size_t kProgressBytes = 64 << 10;  // Open MPI's TCP eager limit: smaller messages go at once
+
+bool progress_thread_wanted() {
+  static const bool on = [] {
+    const char* v = std::getenv("LONGATTN_MPI_PROGRESS");
+    int provided = 0;
+    MPI_Query_thread(&provided);
+    return provided >= MPI_THREAD_MULTIPLE && !(v && std::strcmp(v, "none") == 0);
+  }();
+  return on;
+}
+
 struct MpiExchange : PendingExchange {
   MPI_Request req[2];
   CommCounters* counters;
+  std::thread progress;
+  void start_progress() {
+    progress = std::thread([this] {
+      int done = 0;
+      while (!done) {
+        MPI_Testall(2, req, &done, MPI_STATUSES_IGNORE);
+        if (!done) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    });
+  }
   void wait() override {
     const auto t0 = std::chrono::steady_clock::now();
+    if (progress.joinable()) progress.join();  // the requests are complete (and null) after it
     MPI_Waitall(2, req, MPI_STATUSES_IGNORE);
     counters->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  ~MpiExchange() override {
+    if (progress.joinable()) progress.join();
   }
 };
 
@@ -51,6 +87,9 @@ class MpiCommunicator : public Communicator {
   const char* kind() const override { return "mpi"; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  std::string progress() const override {
+    return progress_thread_wanted() ? "progress thread for send/receive of 64 KiB and more" : "none";
+  }
   std::string library() const override {
     char v[MPI_MAX_LIBRARY_VERSION_STRING];
     int len = 0;
@@ -99,6 +138,7 @@ class MpiCommunicator : public Communicator {
     MPI_Irecv(recv, as_int(recv_bytes), MPI_BYTE, src, 17, MPI_COMM_WORLD, &ex->req[0]);
     MPI_Isend(send, as_int(send_bytes), MPI_BYTE, dest, 17, MPI_COMM_WORLD, &ex->req[1]);
     count(CommOp::send_recv, src == rank_ ? 0 : recv_bytes, dest == rank_ ? 0 : send_bytes);
+    if (std::max(send_bytes, recv_bytes) >= kProgressBytes && progress_thread_wanted()) ex->start_progress();
     return ex;
   }
   void broadcast(void* buf, size_t bytes, int root) override {
@@ -138,7 +178,10 @@ class MpiCommunicator : public Communicator {
 std::unique_ptr<Communicator> make_mpi_communicator(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
-  if (!initialized) MPI_Init(argc, argv);
+  if (!initialized) {
+    int provided = 0;  // MULTIPLE for the progress thread (MpiExchange); less is accepted, without it
+    MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+  }
   return std::make_unique<MpiCommunicator>();
 }
 

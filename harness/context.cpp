@@ -131,6 +131,7 @@ nlohmann::json run_context(Communicator& comm, const RunEnvironment& env, const 
       {"build_type", LONGATTN_BUILD_TYPE},
       {"communicator", comm.kind()},
       {"mpi_library", comm.library()},
+      {"comm_progress", comm.progress()},
       {"world_size", env.world},
       {"ranks_per_node", env.local_ranks},
       {"threads_per_rank", env.threads_per_rank},

@@ -1,4 +1,4 @@
-// longattn: the benchmark suite's one program. Subcommands: attend, run, list, compare, verify; plot,
+// longattn: the benchmark suite's one program. Subcommands: attend, run, list, compare, verify, reach; plot,
 // model and model-chart run its Python parts (harness/paths.h says where they are found).
 #include <CLI/CLI.hpp>
 
@@ -16,6 +16,7 @@
 #include "kernels/cuda/cuda_attention.h"
 #endif
 #include "kernels/input_error.h"
+#include "kernels/reach.h"
 #include "kernels/registry.h"
 #include "suite/method.h"
 
@@ -52,6 +53,53 @@ int list_json() {
   for (const char* p : kPatternExamples) j["patterns"].push_back(nlohmann::json::parse(p));
   j["suites"] = suite_names();
   std::printf("%s\n", j.dump(2).c_str());
+  return 0;
+}
+
+struct ReachOptions {
+  std::string pattern;
+  int64_t n = 0, layers = 64, heads = 1;
+  bool json = false;
+};
+
+// `longattn reach`: in-degrees, tokens reached from token 0 per stacked layer, and the layers
+// until token N-1 depends on token 0 (kernels/reach.h).
+int print_reach(const ReachOptions& o) {
+  if (o.n < 1 || o.n > (int64_t{1} << 20)) throw InputError("--n: give a sequence length 1..1048576");
+  const Pattern p = load_pattern(o.pattern);
+  const Reach r = reach(p, o.n, o.heads, o.layers);
+  std::vector<int64_t> deg = r.in_degree;
+  std::sort(deg.begin(), deg.end());
+  double mean = 0;
+  for (int64_t x : deg) mean += double(x) / double(deg.size());
+  const nlohmann::json last = r.layers_to_last >= 0 ? nlohmann::json(r.layers_to_last) : nlohmann::json(nullptr);
+  if (o.json) {
+    nlohmann::json j = {{"pattern", to_json(p)}, {"pattern_name", p.name()}, {"n", o.n}, {"heads", o.heads},
+                        {"in_degree", {{"min", deg.front()}, {"median", deg[deg.size() / 2]}, {"max", deg.back()},
+                                       {"mean", mean}}},
+                        {"in_degree_per_token", r.in_degree}, {"reached", r.reached}, {"layers_to_last", last},
+                        {"max_layers", o.layers}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%s, N = %lld, heads 0..%lld (a token depends on another when any of these heads attends it)\n",
+              p.name().c_str(), static_cast<long long>(o.n), static_cast<long long>(o.heads - 1));
+  std::printf("in-degree (distinct keys per token): min %lld, median %lld, mean %.1f, max %lld\n",
+              static_cast<long long>(deg.front()), static_cast<long long>(deg[deg.size() / 2]), mean,
+              static_cast<long long>(deg.back()));
+  if (o.n <= 64) {
+    std::printf("per token:");
+    for (int64_t x : r.in_degree) std::printf(" %lld", static_cast<long long>(x));
+    std::printf("\n");
+  }
+  std::printf("tokens depending on token 0 after L layers (residual paths kept):\n");
+  for (size_t l = 0; l < r.reached.size(); ++l)
+    std::printf("  L = %zu: %lld\n", l + 1, static_cast<long long>(r.reached[l]));
+  if (r.layers_to_last >= 0)
+    std::printf("token N-1 depends on token 0 after %lld layer(s)\n", static_cast<long long>(r.layers_to_last));
+  else
+    std::printf("token N-1 does not depend on token 0 within %lld layer(s)%s\n", static_cast<long long>(o.layers),
+                r.reached.size() < size_t(o.layers) ? " (nothing more is reached: it never will)" : "");
   return 0;
 }
 
@@ -125,6 +173,15 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--dv", vo.dv, "dV to check");
   verify_cmd->add_option("--seed", vo.seed, "which rows are sampled when B·H·N > 4096 (default 1)");
 
+  ReachOptions rea;
+  auto* reach_cmd = app.add_subcommand("reach", "how tokens connect through stacked layers of a pattern (LongNet's O(log N) claim)");
+  reach_cmd->add_option("pattern", rea.pattern, "pattern as inline JSON or a file (SPEC §5)")->required();
+  reach_cmd->add_option("--n", rea.n, "sequence length, 1..1048576")->required();
+  reach_cmd->add_option("--layers", rea.layers, "layers to stack at most, 1..4096 (default 64)")->check(CLI::Range(1, 4096));
+  reach_cmd->add_option("--heads", rea.heads, "heads 0..H-1 whose union links tokens (dilated offsets; default 1)")
+      ->check(CLI::Range(1, 4096));
+  reach_cmd->add_flag("--json", rea.json, "as JSON, with every token's in-degree");
+
   auto* list_cmd = app.add_subcommand("list", "methods, kernels, patterns and suites");
   bool list_as_json = false;
   list_cmd->add_flag("--json", list_as_json, "as JSON: every method (with its layout), every kernel on every device");
@@ -153,6 +210,10 @@ int main(int argc, char** argv) {
   chart_cmd->allow_extras();
   chart_cmd->prefix_command();
   chart_cmd->set_help_flag();
+  auto* reach_chart_cmd = app.add_subcommand("reach-chart", "layers until the last token depends on the first, against N (plots/reach_chart.py)");
+  reach_chart_cmd->allow_extras();
+  reach_chart_cmd->prefix_command();
+  reach_chart_cmd->set_help_flag();
 
   try {
     app.parse(argc, argv);
@@ -167,6 +228,7 @@ int main(int argc, char** argv) {
     if (list_cmd->parsed()) return list_as_json ? list_json() : list_everything();
     if (compare_cmd->parsed()) return compare_results(co);
     if (verify_cmd->parsed()) return verify_outputs(vo);
+    if (reach_cmd->parsed()) return print_reach(rea);
     // plot, model and model-chart are Python (Debian's matplotlib, numpy); arguments pass through
     // unchanged. The scripts find the program (LONGATTN_PROGRAM: their method lists come from
     // `list --json`) and the model package (harness/ on PYTHONPATH) through the environment.
@@ -192,6 +254,7 @@ int main(int argc, char** argv) {
     }
     if (model_cmd->parsed()) return python({"-m", "model"}, model_cmd->remaining());
     if (chart_cmd->parsed()) return python({data_dir() + "/plots/model_chart.py"}, chart_cmd->remaining());
+    if (reach_chart_cmd->parsed()) return python({data_dir() + "/plots/reach_chart.py"}, reach_chart_cmd->remaining());
   } catch (const InputError& e) {
     std::fprintf(stderr, "longattn: error: %s\n", e.what());
     return 2;

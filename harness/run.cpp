@@ -463,6 +463,32 @@ class Runner {
   MeasuredRates rates_;
 };
 
+// Each distributed case's rate as a share of P x the rate of the single-device kernel it computes
+// with (dilated for dilated patterns, else flash) on the same case (pattern, B, N, H, d, dtype,
+// device, pass) in the same file: 100% = P ranks each running the kernel as fast as one alone
+// (ring-flash-attention's per-device figure). Absent where the file has no such single-device case.
+void add_efficiency(json& cases) {
+  auto key = [](const json& c, const std::string& method) {
+    return method + "|" + c["pattern_name"].get<std::string>() + "|" + c["B"].dump() + "|" + c["N"].dump() + "|" +
+           c["H"].dump() + "|" + c["d"].dump() + "|" + c["dtype"].get<std::string>() + "|" +
+           c["device"].get<std::string>() + "|" + c.value("pass", "forward");
+  };
+  std::map<std::string, const json*> single;
+  for (const json& c : cases)
+    if (c["status"] == "ok" && c["layout"] == "single") single[key(c, c["method"])] = &c;
+  for (json& c : cases) {
+    const Method* m = find_method(c["method"]);
+    if (c["status"] != "ok" || c["layout"] == "single" || !m || m->microbenchmark) continue;
+    const std::string kernel = c["pattern"]["kind"] == "dilated" ? "dilated" : "flash";
+    const auto it = single.find(key(c, kernel));
+    if (it == single.end()) continue;
+    const double P = c["world"].get<double>(), one = (*it->second)["gflops"].get<double>();
+    if (one > 0)
+      c["efficiency"] = {{"pct", 100.0 * c["gflops"].get<double>() / (P * one)},
+                         {"single_device_case", (*it->second)["name"]}};
+  }
+}
+
 void print_table(const json& cases) {
   std::printf("%-62s %8s %11s %9s %9s\n", "case", "status", "median ms", "GFLOP/s", "max err");
   for (const json& c : cases) {
@@ -624,6 +650,7 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
     results["cases"].push_back(std::move(r.j));
   }
   if (comm.rank() == 0) {
+    add_efficiency(results["cases"]);
     AtomicFile f(out);
     f.write(results.dump(1) + "\n");
     f.commit();

@@ -281,20 +281,122 @@ void row_deltas(const float* dout, const float* o, int64_t B, int64_t rows, int6
   }
 }
 
-void flash_backward(const BackwardArgs& ba) {
+namespace {
+
+// Every head's whole sequence as one problem under `mask`.
+std::vector<GradProblem> head_problems(const BackwardArgs& ba, const float* delta, const Pattern& mask) {
   const AttentionArgs& a = ba.fwd;
   const Shape sh = a.shape;
   const int64_t ld = sh.H * sh.d;
-  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
-  const std::vector<float> delta = start_backward(ba, threads);
   std::vector<GradProblem> heads;
   for (int64_t b = 0; b < sh.B; ++b)
     for (int64_t h = 0; h < sh.H; ++h) {
       const int64_t at = b * sh.N * ld + h * sh.d, row = (b * sh.H + h) * sh.N;
       heads.push_back({a.q + at, ba.dout + at, ba.dq + at, ld, sh.N, a.k + at, a.v + at, ba.dk + at, ba.dv + at, ld,
-                       sh.N, a.lse + row, delta.data() + row, 1, sh.d, a.scale, &a.pattern, 0, 0, sh.N, a.head0 + h});
+                       sh.N, a.lse + row, delta + row, 1, sh.d, a.scale, &mask, 0, 0, sh.N, a.head0 + h});
     }
-  grad_problems(heads, threads);
+  return heads;
+}
+
+// Strided and fixed patterns as the forward cuts them (kernels/sparse_cpu.cpp): disjoint pieces,
+// each dense or banded, so the work is the attended pairs, not N^2 masked ones. The pieces of a
+// pattern are disjoint sets of pairs, each P = exp(s - LSE) with the whole row's LSE: their
+// gradients add. Pieces that share rows run in separate rounds (grad_problems wants disjoint rows).
+void strided_backward(const BackwardArgs& ba, const float* delta, int threads) {
+  const AttentionArgs& a = ba.fwd;
+  const Shape sh = a.shape;
+  const int64_t l = std::min(a.pattern.stride, std::max<int64_t>(sh.N, 1)), row = sh.H * sh.d;
+  Pattern band;  // |i - j| < l
+  band.kind = PatternKind::local;
+  band.causal = a.pattern.causal;
+  band.left = l - 1;
+  band.right = a.pattern.causal ? 0 : l - 1;
+  grad_problems(head_problems(ba, delta, band), threads);
+  if (l == 1 || l >= sh.N) return;
+  // Residue class rho: rows rho + t l. Keys t' < t: causal with keys shifted by one; keys t' > t
+  // (non-causal): local(0, inf) with keys shifted back by one. Classes write disjoint rows.
+  Pattern before;
+  before.causal = true;
+  Pattern after;
+  after.kind = PatternKind::local;
+  after.right = sh.N;
+  for (const Pattern* side : {&before, &after}) {
+    if (side == &after && a.pattern.causal) break;
+    std::vector<GradProblem> classes;
+    for (int64_t b = 0; b < sh.B; ++b)
+      for (int64_t h = 0; h < sh.H; ++h)
+        for (int64_t rho = 0; rho < l; ++rho) {
+          const int64_t m = (sh.N - rho + l - 1) / l, at = (b * sh.N + rho) * row + h * sh.d;
+          const int64_t lrow = (b * sh.H + h) * sh.N + rho;
+          if (m < 2) continue;
+          classes.push_back({a.q + at, ba.dout + at, ba.dq + at, l * row, m, a.k + at, a.v + at, ba.dk + at,
+                             ba.dv + at, l * row, m, a.lse + lrow, delta + lrow, l, sh.d, a.scale, side, 0,
+                             side == &before ? 1 : -1, side == &before ? m + 1 : m, 0});
+        }
+    grad_problems(classes, threads);
+  }
+}
+
+void fixed_backward(const BackwardArgs& ba, const float* delta, int threads) {
+  const AttentionArgs& a = ba.fwd;
+  const Shape sh = a.shape;
+  const int64_t l = a.pattern.block, c = a.pattern.summary, row = sh.H * sh.d, d = sh.d;
+  Pattern own = a.pattern;  // each block to itself: block-diagonal
+  own.summary = 0;
+  grad_problems(head_problems(ba, delta, own), threads);
+  const int64_t blocks = (sh.N + l - 1) / l;
+  if (blocks < 2 || c == 0) return;
+  // Block g's queries against the summary columns of the blocks before it (and, non-causal, after
+  // it): those columns are gathered per head (as the forward does), their dK, dV gathered too and
+  // added back at the end. Blocks share summary columns, so each block is its own round (every
+  // head at once).
+  std::vector<int64_t> first(blocks + 1, 0);
+  for (int64_t g = 0; g < blocks; ++g)
+    first[g + 1] = first[g] + std::max<int64_t>(0, std::min(sh.N, g * l + l) - (g * l + l - c));
+  const int64_t S = first[blocks];
+  auto column = [&](int64_t g, int64_t t) { return g * l + l - c + t; };
+  std::vector<float> ks(sh.B * sh.H * S * d), vs(ks.size()), dks(ks.size(), 0.0f), dvs(ks.size(), 0.0f);
+  for (int64_t bh = 0; bh < sh.B * sh.H; ++bh)
+    for (int64_t g = 0; g < blocks; ++g)
+      for (int64_t t = 0; t < first[g + 1] - first[g]; ++t) {
+        const int64_t at = (bh / sh.H * sh.N + column(g, t)) * row + bh % sh.H * d;
+        std::copy_n(a.k + at, d, ks.data() + (bh * S + first[g] + t) * d);
+        std::copy_n(a.v + at, d, vs.data() + (bh * S + first[g] + t) * d);
+      }
+  Pattern none;  // every pair of a piece is attended
+  for (bool later : {false, true}) {
+    if (later && a.pattern.causal) break;
+    for (int64_t g = 0; g < blocks; ++g) {
+      const int64_t k0 = later ? first[g + 1] : 0, nk = later ? S - first[g + 1] : first[g];
+      if (nk == 0) continue;
+      std::vector<GradProblem> heads;
+      for (int64_t bh = 0; bh < sh.B * sh.H; ++bh) {
+        const int64_t at = (bh / sh.H * sh.N + g * l) * row + bh % sh.H * d, lrow = bh * sh.N + g * l;
+        const int64_t kat = (bh * S + k0) * d;
+        heads.push_back({a.q + at, ba.dout + at, ba.dq + at, row, std::min(sh.N, g * l + l) - g * l, ks.data() + kat,
+                         vs.data() + kat, dks.data() + kat, dvs.data() + kat, d, nk, a.lse + lrow, delta + lrow, 1, d,
+                         a.scale, &none, 0, 0, sh.N, 0});
+      }
+      grad_problems(heads, threads);
+    }
+  }
+  for (int64_t bh = 0; bh < sh.B * sh.H; ++bh)
+    for (int64_t g = 0; g < blocks; ++g)
+      for (int64_t t = 0; t < first[g + 1] - first[g]; ++t) {
+        const int64_t at = (bh / sh.H * sh.N + column(g, t)) * row + bh % sh.H * d, s = (bh * S + first[g] + t) * d;
+        for (int64_t x = 0; x < d; ++x) ba.dk[at + x] += dks[s + x], ba.dv[at + x] += dvs[s + x];
+      }
+}
+
+}  // namespace
+
+void flash_backward(const BackwardArgs& ba) {
+  const AttentionArgs& a = ba.fwd;
+  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+  const std::vector<float> delta = start_backward(ba, threads);
+  if (a.pattern.kind == PatternKind::strided) return strided_backward(ba, delta.data(), threads);
+  if (a.pattern.kind == PatternKind::fixed && a.pattern.summary > 0) return fixed_backward(ba, delta.data(), threads);
+  grad_problems(head_problems(ba, delta.data(), a.pattern), threads);
 }
 
 void step_backward_cpu(std::span<const StepGradBlock> blocks, int64_t d, float scale, DType, const Pattern& mask,

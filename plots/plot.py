@@ -17,6 +17,7 @@ hold data for it:
   scaling     strong (same N) and weak (same N per rank) scaling of the distributed methods;
               needs results from runs with different world sizes (e.g. one file per `mpirun -np`)
   comm_share  share of iteration time spent in communication, per distributed method, N and world
+  efficiency  each distributed case's rate as % of P x its single-device kernel's (same file), vs P
   vs_pytorch  longattn's speed over PyTorch's on the same machine and case (needs a peer file from
               scripts/peers.sh): flash against torch-sdpa, vanilla against torch-vanilla, dilated
               against torch-dilated; also written as DIR/vs_pytorch.md, the README's tables
@@ -528,6 +529,40 @@ def chart_scaling(runs, cases, out):
                   "scaling"), f"{len(keys)} pattern/shape row(s), {len(methods)} method(s), world sizes {worlds}"
 
 
+def chart_efficiency(runs, cases, out):
+    """Per shape (pattern, B, N, ...): each distributed method's efficiency against world size."""
+    eff = [(r, c) for r, c in cases if "efficiency" in c]
+    if not eff:
+        return None, "no distributed case with an efficiency (it needs the single-device kernel's case in the same file)"
+    panels = {}
+    for r, c in eff:
+        panels.setdefault((shape_key(c), c["N"]), {}).setdefault(c["method"], {})[c["world"]] = (c["efficiency"]["pct"], r)
+    keys = sorted(panels)
+    fig, axes, spec = make_figure(len(keys))
+    methods, used = set(), set()
+    for ax, k in zip(axes, keys):
+        ws_all = []
+        for m, byw in sorted(panels[k].items(), key=lambda t: method_sort(t[0])):
+            w = sorted(byw)
+            ax.plot(w, [byw[x][0] for x in w], color=method_color(m), marker="o", markersize=5, linewidth=1.8)
+            methods.add(m)
+            used.update(byw[x][1] for x in w)
+            ws_all += w
+        ax.axhline(100.0, color="0.3", linewidth=1, linestyle=(0, (4, 3)), zorder=1)
+        world_axis(ax, ws_all)
+        ax.set_ylim(0, max(110.0, ax.dataLim.y1 * 1.1))
+        ax.set_title(f"{shape_title(k[0])}, N={human(k[1])}")
+        ax.set_xlabel("world size P (ranks)")
+        ax.set_ylabel("efficiency: rate / (P x single-device rate), %")
+    guide = [Line2D([], [], color="0.3", linewidth=1, linestyle=(0, (4, 3)), label="100% = P x the kernel alone")]
+    handles = legend_handles(methods, used, [], guide)
+    title = f"Distributed efficiency against the single-device kernel - {dtype_device([c for _, c in eff])}"
+    notes = ["Each case's rate over P x the rate of the kernel it computes with (flash, or dilated for dilated "
+             "patterns) on the same case in the same results file (ring-flash-attention's per-device figure)."]
+    return finish(fig, spec, sorted(used, key=lambda r: r.index), title, notes, handles, out, "efficiency"), \
+        f"{len(keys)} panel(s), {len(methods)} method(s)"
+
+
 def chart_comm_share(runs, cases, out):
     dist = [(r, c) for r, c in cases if is_distributed(c) and c["world"] > 1]
     if not dist:
@@ -784,7 +819,8 @@ def chart_error_vs_ranks(runs, cases, out):
 
 
 CHARTS = [("speedup", chart_speedup), ("runtime", chart_runtime), ("scaling", chart_scaling),
-          ("comm_share", chart_comm_share), ("vs_pytorch", chart_vs_pytorch), ("backward", chart_backward),
+          ("comm_share", chart_comm_share), ("efficiency", chart_efficiency), ("vs_pytorch", chart_vs_pytorch),
+          ("backward", chart_backward),
           ("error_vs_ranks", chart_error_vs_ranks)]
 
 

@@ -6,6 +6,7 @@
 
 #include "kernels/input_error.h"
 #include "kernels/pattern.h"
+#include "kernels/reach.h"
 #include "tests/check.h"
 
 using namespace longattn;
@@ -138,4 +139,45 @@ TEST(Pattern, BadSpellingsNameTheField) {
       EXPECT_NE(std::string(e.what()).find(b.needle), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(Reach, MatchesBreadthFirstSearch) {
+  // kernels/reach.h against a breadth-first search over the pattern's pairs (contains(), every
+  // head and level): in-degree, tokens reached per layer, layers until token n-1 (causal: forward only).
+  int compared = 0;
+  for (const Pattern& p : all_patterns()) {
+    for (int64_t n : {1, 2, 37, 130}) {
+      for (int64_t heads : {1, 3}) {
+        SCOPED_TRACE(p.name() + " n=" + std::to_string(n) + " heads=" + std::to_string(heads));
+        std::vector<std::vector<int64_t>> queries_of(n);  // key j -> the queries that attend it
+        std::vector<int64_t> degree(n, 0);
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            bool edge = false;
+            for (int64_t h = 0; h < heads; ++h)
+              for (int l = 0; l < p.level_count(n); ++l) edge = edge || p.contains(l, h, i, j, n);
+            if (edge) queries_of[j].push_back(i), ++degree[i];
+          }
+        std::vector<int64_t> dist(n, -1), queue = {0};
+        dist[0] = 0;
+        for (size_t at = 0; at < queue.size(); ++at)
+          for (int64_t i : queries_of[queue[at]])
+            if (dist[i] < 0) dist[i] = dist[queue[at]] + 1, queue.push_back(i);
+        const Reach r = reach(p, n, heads, /*max_layers=*/200);
+        EXPECT_EQ(r.in_degree, degree);
+        ASSERT_FALSE(r.reached.empty());
+        for (size_t l = 0; l < r.reached.size(); ++l)
+          EXPECT_EQ(r.reached[l], std::count_if(dist.begin(), dist.end(), [&](int64_t x) { return x >= 0 && x <= int64_t(l + 1); }))
+              << "layer " << l + 1;
+        EXPECT_EQ(r.reached.back(), static_cast<int64_t>(queue.size()));  // it stops once nothing grows
+        EXPECT_EQ(r.layers_to_last, dist[n - 1]);
+        ++compared;
+      }
+    }
+  }
+  EXPECT_EQ(compared, 20 * 4 * 2);
+  // Few layers: token n-1 not reached within them is -1, and the layer counts stop there.
+  const Reach short_of = reach(parse_pattern(json{{"kind", "local"}, {"left", 2}, {"right", 0}}), 100, 1, 3);
+  EXPECT_EQ(short_of.reached, (std::vector<int64_t>{3, 5, 7}));
+  EXPECT_EQ(short_of.layers_to_last, -1);
 }

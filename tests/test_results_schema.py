@@ -269,6 +269,14 @@ def main():
             for ext in ("png", "svg"):
                 check(f"longattn plot: {chart}.{ext} drawn", os.path.isfile(os.path.join(out3, f"{chart}.{ext}")),
                       r.stdout + r.stderr)
+        # efficiency: a distributed case's rate over world x the same file's single-device flash rate.
+        ring = next(c for c in data["cases"] if c["method"] == "dist-ring" and c["N"] == 256 and c.get("pass") == "forward")
+        flash = next(c for c in data["cases"] if c["method"] == "flash" and c["N"] == 256 and c.get("pass") == "forward")
+        eff = ring.get("efficiency", {})
+        check("longattn run: dist-ring's efficiency is its rate over world x flash's, same case",
+              eff.get("single_device_case") == flash["name"] and
+              abs(eff.get("pct", -1) - 100 * ring["gflops"] / (ring["world"] * flash["gflops"])) < 1e-9 * eff.get("pct", 1)
+              and not any("efficiency" in c for c in data["cases"] if c["layout"] == "single"), json.dumps(eff))
         # backward.md: each forward+backward case's rate as a share of its forward's (3.5 forwards).
         med = {(c["method"], c["N"], c.get("pass")): c["time_ms"]["median"] for c in data["cases"]}
         want = 100 * 3.5 * med[("flash", 256, "forward")] / med[("flash", 256, "forward+backward")]
