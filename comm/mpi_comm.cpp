@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "comm/communicator.h"
@@ -53,24 +55,37 @@ struct MpiExchange : PendingExchange {
   MPI_Request req[2];
   CommCounters* counters;
   std::thread progress;
+  std::mutex m;
+  std::condition_variable cv;
+  bool stop = false;  // wait() has come: the thread leaves at once, wait() finishes the requests
   void start_progress() {
     progress = std::thread([this] {
       int done = 0;
-      while (!done) {
+      std::unique_lock<std::mutex> lock(m);
+      while (!stop) {
+        lock.unlock();
         MPI_Testall(2, req, &done, MPI_STATUSES_IGNORE);
-        if (!done) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        lock.lock();
+        if (done || cv.wait_for(lock, std::chrono::microseconds(50), [this] { return stop; })) break;
       }
     });
   }
+  void join_progress() {
+    if (!progress.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(m);
+      stop = true;
+    }
+    cv.notify_one();
+    progress.join();
+  }
   void wait() override {
     const auto t0 = std::chrono::steady_clock::now();
-    if (progress.joinable()) progress.join();  // the requests are complete (and null) after it
-    MPI_Waitall(2, req, MPI_STATUSES_IGNORE);
+    join_progress();  // no MPI call of ours while the thread may make one
+    MPI_Waitall(2, req, MPI_STATUSES_IGNORE);  // what the thread left (completed requests are null)
     counters->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  ~MpiExchange() override {
-    if (progress.joinable()) progress.join();
-  }
+  ~MpiExchange() override { join_progress(); }
 };
 
 class MpiCommunicator : public Communicator {

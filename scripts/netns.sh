@@ -80,15 +80,18 @@ EOF
 chmod +x "$agent"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+forward_env=()  # the program's own settings (LONGATTN_MPI_PROGRESS, ...) reach both ranks
+for v in $(compgen -e | grep '^LONGATTN_' || true); do forward_env+=(-x "$v"); done
 status=0
 for suite in "${suites[@]}"; do
   out=$out_dir/$(basename "$suite" .json).netns.json
   echo "netns: $suite on 2 ranks, one per namespace ($addr0, $addr1), TCP over a veth pair -> $out" >&2
   # TCP only, on the veth's subnet: no shared memory between the ranks, no other interface.
-  ip netns exec "$ns0" mpirun -np 2 --host "$addr0:1,$addr1:1" \
+  # --bind-to none: both "nodes" are this machine; bound, each rank would take core 0 of its node.
+  ip netns exec "$ns0" mpirun -np 2 --host "$addr0:1,$addr1:1" --bind-to none \
     --mca plm_rsh_agent "$agent" --mca btl tcp,self \
     --mca btl_tcp_if_include "${addr0%.1}.0/24" --mca oob_tcp_if_include "${addr0%.1}.0/24" \
-    -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM \
+    -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM "${forward_env[@]}" \
     "$longattn" run "$suite" --out "$out" --quiet || status=1
 done
 exit $status

@@ -40,3 +40,13 @@ run 2 ring --out results/ring.np2.json
 for np in 1 2 4 8; do run $np error-vs-ranks --out results/error-vs-ranks.np$np.json; done
 build/longattn plot results/error-vs-ranks.np{1,2,4,8}.json --out plots/error-vs-ranks
 rm -f plots/error-vs-ranks/{scaling,comm_share}.{png,svg}
+# B·N held at 16K tokens, every context-parallel method beside its kernel; the efficiency chart.
+for np in 1 2 4; do run $np fixed-tokens --out results/fixed-tokens.np$np.json; done
+build/longattn plot results/fixed-tokens.np{1,2,4}.json --out plots/fixed-tokens
+# Two namespaces joined by a veth pair, TCP between the ranks (root; skipped where namespaces are not allowed).
+if bash scripts/netns.sh --check >/dev/null 2>&1; then
+  bash scripts/netns.sh --out-dir results/netns comm ring distributed-mha
+  build/longattn plot results/netns/distributed-mha.netns.json --out plots/netns
+fi
+# LongNet's path-length claim: layers until the last token depends on the first, against N.
+build/longattn reach-chart --out plots/reach
