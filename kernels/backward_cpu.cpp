@@ -8,15 +8,16 @@
 
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <cmath>
 #include <limits>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "kernels/backward.h"
 #include "kernels/dilated_cpu.h"
 #include "kernels/simd.h"
+#include "kernels/sparse_cpu.h"
 
 namespace longattn {
 namespace {
@@ -305,21 +306,12 @@ std::vector<GradProblem> head_problems(const BackwardArgs& ba, const float* delt
 void strided_backward(const BackwardArgs& ba, const float* delta, int threads) {
   const AttentionArgs& a = ba.fwd;
   const Shape sh = a.shape;
-  const int64_t l = std::min(a.pattern.stride, std::max<int64_t>(sh.N, 1)), row = sh.H * sh.d;
-  Pattern band;  // |i - j| < l
-  band.kind = PatternKind::local;
-  band.causal = a.pattern.causal;
-  band.left = l - 1;
-  band.right = a.pattern.causal ? 0 : l - 1;
-  grad_problems(head_problems(ba, delta, band), threads);
+  const StridedPieces pieces = strided_pieces(a.pattern, sh.N);
+  const int64_t l = pieces.l, row = sh.H * sh.d;
+  grad_problems(head_problems(ba, delta, pieces.band), threads);
   if (l == 1 || l >= sh.N) return;
-  // Residue class rho: rows rho + t l. Keys t' < t: causal with keys shifted by one; keys t' > t
-  // (non-causal): local(0, inf) with keys shifted back by one. Classes write disjoint rows.
-  Pattern before;
-  before.causal = true;
-  Pattern after;
-  after.kind = PatternKind::local;
-  after.right = sh.N;
+  // Residue classes (rows rho + t l) write disjoint rows: each side's classes are one round.
+  const Pattern &before = pieces.before, &after = pieces.after;
   for (const Pattern* side : {&before, &after}) {
     if (side == &after && a.pattern.causal) break;
     std::vector<GradProblem> classes;
@@ -350,9 +342,7 @@ void fixed_backward(const BackwardArgs& ba, const float* delta, int threads) {
   // it): those columns are gathered per head (as the forward does), their dK, dV gathered too and
   // added back at the end. Blocks share summary columns, so each block is its own round (every
   // head at once).
-  std::vector<int64_t> first(blocks + 1, 0);
-  for (int64_t g = 0; g < blocks; ++g)
-    first[g + 1] = first[g] + std::max<int64_t>(0, std::min(sh.N, g * l + l) - (g * l + l - c));
+  const std::vector<int64_t> first = summary_starts(a.pattern, sh.N);
   const int64_t S = first[blocks];
   auto column = [&](int64_t g, int64_t t) { return g * l + l - c + t; };
   std::vector<float> ks(sh.B * sh.H * S * d), vs(ks.size()), dks(ks.size(), 0.0f), dvs(ks.size(), 0.0f);

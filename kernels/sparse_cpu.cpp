@@ -54,28 +54,39 @@ AttentionArgs first_piece(const AttentionArgs& args, const Pattern& band, std::v
 
 }  // namespace
 
+StridedPieces strided_pieces(const Pattern& p, int64_t N) {
+  StridedPieces s;
+  s.l = std::min(p.stride, std::max<int64_t>(N, 1));  // a stride of N or more: the band holds every key
+  s.band.kind = PatternKind::local;
+  s.band.causal = p.causal;
+  s.band.left = s.l - 1;
+  s.band.right = p.causal ? 0 : s.l - 1;
+  // Query t and key t' of a class are positions rho + t l, rho + t' l. Keys t' < t: causal in
+  // index space with keys shifted by one (position t' + 1 <= t). Keys t' > t: local(0, inf) with
+  // keys shifted back by one (position t' - 1 >= t).
+  s.before.causal = true;
+  s.after.kind = PatternKind::local;
+  s.after.left = 0;
+  s.after.right = N;
+  return s;
+}
+
+std::vector<int64_t> summary_starts(const Pattern& p, int64_t N) {
+  const int64_t l = p.block, c = p.summary, blocks = (N + l - 1) / l;
+  std::vector<int64_t> first(blocks + 1, 0);
+  for (int64_t g = 0; g < blocks; ++g)
+    first[g + 1] = first[g] + std::max<int64_t>(0, std::min(N, g * l + l) - (g * l + l - c));
+  return first;
+}
+
 void strided_attention(const AttentionArgs& args) {
   const Shape sh = args.shape;
-  // A stride of N or more: the band |i - j| < l alone already holds every key.
-  const int64_t l = std::min(args.pattern.stride, std::max<int64_t>(sh.N, 1)), row = sh.H * sh.d;
-  Pattern band;
-  band.kind = PatternKind::local;
-  band.causal = args.pattern.causal;
-  band.left = l - 1;
-  band.right = args.pattern.causal ? 0 : l - 1;
+  const StridedPieces pieces = strided_pieces(args.pattern, sh.N);
+  const int64_t l = pieces.l, row = sh.H * sh.d;
   std::vector<float> own_lse;
-  const AttentionArgs a = first_piece(args, band, own_lse);
+  const AttentionArgs a = first_piece(args, pieces.band, own_lse);
   if (l == 1 || l >= sh.N) return;  // every key is in the band
-
-  // In a residue class, query t and key t' are positions rho + t l, rho + t' l. Keys t' < t:
-  // causal in index space with keys shifted by one (position t' + 1 <= t). Keys t' > t: local(0, inf)
-  // with keys shifted back by one (position t' - 1 >= t).
-  Pattern before;
-  before.causal = true;
-  Pattern after;
-  after.kind = PatternKind::local;
-  after.left = 0;
-  after.right = sh.N;
+  const Pattern &before = pieces.before, &after = pieces.after;
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
   // Sixteen classes at a time in vector lanes, for a run of heads (tasks enough to keep every
   // thread busy); class by class where inputs are not finite.
@@ -129,9 +140,7 @@ void fixed_attention(const AttentionArgs& args) {
   if (blocks < 2) return;  // no other block to summarise
 
   // Summary rows of every block, gathered per (batch, head): block g's start at first[g].
-  std::vector<int64_t> first(blocks + 1, 0);
-  for (int64_t g = 0; g < blocks; ++g)
-    first[g + 1] = first[g] + std::max<int64_t>(0, std::min(sh.N, g * l + l) - (g * l + l - c));
+  const std::vector<int64_t> first = summary_starts(args.pattern, sh.N);
   const int64_t S = first[blocks];
   std::vector<float> ks(sh.B * sh.H * S * d), vs(ks.size());
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();

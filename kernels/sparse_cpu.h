@@ -11,6 +11,19 @@ namespace longattn {
 void strided_attention(const AttentionArgs& a);
 void fixed_attention(const AttentionArgs& a);
 
+// The pieces, shared by the forward and the backward (backward_cpu.cpp). strided(l) on N tokens:
+// the band |i - j| < l over the whole sequence; in a residue class (rows rho + t l) the keys t' < t
+// (`before`: causal, keys at positions shifted by +1) and, non-causal, t' > t (`after`: local(0,
+// inf), keys shifted by -1). l is the stride capped at N: l = 1 or N leaves only the band.
+struct StridedPieces {
+  int64_t l = 1;
+  Pattern band, before, after;
+};
+StridedPieces strided_pieces(const Pattern& p, int64_t N);
+// fixed(l, c) on N tokens: block g's summary columns g l + l - c + t, t < starts[g + 1] - starts[g],
+// numbered from starts[g] when gathered (the last block may be short).
+std::vector<int64_t> summary_starts(const Pattern& p, int64_t N);
+
 // strided's keys outside the band, for the residue classes [rho0, rho0 + 16) of batch b, heads
 // [h0, h1), one class per vector lane (strided_lanes.cpp), merged into a.o and a.lse (which must
 // exist).
