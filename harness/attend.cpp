@@ -48,6 +48,27 @@ std::string dims(const Shape& s) {
          std::to_string(s.d) + "]";
 }
 
+// Q's shape with K's and V's heads (GQA, SPEC §1): K and V are [B, N, H_kv, d], H_kv dividing H.
+Shape with_kv_heads(const Shape& q, const NpyArray& k, const NpyArray& v, const char* k_flag, const char* v_flag) {
+  const Shape ks = shape_of(k, k_flag), vs = shape_of(v, v_flag);
+  if (ks.B != q.B || ks.d != q.d)
+    throw InputError(std::string(k_flag) + ": shape " + dims(ks) + " does not match --q " + dims(q) +
+                     " in B or d; K is [B, N, H_kv, d] with Q's B, N and d");
+  if (ks.N != q.N)
+    throw InputError(std::string(k_flag) + ": N = " + std::to_string(ks.N) + " differs from --q's N = " +
+                     std::to_string(q.N) + "; every method attends a sequence to itself, so K and V need Q's N");
+  if (q.H % ks.H != 0)
+    throw InputError(std::string(k_flag) + ": " + std::to_string(ks.H) + " heads do not divide --q's H = " +
+                     std::to_string(q.H) + "; give K and V H_kv heads, H_kv a divisor of H (GQA; 1: multi-query)");
+  if (v.shape != k.shape)
+    throw InputError(std::string(v_flag) + ": shape " + dims(vs) + " does not match " + k_flag + " " + dims(ks));
+  Shape g = q;
+  g.H_kv = ks.H == q.H ? 0 : ks.H;
+  return g;
+}
+
+std::vector<int64_t> kv_dims(const Shape& g) { return {g.B, g.N, g.kv_heads(), g.d}; }
+
 }  // namespace
 
 // Every rank checks the input; if any rank fails, all fail together (each failing rank says why).
@@ -81,10 +102,7 @@ void attend(Communicator& comm, const AttendOptions& opt) {
   on_every_rank(comm, [&] {
     pattern = load_pattern(opt.pattern);
     q = read_npy(opt.q), k = read_npy(opt.k), v = read_npy(opt.v);
-    g = shape_of(q, "--q");
-    for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}})
-      if (shape_of(*a, flag).numel() != g.numel() || a->shape != q.shape)
-        throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+    g = with_kv_heads(shape_of(q, "--q"), k, v, "--k", "--v");
     for (const auto& [path, flag] : {outputs[2], outputs[3], outputs[4]})
       if (!path->empty() && !backward) throw InputError(std::string(flag) + ": the backward pass needs --dout dO.npy");
     if (backward && opt.dq.empty() && opt.dk.empty() && opt.dv.empty())
@@ -101,13 +119,16 @@ void attend(Communicator& comm, const AttendOptions& opt) {
            {std::pair{&q, "--q"}, std::pair{&k, "--k"}, std::pair{&v, "--v"}, std::pair{&dout, "--dout"}}) {
         const auto bad = std::find_if(a->data.begin(), a->data.end(), [](float x) { return !std::isfinite(x); });
         if (bad == a->data.end()) continue;
-        int64_t e = bad - a->data.begin();
-        const int64_t c = e % g.d, h = (e / g.d) % g.H, i = (e / (g.d * g.H)) % g.N, b = e / (g.d * g.H * g.N);
+        const int64_t e = bad - a->data.begin(), heads = a->shape[2];
+        const int64_t c = e % g.d, h = (e / g.d) % heads, i = (e / (g.d * heads)) % g.N, b = e / (g.d * heads * g.N);
         throw InputError(std::string(flag) + ": element [" + std::to_string(b) + ", " + std::to_string(i) + ", " +
                          std::to_string(h) + ", " + std::to_string(c) + "] is " + (std::isnan(*bad) ? "NaN" : "infinite") +
                          "; inputs must be finite, or pass --allow-nonfinite to let NaN reach the outputs of the rows it touches");
       }
     const Device device = parse_device(opt.device, "--device");
+    if (opt.ulysses != 0 && opt.method != "dist-usp")
+      throw InputError("--ulysses: sets dist-usp's Ulysses degree; use it with --method dist-usp or drop it");
+    if (opt.ulysses < 0) throw InputError("--ulysses: must be a positive divisor of the rank count");
     kernel = opt.method == "auto" ? &auto_kernel(pattern, g, DType::fp32, device) : find_kernel(opt.method, device);
     method = kernel ? nullptr : find_method(opt.method);
     if (method && device != Device::cpu)
@@ -130,7 +151,7 @@ void attend(Communicator& comm, const AttendOptions& opt) {
         throw InputError("--method: " + std::string(kernel->name) + " cannot run " + pattern.name() + ": " + why +
                          "; use --method auto");
     } else {
-      if (auto why = method->unsupported(pattern, g, P); !why.empty())
+      if (auto why = method->unsupported(pattern, g, P, opt.ulysses); !why.empty())
         throw InputError("--method: " + opt.method + " cannot run this case on " + std::to_string(P) +
                          " ranks: " + why);
       if (!opt.lse.empty() && !method->returns_lse)
@@ -163,27 +184,28 @@ void attend(Communicator& comm, const AttendOptions& opt) {
       a.pattern = pattern, a.scale = scale, a.threads = threads;
       kernel->run(a);
       if (backward) {
-        dq.resize(g.numel()), dk.resize(g.numel()), dv.resize(g.numel());
+        dq.resize(g.numel()), dk.resize(g.kv_numel()), dv.resize(g.kv_numel());
         kernel->backward({a, dout.data.data(), dq.data(), dk.data(), dv.data()});
       }
     } else if (method) {
       MethodBuffers buffers;
       MethodCall c{g, pattern, scale, threads, q.data.data(), k.data.data(), v.data.data(), o.data(), lse.data(),
                    &comm, &buffers};
+      c.ulysses = opt.ulysses;
       method->run(c);
       if (backward) {
-        dq.resize(g.numel()), dk.resize(g.numel()), dv.resize(g.numel());
+        dq.resize(g.numel()), dk.resize(g.kv_numel()), dv.resize(g.kv_numel());
         method->backward(c, dout.data.data(), dq.data(), dk.data(), dv.data());
       }
     }
   } else {
     // Sharded or zig-zag: each rank takes its tokens, rank 0 puts every rank's output in place.
-    const int64_t n = g.N / P, row = g.H * g.d;
+    const int64_t n = g.N / P, q_row = g.H * g.d, kv_row = g.kv_heads() * g.d;
     auto place = [&](int rank, auto&& copy) {  // copy(global_pos, local_row, rows) per held range
       int64_t off = 0;
       for (const TokenRange& r : held_tokens(method->layout, g.N, rank, P)) copy(r.pos0, off, r.rows), off += r.rows;
     };
-    auto slice = [&](const NpyArray& a) {
+    auto slice = [&](const NpyArray& a, int64_t row) {  // row: one token's heads x d
       std::vector<float> s(g.B * n * row);
       for (int64_t b = 0; b < g.B; ++b)
         place(comm.rank(), [&](int64_t pos, int64_t off, int64_t rows) {
@@ -191,23 +213,24 @@ void attend(Communicator& comm, const AttendOptions& opt) {
         });
       return s;
     };
-    const auto ql = slice(q), kl = slice(k), vl = slice(v);
-    std::vector<float> ol(g.B * n * row), ll(g.B * g.H * n);
+    const auto ql = slice(q, q_row), kl = slice(k, kv_row), vl = slice(v, kv_row);
+    std::vector<float> ol(g.B * n * q_row), ll(g.B * g.H * n);
     MethodBuffers buffers;
     MethodCall c{g, pattern, scale, threads, ql.data(), kl.data(), vl.data(), ol.data(), ll.data(), &comm, &buffers};
+    c.ulysses = opt.ulysses;
     method->run(c);
-    // Every rank's rows of a [B, n, H, d] tensor into their places in the whole one (on every rank).
-    auto gather_rows = [&](const std::vector<float>& local, std::vector<float>& whole) {
+    // Every rank's rows of a [B, n, ., d] tensor into their places in the whole one (on every rank).
+    auto gather_rows = [&](const std::vector<float>& local, std::vector<float>& whole, int64_t row) {
       std::vector<float> all(local.size() * P);
       comm.all_gather(local.data(), local.size() * sizeof(float), all.data());
-      whole.resize(g.numel());
+      whole.resize(g.B * g.N * row);
       for (int r = 0; r < P; ++r)
         for (int64_t b = 0; b < g.B; ++b)
           place(r, [&](int64_t pos, int64_t off, int64_t rows) {
             std::copy_n(all.data() + ((r * g.B + b) * n + off) * row, rows * row, whole.data() + (b * g.N + pos) * row);
           });
     };
-    gather_rows(ol, o);
+    gather_rows(ol, o, q_row);
     std::vector<float> lg(ll.size() * P);
     comm.all_gather(ll.data(), ll.size() * sizeof(float), lg.data());
     for (int r = 0; r < P; ++r)
@@ -217,10 +240,10 @@ void attend(Communicator& comm, const AttendOptions& opt) {
             std::copy_n(lg.data() + ((r * g.B + b) * g.H + h) * n + off, rows, lse.data() + (b * g.H + h) * g.N + pos);
         });
     if (backward) {
-      const auto gl = slice(dout);
-      std::vector<float> dql(gl.size()), dkl(gl.size()), dvl(gl.size());
+      const auto gl = slice(dout, q_row);
+      std::vector<float> dql(gl.size()), dkl(kl.size()), dvl(kl.size());
       method->backward(c, gl.data(), dql.data(), dkl.data(), dvl.data());
-      gather_rows(dql, dq), gather_rows(dkl, dk), gather_rows(dvl, dv);
+      gather_rows(dql, dq, q_row), gather_rows(dkl, dk, kv_row), gather_rows(dvl, dv, kv_row);
     }
   }
   if (comm.rank() == 0) {
@@ -231,6 +254,7 @@ void attend(Communicator& comm, const AttendOptions& opt) {
       if (outputs[i].first->empty()) continue;
       files.push_back(std::make_unique<AtomicFile>(*outputs[i].first));
       if (i == 1) write_npy(*files.back(), {g.B, g.H, g.N}, data[i]);
+      else if (i >= 3) write_npy(*files.back(), kv_dims(g), data[i]);  // dK, dV: K's shape
       else write_npy(*files.back(), {g.B, g.N, g.H, g.d}, data[i]);
       files.back()->finish();
     }
@@ -244,9 +268,8 @@ int verify_outputs(const VerifyOptions& opt) {
     throw InputError("--dtype: \"" + opt.dtype.substr(0, 40) + "\" is not fp32, bf16 or fp16");
   check_scale(opt.scale_given, opt.scale);
   const NpyArray q = read_npy(opt.q), k = read_npy(opt.k), v = read_npy(opt.v), o = read_npy(opt.o);
-  const Shape g = shape_of(q, "--q");
-  for (const auto& [a, flag] : {std::pair{&k, "--k"}, std::pair{&v, "--v"}, std::pair{&o, "--o"}})
-    if (a->shape != q.shape) throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+  const Shape g = with_kv_heads(shape_of(q, "--q"), k, v, "--k", "--v");
+  if (o.shape != q.shape) throw InputError("--o: shape " + dims(shape_of(o, "--o")) + " does not match --q " + dims(g));
   const bool grads = !opt.dout.empty() || !opt.dq.empty() || !opt.dk.empty() || !opt.dv.empty();
   NpyArray dout, dq, dk, dv;
   if (grads)
@@ -255,8 +278,10 @@ int verify_outputs(const VerifyOptions& opt) {
       if (path->empty())
         throw InputError(std::string(flag) + ": the gradients are checked together: give --dout, --dq, --dk and --dv");
       *a = read_npy(*path);
-      if (a->shape != q.shape)
-        throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match --q " + dims(g));
+      const bool kv = a == &dk || a == &dv;  // dK, dV have K's shape
+      if (a->shape != (kv ? k.shape : q.shape))
+        throw InputError(std::string(flag) + ": shape " + dims(shape_of(*a, flag)) + " does not match " +
+                         (kv ? "--k " + dims(g.kv_shape()) : "--q " + dims(g)));
     }
   NpyArray lse;
   if (!opt.lse.empty()) {

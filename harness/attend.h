@@ -14,6 +14,7 @@ struct AttendOptions {
   float scale = 0;
   bool scale_given = false;  // then it must be positive and finite
   int threads = 0;
+  int ulysses = 0;  // dist-usp's Ulysses degree (0: its default)
   bool allow_nonfinite = false;  // else NaN or inf in Q, K or V is bad input (SPEC §4)
 };
 

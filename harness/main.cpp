@@ -132,8 +132,8 @@ int main(int argc, char** argv) {
   AttendOptions at;
   auto* attend_cmd = app.add_subcommand("attend", "one attention from .npy inputs to .npy outputs");
   attend_cmd->add_option("--q", at.q, "queries [B, N, H, d], float32 or float64 .npy")->required();
-  attend_cmd->add_option("--k", at.k, "keys [B, N, H, d]")->required();
-  attend_cmd->add_option("--v", at.v, "values [B, N, H, d]")->required();
+  attend_cmd->add_option("--k", at.k, "keys [B, N, H_kv, d]; H_kv dividing H (GQA; 1: multi-query)")->required();
+  attend_cmd->add_option("--v", at.v, "values [B, N, H_kv, d], K's shape")->required();
   attend_cmd->add_option("--pattern", at.pattern, "pattern as inline JSON or a file (SPEC §5)")->required();
   attend_cmd->add_option("--method", at.method, "reference, vanilla, flash, dilated, auto, or a dist-* method");
   attend_cmd->add_option("--device", at.device, "cpu (default) or cuda: where the kernel runs (dist-* methods: cpu)");
@@ -141,8 +141,11 @@ int main(int argc, char** argv) {
   attend_cmd->add_option("--lse", at.lse, "output LSE [B, H, N], float32 .npy");
   attend_cmd->add_option("--dout", at.dout, "backward pass: dO [B, N, H, d], the gradient of the loss w.r.t. O (SPEC §6)");
   attend_cmd->add_option("--dq", at.dq, "backward pass: output dQ [B, N, H, d] (needs --dout)");
-  attend_cmd->add_option("--dk", at.dk, "backward pass: output dK [B, N, H, d] (needs --dout)");
-  attend_cmd->add_option("--dv", at.dv, "backward pass: output dV [B, N, H, d] (needs --dout)");
+  attend_cmd->add_option("--dk", at.dk, "backward pass: output dK [B, N, H_kv, d] (needs --dout)");
+  attend_cmd->add_option("--dv", at.dv, "backward pass: output dV [B, N, H_kv, d] (needs --dout)");
+  attend_cmd->add_option("--ulysses", at.ulysses,
+                         "dist-usp's Ulysses degree U, dividing the rank count (ring degree P/U); default: the "
+                         "largest dividing both P and H_kv");
   auto* scale_opt = attend_cmd->add_option("--scale", at.scale, "score scale, positive and finite (default 1/sqrt(d))");
   attend_cmd->add_option("--threads", at.threads, "threads, 1..1024 (default: all)")->check(CLI::Range(1, 1024));
   attend_cmd->add_flag("--allow-nonfinite", at.allow_nonfinite,

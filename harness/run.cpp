@@ -137,7 +137,7 @@ class Runner {
     const int P = comm_.size(), rank = comm_.rank();
     const Shape g = c.shape;
     json j = describe(c, m);
-    if (auto why = m.unsupported(c.pattern, g, P); !why.empty()) return {skipped(j, why)};
+    if (auto why = m.unsupported(c.pattern, g, P, c.ulysses); !why.empty()) return {skipped(j, why)};
     const bool forward = c.pass != "backward", backward = c.pass != "forward";
     if (backward && !m.backward)
       return {skipped(j, "pass: " + c.method + " has no backward pass yet (SPEC §6); the CPU kernels (flash, vanilla, "
@@ -153,14 +153,14 @@ class Runner {
 
     reset_peak_rss();
     const Holding hold(m.layout, g.N, rank, P);
-    const int64_t local = g.B * hold.rows * g.H * g.d;
-    std::vector<float> q(local), k(local), v(local), o(local), lse(g.B * g.H * hold.rows);
+    const int64_t local = g.B * hold.rows * g.H * g.d, kv_local = g.B * hold.rows * g.kv_heads() * g.d;
+    std::vector<float> q(local), k(kv_local), v(kv_local), o(local), lse(g.B * g.H * hold.rows);
     hold.generate(kQ, c.seed, g, q.data());
-    hold.generate(kK, c.seed, g, k.data());
-    hold.generate(kV, c.seed, g, v.data());
+    hold.generate(kK, c.seed, g.kv_shape(), k.data());  // GQA: K and V have H_kv heads
+    hold.generate(kV, c.seed, g.kv_shape(), v.data());
     const DType dtype = parse_dtype(c.dtype, "dtype");
-    for (std::vector<float>* t : {&q, &k, &v}) round_all(dtype, t->data(), local);  // exact values of the dtype
-    std::vector<float> dout(backward ? local : 0), dq(dout.size()), dk(dout.size()), dv(dout.size());
+    for (std::vector<float>* t : {&q, &k, &v}) round_all(dtype, t->data(), t->size());  // exact values of the dtype
+    std::vector<float> dout(backward ? local : 0), dq(dout.size()), dk(backward ? kv_local : 0), dv(dk.size());
     if (backward) hold.generate(kDO, c.seed, g, dout.data()), round_all(dtype, dout.data(), local);
     MethodBuffers buffers;
     MethodCall call;
@@ -169,6 +169,7 @@ class Runner {
     call.scale = c.scale > 0 ? c.scale : default_scale(g.d);
     call.threads = env_.threads_per_rank;
     call.dtype = dtype;
+    call.ulysses = c.ulysses;
     call.q = q.data(), call.k = k.data(), call.v = v.data(), call.o = o.data();
     call.lse = m.returns_lse ? lse.data() : nullptr;
     call.comm = &comm_;
@@ -194,7 +195,7 @@ class Runner {
         if (forward) forward_once();
         if (backward) {
           m.backward(call, dout.data(), dq.data(), dk.data(), dv.data());
-          for (std::vector<float>* t : {&dq, &dk, &dv}) round_all(dtype, t->data(), local);
+          for (std::vector<float>* t : {&dq, &dk, &dv}) round_all(dtype, t->data(), t->size());
         }
       }
       const double t = seconds_since(t0);
@@ -280,13 +281,14 @@ class Runner {
     const Shape s = c.shape;
     const bool attention = !m.microbenchmark;
     const double exact = attention ? exact_flops(c) : 0, dense = attention ? dense_flops(c) : 0;
-    return {{"name", c.id(computing_ranks(m, comm_.size()))},
+    json j = {{"name", c.id(computing_ranks(m, comm_.size()))},
             {"method", c.method},
             {"layout", layout_name(m.layout)},
             {"device", c.device},
             {"dtype", c.dtype},
             {"B", s.B},
             {"H", s.H},
+            {"H_kv", s.kv_heads()},
             {"N", s.N},
             {"d", s.d},
             {"pattern", to_json(c.pattern)},
@@ -300,6 +302,12 @@ class Runner {
             {"flops_dense", dense},
             {"pass", c.pass},
             {"status", "ok"}};
+    if (c.method == "dist-usp") {  // both degrees of the 2-D grid, the default resolved
+      const int u = usp_degree(s, comm_.size(), c.ulysses);
+      j["ulysses"] = u;
+      j["ring"] = u > 0 && comm_.size() % u == 0 ? comm_.size() / u : 0;
+    }
+    return j;
   }
 
   // Checks this rank's rows against the oracle: every row for small cases, a fixed sample of
@@ -321,12 +329,12 @@ class Runner {
     std::vector<float> kg, vg;
     const bool whole = hold.whole(g.N);
     if (!rows.empty() && !whole) {
-      kg.resize(g.numel()), vg.resize(g.numel());
-      generate_slice(kK, c.seed, g, 0, g.N, kg.data());
-      generate_slice(kV, c.seed, g, 0, g.N, vg.data());
+      kg.resize(g.kv_numel()), vg.resize(g.kv_numel());
+      generate_slice(kK, c.seed, g.kv_shape(), 0, g.N, kg.data());
+      generate_slice(kV, c.seed, g.kv_shape(), 0, g.N, vg.data());
       const DType dtype = parse_dtype(c.dtype, "dtype");  // the same rounded values the method read
-      round_all(dtype, kg.data(), g.numel());
-      round_all(dtype, vg.data(), g.numel());
+      round_all(dtype, kg.data(), g.kv_numel());
+      round_all(dtype, vg.data(), g.kv_numel());
     }
     const std::vector<float>& K = whole ? k : kg;
     const std::vector<float>& V = whole ? v : vg;
@@ -352,7 +360,7 @@ class Runner {
       // Token shards (sharded, zig-zag): a key's gradient sums over every rank's queries, so the
       // check takes the whole tensors, gathered (a collective: every rank calls it) and put back
       // where each rank's held token ranges say.
-      const int64_t n = hold.rows, row = g.H * g.d;
+      const int64_t n = hold.rows, row = g.H * g.d, kv_row = g.kv_heads() * g.d;
       auto whole_of = [&](const float* local, int64_t outer, int64_t inner) {
         const int P = comm_.size();
         std::vector<float> all(P * outer * n * inner), out(outer * g.N * inner);
@@ -370,7 +378,7 @@ class Runner {
       };
       const auto qw = whole_of(q.data(), g.B, row), ow = whole_of(o.data(), g.B, row), lw = whole_of(lse.data(), g.B * g.H, 1);
       const auto gw = whole_of(grads->dout, g.B, row), dqw = whole_of(grads->dq, g.B, row);
-      const auto dkw = whole_of(grads->dk, g.B, row), dvw = whole_of(grads->dv, g.B, row);
+      const auto dkw = whole_of(grads->dk, g.B, kv_row), dvw = whole_of(grads->dv, g.B, kv_row);
       if (!rows.empty()) {
         AttentionArgs fwd = ref;
         fwd.q = qw.data(), fwd.o = const_cast<float*>(ow.data()), fwd.lse = const_cast<float*>(lw.data());
@@ -416,11 +424,11 @@ class Runner {
     std::vector<double> samples;
     std::vector<float> q, k, v, o, lse, dout, dq, dk, dv;
     if (comm_.rank() == 0) {
-      q.resize(g.numel()), k.resize(g.numel()), v.resize(g.numel()), o.resize(g.numel()), lse.resize(g.B * g.H * g.N);
+      q.resize(g.numel()), k.resize(g.kv_numel()), v.resize(g.kv_numel()), o.resize(g.numel()), lse.resize(g.B * g.H * g.N);
       generate_slice(kQ, c.seed, g, 0, g.N, q.data());
-      generate_slice(kK, c.seed, g, 0, g.N, k.data());
-      generate_slice(kV, c.seed, g, 0, g.N, v.data());
-      for (std::vector<float>* t : {&q, &k, &v}) round_all(dt, t->data(), g.numel());
+      generate_slice(kK, c.seed, g.kv_shape(), 0, g.N, k.data());
+      generate_slice(kV, c.seed, g.kv_shape(), 0, g.N, v.data());
+      for (std::vector<float>* t : {&q, &k, &v}) round_all(dt, t->data(), t->size());
       AttentionArgs a;
       a.shape = g, a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = lse.data();
       a.pattern = c.pattern, a.scale = c.scale > 0 ? c.scale : default_scale(g.d), a.dtype = dt;
@@ -429,7 +437,7 @@ class Runner {
       samples = kernel->time_on_device(a, c.warmup, forward ? c.iterations : 0);
       if (backward) {
         round_all(dt, o.data(), g.numel());  // O in the dtype, as the kernel's caller gets it
-        dout.resize(g.numel()), dq.resize(g.numel()), dk.resize(g.numel()), dv.resize(g.numel());
+        dout.resize(g.numel()), dq.resize(g.numel()), dk.resize(g.kv_numel()), dv.resize(g.kv_numel());
         generate_slice(kDO, c.seed, g, 0, g.N, dout.data());
         round_all(dt, dout.data(), g.numel());
         const std::vector<double> back =
@@ -470,7 +478,7 @@ class Runner {
 void add_efficiency(json& cases) {
   auto key = [](const json& c, const std::string& method) {
     return method + "|" + c["pattern_name"].get<std::string>() + "|" + c["B"].dump() + "|" + c["N"].dump() + "|" +
-           c["H"].dump() + "|" + c["d"].dump() + "|" + c["dtype"].get<std::string>() + "|" +
+           c["H"].dump() + "|" + c.value("H_kv", c["H"]).dump() + "|" + c["d"].dump() + "|" + c["dtype"].get<std::string>() + "|" +
            c["device"].get<std::string>() + "|" + c.value("pass", "forward");
   };
   std::map<std::string, const json*> single;
@@ -580,7 +588,7 @@ int run_suite(Communicator& comm, const RunOptions& opt) {
     const Method* m = find_method(c.method);
     if (!m)
       throw InputError(at + "methods: unknown method \"" + c.method.substr(0, 100) + "\"; `longattn list` shows the methods");
-    if (const auto why = m->unsupported(c.pattern, c.shape, P); why.rfind("shape:", 0) == 0)
+    if (const auto why = m->unsupported(c.pattern, c.shape, P, c.ulysses); why.rfind("shape:", 0) == 0)
       throw InputError(at + why.substr(7));
     if (m->microbenchmark && c.pass != "forward")
       throw InputError(at + "pass: " + c.method + " times communication only; it has no backward pass (use \"forward\")");

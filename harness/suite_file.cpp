@@ -47,9 +47,9 @@ std::vector<std::string> string_axis(const json& j, const std::string& key, cons
   return out;
 }
 
-const std::set<std::string> kCaseKeys = {"method", "methods", "pattern", "patterns", "B", "H", "N", "N_per_rank",
-                                         "d", "dtype", "device", "warmup", "iterations", "verify", "budget_s",
-                                         "scale", "seed", "pass"};
+const std::set<std::string> kCaseKeys = {"method", "methods", "pattern", "patterns", "B", "H", "H_kv", "N",
+                                         "N_per_rank", "d", "dtype", "device", "warmup", "iterations", "verify",
+                                         "budget_s", "scale", "seed", "pass", "ulysses"};
 
 // Expands one block (the suite's top level, or one entry of `cases`) into cases; `base` supplies
 // the defaults a block does not set.
@@ -58,9 +58,9 @@ void expand(const json& j, const std::string& where, const Case& base, int world
     if (key == "cases")
       throw InputError(where + "cases: a case cannot hold cases; list every case in the top-level cases");
     if (!kCaseKeys.count(key) && key != "name" && key != "description")
-      throw InputError(where + key.substr(0, 100) + ": unknown field; known fields: method(s), pattern(s), B, H, N, "
-                                                    "N_per_rank, d, dtype, device, pass, warmup, iterations, verify, "
-                                                    "budget_s, scale, seed, cases");
+      throw InputError(where + key.substr(0, 100) + ": unknown field; known fields: method(s), pattern(s), B, H, H_kv, "
+                                                    "N, N_per_rank, d, dtype, device, pass, ulysses, warmup, iterations, "
+                                                    "verify, budget_s, scale, seed, cases");
   }
   Case c = base;
   auto get_int = [&](const char* key, int& field, int min, int max) {
@@ -123,6 +123,9 @@ void expand(const json& j, const std::string& where, const Case& base, int world
   if (!j.contains("N"))
     for (int64_t& n : Ns) n = checked_mul(n, world, where + "N_per_rank x the world size");
   const auto Bs = int_axis(j, "B", where), Hs = int_axis(j, "H", where), ds = int_axis(j, "d", where);
+  // GQA (SPEC §1): 0 is H_kv = H. The Ulysses degree multiplies dist-usp's cases only.
+  const auto kv_heads = j.contains("H_kv") ? int_axis(j, "H_kv", where) : std::vector<int64_t>{0};
+  const auto degrees = j.contains("ulysses") ? int_axis(j, "ulysses", where) : std::vector<int64_t>{0};
   const auto dtypes = j.contains("dtype") ? string_axis(j, "dtype", where) : std::vector<std::string>{base.dtype};
   const auto devices = j.contains("device") ? string_axis(j, "device", where) : std::vector<std::string>{base.device};
   const auto passes = j.contains("pass") ? string_axis(j, "pass", where) : std::vector<std::string>{base.pass};
@@ -141,6 +144,8 @@ void expand(const json& j, const std::string& where, const Case& base, int world
     for (const auto& p : patterns)
       for (int64_t B : Bs)
         for (int64_t H : Hs)
+          for (int64_t hk : kv_heads)
+          for (int64_t u : m == "dist-usp" ? degrees : std::vector<int64_t>{0})
           for (int64_t N : Ns)
             for (int64_t d : ds)
               for (const auto& dt : dtypes)
@@ -149,10 +154,14 @@ void expand(const json& j, const std::string& where, const Case& base, int world
                   if (dev == "cpu" && dt == "fp16" && !cpu_info().avx512_fp16)
                     throw InputError(where + "dtype: fp16 on device cpu needs AVX512-FP16, which this CPU (" +
                                      cpu_info().model.substr(0, 60) + ") lacks; use bf16 or fp32 here, or device cuda");
+                  if (hk > 0 && H % hk != 0)
+                    throw InputError(where + "H_kv: " + std::to_string(hk) + " does not divide H = " + std::to_string(H) +
+                                     "; choose H_kv a divisor of H (1: multi-query, H: multi-head)");
                   Case x = c;
                   checked_mul(checked_mul(checked_mul(B, N, where + "B x N"), H, where + "B x N x H"), d,
                               where + "B x N x H x d");
-                  x.method = m, x.pattern = p, x.shape = {B, N, H, d}, x.dtype = dt, x.device = dev, x.pass = ps;
+                  x.method = m, x.pattern = p, x.shape = {B, N, H, d, hk == H ? 0 : hk}, x.dtype = dt, x.device = dev;
+                  x.pass = ps, x.ulysses = static_cast<int>(u);
                   out.push_back(x);
                 }
 }
@@ -161,8 +170,9 @@ void expand(const json& j, const std::string& where, const Case& base, int world
 
 std::string Case::id(int world) const {
   return method + " " + pattern.name() + " B=" + std::to_string(shape.B) + " N=" + std::to_string(shape.N) +
-         " H=" + std::to_string(shape.H) + " d=" + std::to_string(shape.d) + " " + dtype + " " + device +
-         " P=" + std::to_string(world) + (pass == "forward" ? "" : " " + pass);
+         " H=" + std::to_string(shape.H) + (shape.grouped() ? " H_kv=" + std::to_string(shape.H_kv) : "") +
+         " d=" + std::to_string(shape.d) + " " + dtype + " " + device + " P=" + std::to_string(world) +
+         (ulysses > 0 ? " u=" + std::to_string(ulysses) : "") + (pass == "forward" ? "" : " " + pass);
 }
 
 double pass_factor(const std::string& pass) {

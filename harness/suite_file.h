@@ -24,6 +24,7 @@ struct Case {
   double budget_s = 60;  // per case; a case that would exceed it is skipped ("budget")
   float scale = 0;       // 0: 1/sqrt(d)
   uint64_t seed = 1;
+  int ulysses = 0;       // dist-usp's Ulysses degree (0: its default); other methods leave it 0
   // Identity for comparisons across results files.
   std::string id(int world) const;
 };

@@ -56,7 +56,7 @@ RowErrors check_rows(const AttentionArgs& ref, const std::vector<SampleRow>& row
 GradErrors check_grad_rows(const AttentionArgs& a, const float* dout, const float* dq, const float* dk,
                            const float* dv, const std::vector<SampleRow>& rows) {
   const Shape g = a.shape;
-  const int64_t N = g.N, d = g.d, ld = g.H * d;
+  const int64_t N = g.N, d = g.d, ld = g.H * d, kv_ld = g.kv_heads() * d, G = g.group();
   std::vector<PatternLevel> levels;  // resolved once: contains() is asked N times per row
   for (int l = 0; l < a.pattern.level_count(N); ++l) levels.push_back(a.pattern.level(l, N));
   GradErrors total;
@@ -67,28 +67,38 @@ GradErrors check_grad_rows(const AttentionArgs& a, const float* dout, const floa
 #pragma omp for schedule(dynamic)
     for (size_t t = 0; t < rows.size(); ++t) {
       const SampleRow r = rows[t];
-      const int64_t head = a.head0 + r.h;
-      auto at = [&](int64_t pos) { return (r.b * N + pos) * ld + r.h * d; };
+      const int64_t kvh = r.h / G;
+      auto kv_at = [&](int64_t pos) { return (r.b * N + pos) * kv_ld + kvh * d; };
       std::fill(gq.begin(), gq.end(), 0.0), std::fill(gk.begin(), gk.end(), 0.0), std::fill(gv.begin(), gv.end(), 0.0);
-      // Pair (i, j): P = m exp(s - LSE_i), dS = P (dO_i . v_j - D_i), D_i = dO_i . O_i.
-      auto pair = [&](int64_t i, int64_t j, int m, double& p, double& ds) {
-        const float *q = a.q + at(i), *k = a.k + at(j), *v = a.v + at(j), *go = dout + at(i), *o = a.o + at(i);
-        double s = 0, dp = 0, D = 0;
-        for (int64_t c = 0; c < d; ++c) s += double(q[c]) * k[c], dp += double(go[c]) * v[c], D += double(go[c]) * o[c];
-        p = m * std::exp(a.scale * s - a.lse[(r.b * g.H + r.h) * N + i]);
-        ds = p * (dp - D);
-      };
-      for (int64_t other = 0; other < N; ++other) {
-        int m_q = 0, m_k = 0;  // (r.i, other) as (query, key), and (other, r.i)
-        for (const PatternLevel& lv : levels) m_q += lv.contains(head, r.i, other, N), m_k += lv.contains(head, other, r.i, N);
-        double p, ds;
-        if (m_q > 0 && a.lse[(r.b * g.H + r.h) * N + r.i] != -INFINITY) {
-          pair(r.i, other, m_q, p, ds);
-          for (int64_t c = 0; c < d; ++c) gq[c] += a.scale * ds * a.k[at(other) + c];
-        }
-        if (m_k > 0 && a.lse[(r.b * g.H + r.h) * N + other] != -INFINITY) {
-          pair(other, r.i, m_k, p, ds);
-          for (int64_t c = 0; c < d; ++c) gv[c] += p * dout[at(other) + c], gk[c] += a.scale * ds * a.q[at(other) + c];
+      // dQ of the row's head; dK and dV of its KV head at the row's position, from every query head
+      // of the group (GQA, SPEC §1).
+      for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) {
+        const int64_t head = a.head0 + h;
+        auto at = [&](int64_t pos) { return (r.b * N + pos) * ld + h * d; };
+        const float* lse = a.lse + (r.b * g.H + h) * N;
+        // Pair (i, j): P = m exp(s - LSE_i), dS = P (dO_i . v_j - D_i), D_i = dO_i . O_i.
+        auto pair = [&](int64_t i, int64_t j, int m, double& p, double& ds) {
+          const float *q = a.q + at(i), *k = a.k + kv_at(j), *v = a.v + kv_at(j), *go = dout + at(i), *o = a.o + at(i);
+          double s = 0, dp = 0, D = 0;
+          for (int64_t c = 0; c < d; ++c) s += double(q[c]) * k[c], dp += double(go[c]) * v[c], D += double(go[c]) * o[c];
+          p = m * std::exp(a.scale * s - lse[i]);
+          ds = p * (dp - D);
+        };
+        for (int64_t other = 0; other < N; ++other) {
+          int m_q = 0, m_k = 0;  // (r.i, other) as (query, key), and (other, r.i)
+          for (const PatternLevel& lv : levels) {
+            if (h == r.h) m_q += lv.contains(head, r.i, other, N);
+            m_k += lv.contains(head, other, r.i, N);
+          }
+          double p, ds;
+          if (m_q > 0 && lse[r.i] != -INFINITY) {
+            pair(r.i, other, m_q, p, ds);
+            for (int64_t c = 0; c < d; ++c) gq[c] += a.scale * ds * a.k[kv_at(other) + c];
+          }
+          if (m_k > 0 && lse[other] != -INFINITY) {
+            pair(other, r.i, m_k, p, ds);
+            for (int64_t c = 0; c < d; ++c) gv[c] += p * dout[at(other) + c], gk[c] += a.scale * ds * a.q[at(other) + c];
+          }
         }
       }
       auto err = [](const float* got, const std::vector<double>& want, double& e, double& max_ref) {
@@ -97,9 +107,9 @@ GradErrors check_grad_rows(const AttentionArgs& a, const float* dout, const floa
           max_ref = std::max(max_ref, std::abs(want[c]));
         }
       };
-      err(dq + at(r.i), gq, mine.dq, mine.max_ref);
-      err(dk + at(r.i), gk, mine.dk, mine.max_ref);
-      err(dv + at(r.i), gv, mine.dv, mine.max_ref);
+      err(dq + (r.b * N + r.i) * ld + r.h * d, gq, mine.dq, mine.max_ref);
+      err(dk + kv_at(r.i), gk, mine.dk, mine.max_ref);
+      err(dv + kv_at(r.i), gv, mine.dv, mine.max_ref);
     }
 #pragma omp critical
     {

@@ -85,7 +85,7 @@ void dilated_attention(const AttentionArgs& args) {
   }
   std::fill(a.o, a.o + sh.numel(), 0.0f);
   std::fill(a.lse, a.lse + sh.B * sh.H * sh.N, -std::numeric_limits<float>::infinity());
-  const int64_t row = sh.H * sh.d;
+  const int64_t kv_row = sh.kv_heads() * sh.d;  // GQA: query head h reads KV head h / group in place
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
   for (const DilatedLevel& lv : a.pattern.dilated_levels(sh.N)) {
     const int64_t segs = (sh.N + lv.w - 1) / lv.w;
@@ -98,10 +98,10 @@ void dilated_attention(const AttentionArgs& args) {
       for (int64_t t = 0; t < sh.B * sh.H * segs; ++t) {
         const int64_t b = t / (sh.H * segs), h = (t / segs) % sh.H, g = t % segs;
         for (const DilatedSegment& seg : dilated_segments(lv, a.head0 + h, g * lv.w, (g + 1) * lv.w, sh.N)) {
-          const float* k_rows = a.k + (b * sh.N + seg.first) * row + h * sh.d;
-          const float* v_rows = a.v + (b * sh.N + seg.first) * row + h * sh.d;
+          const float* k_rows = a.k + (b * sh.N + seg.first) * kv_row + h / sh.group() * sh.d;
+          const float* v_rows = a.v + (b * sh.N + seg.first) * kv_row + h / sh.group() * sh.d;
           // r >= N keeps at most one row per segment: the stride is then never stepped.
-          attend_segment(a, b, h, lv, seg, k_rows, v_rows, std::min(lv.r, sh.N) * row, seg.first, seg.count, s);
+          attend_segment(a, b, h, lv, seg, k_rows, v_rows, std::min(lv.r, sh.N) * kv_row, seg.first, seg.count, s);
         }
       }
     }

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "kernels/flash_tiles.h"
+#include "kernels/gqa.h"
 #include "kernels/input_error.h"
 #include "kernels/merge.h"
 #include "kernels/simd.h"
@@ -273,15 +274,15 @@ void flash_attention(const AttentionArgs& a) {
   // Strided and fixed patterns are not banded: as disjoint dense pieces they cost their pairs,
   // as masked blocks they would cost dense attention. (The internal block-diagonal `fixed` with
   // no summary columns is banded and runs here directly.)
-  if (a.pattern.kind == PatternKind::strided) return strided_attention(a);
-  if (a.pattern.kind == PatternKind::fixed && a.pattern.summary > 0) return fixed_attention(a);
+  if (a.pattern.kind == PatternKind::strided) return run_with_kv_heads(a, strided_attention);
+  if (a.pattern.kind == PatternKind::fixed && a.pattern.summary > 0) return run_with_kv_heads(a, fixed_attention);
   flash_attention_at(a, a.k, a.v, a.shape.N, 0, 0, a.shape.N);
 }
 
 void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, int64_t nk, int64_t q_pos0,
                         int64_t k_pos0, int64_t n_mask) {
   const Shape sh = a.shape;
-  const int64_t row = sh.H * sh.d;  // stride between consecutive tokens of one head
+  const int64_t row = sh.H * sh.d, kv_row = sh.kv_heads() * sh.d;  // stride between one head's tokens
   std::vector<HeadProblem> heads;
   heads.reserve(sh.B * sh.H);
   for (int64_t b = 0; b < sh.B; ++b)
@@ -289,9 +290,10 @@ void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, 
       HeadProblem p;
       p.q = a.q + b * sh.N * row + h * sh.d;
       p.o = a.o + b * sh.N * row + h * sh.d;
-      p.k = k + b * nk * row + h * sh.d;
-      p.v = v + b * nk * row + h * sh.d;
-      p.q_stride = p.kv_stride = p.o_stride = row;
+      p.k = k + b * nk * kv_row + h / sh.group() * sh.d;  // GQA: the group's KV head, read in place
+      p.v = v + b * nk * kv_row + h / sh.group() * sh.d;
+      p.q_stride = p.o_stride = row;
+      p.kv_stride = kv_row;
       p.nq = sh.N;
       p.nk = nk;
       p.lse = a.lse ? a.lse + (b * sh.H + h) * sh.N : nullptr;

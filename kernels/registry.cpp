@@ -3,6 +3,7 @@
 #include "kernels/cpu.h"
 #include "kernels/dilated_cpu.h"
 #include "kernels/flash_cpu.h"
+#include "kernels/gqa.h"
 #include "kernels/input_error.h"
 #include "kernels/reference.h"
 #include "kernels/vanilla_cpu.h"
@@ -17,6 +18,7 @@ namespace {
 // CPU kernels run every dtype in fp32 containers; fp16 needs AVX512-FP16 (its conversions).
 template <std::string (*Pattern_)(const Pattern&, const Shape&)>
 std::string on_cpu(const Pattern& p, const Shape& s, DType t) {
+  if (auto why = kv_heads_unsupported(s); !why.empty()) return why;
   if (t == DType::fp16 && !cpu_info().avx512_fp16)
     return "fp16 on device cpu needs AVX512-FP16, which this CPU (" + cpu_info().model.substr(0, 60) + ") lacks";
   return Pattern_(p, s);
@@ -26,27 +28,45 @@ std::string any_pattern(const Pattern&, const Shape&) { return {}; }
 #ifdef LONGATTN_HAVE_CUDA
 // A CUDA kernel's entry (gpu_kernels.h) as a row: the runtime uploads, runs and times it.
 template <const cuda::GpuKernel* K, const char* Name>
-std::string on_cuda(const Pattern& p, const Shape& s, DType t) { return cuda_unsupported(*K, Name, p, s, t); }
+std::string on_cuda(const Pattern& p, const Shape& s, DType t) {
+  if (auto why = kv_heads_unsupported(s); !why.empty()) return why;
+  return cuda_unsupported(*K, Name, p, s, t);
+}
+// GQA on the GPU: K and V expanded to H heads on the host before the upload (kernels/gqa.h).
 template <const cuda::GpuKernel* K, const char* Name>
-void cuda_run(const AttentionArgs& a) { cuda_attention(*K, Name, a, a.dtype, 0, 0); }
+void cuda_run(const AttentionArgs& a) {
+  run_with_kv_heads(a, [](const AttentionArgs& e) { cuda_attention(*K, Name, e, e.dtype, 0, 0); });
+}
 template <const cuda::GpuKernel* K, const char* Name>
 std::vector<double> cuda_timed(const AttentionArgs& a, int warmup, int iterations) {
-  return cuda_attention(*K, Name, a, a.dtype, warmup, iterations).ms_samples;
+  if (!a.shape.grouped()) return cuda_attention(*K, Name, a, a.dtype, warmup, iterations).ms_samples;
+  const std::vector<float> k = expand_kv_heads(a.k, a.shape), v = expand_kv_heads(a.v, a.shape);
+  AttentionArgs e = a;
+  e.shape.H_kv = 0, e.k = k.data(), e.v = v.data();
+  return cuda_attention(*K, Name, e, e.dtype, warmup, iterations).ms_samples;
 }
-void cuda_backward_run(const BackwardArgs& a) { cuda_backward(a, 0, 0); }
+void cuda_backward_run(const BackwardArgs& a) {
+  backward_with_kv_heads(a, [](const BackwardArgs& e) { cuda_backward(e, 0, 0); });
+}
+std::vector<double> cuda_backward_timed(const BackwardArgs& a, int warmup, int iterations) {
+  if (!a.fwd.shape.grouped()) return cuda_backward(a, warmup, iterations);
+  std::vector<double> ms;
+  backward_with_kv_heads(a, [&](const BackwardArgs& e) { ms = cuda_backward(e, warmup, iterations); });
+  return ms;
+}
 constexpr char kDilated[] = "dilated", kFlash[] = "flash", kVanilla[] = "vanilla";
 #define LONGATTN_CUDA_ROW(entry, name) on_cuda<&entry, name>, cuda_run<&entry, name>, cuda_timed<&entry, name>
-#define LONGATTN_CUDA_BACKWARD cuda_backward_run, cuda_backward
+#define LONGATTN_CUDA_BACKWARD cuda_backward_run, cuda_backward_timed
 #endif
 
 // Per device, fastest first: auto takes the first that supports the case.
 const Kernel kKernels[] = {
     {"dilated", Device::cpu, "LongNet: per level, dense tiled attention on every segment's kept rows, levels merged",
-     false, on_cpu<dilated_unsupported>, dilated_attention, nullptr, dilated_backward, nullptr},
+     false, on_cpu<dilated_unsupported>, dilated_attention, nullptr, expanding_kv_backward<dilated_backward>, nullptr},
     {"flash", Device::cpu, "tiled online softmax, vectorised, skips key blocks the pattern leaves empty", false,
-     on_cpu<flash_unsupported>, flash_attention, nullptr, flash_backward, nullptr},
+     on_cpu<flash_unsupported>, flash_attention, nullptr, expanding_kv_backward<flash_backward>, nullptr},
     {"vanilla", Device::cpu, "sgemm scores (N x N per head), mask, softmax, sgemm with V", false,
-     on_cpu<any_pattern>, vanilla_attention, nullptr, vanilla_backward, nullptr},
+     on_cpu<any_pattern>, expanding_kv<vanilla_attention>, nullptr, expanding_kv_backward<vanilla_backward>, nullptr},
     {"reference", Device::cpu, "the double-precision oracle of SPEC §1, one row at a time", true,
      on_cpu<any_pattern>, reference_attention, nullptr, reference_backward, nullptr},
 #ifdef LONGATTN_HAVE_CUDA

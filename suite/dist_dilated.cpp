@@ -5,8 +5,10 @@
 // (one variable all-to-all: a pair of ranks shares at most one segment per level, so this is the
 // all-gather within each segment), and each rank's kept queries attend to the gathered rows,
 // causal by global position. Levels merge by (o, lse) as in SPEC §1.
-// Communication per rank: 2 B d sum_levels sum_heads (kept rows of its multi-rank segments held by
-// other ranks), independent of N and P for LongNet's geometric configurations.
+// Communication per rank: 2 B d sum_levels sum_units (kept rows of its multi-rank segments held by
+// other ranks), independent of N and P for LongNet's geometric configurations. A unit is a KV head
+// with one offset: with GQA, query heads of a group whose offsets h mod r agree read the same kept
+// K/V rows, which travel once (kv_units).
 #include <algorithm>
 #include <limits>
 
@@ -17,6 +19,22 @@
 
 namespace longattn {
 namespace {
+
+// For each query head h, the head whose kept K/V rows it reads at level lv: the first of its GQA
+// group with the same offset h mod r (itself without GQA). Heads with unit[h] == h are the units.
+std::vector<int64_t> kv_units(const Shape& g, const DilatedLevel& lv) {
+  const int64_t G = g.group();
+  std::vector<int64_t> unit(g.H);
+  for (int64_t h = 0; h < g.H; ++h) {
+    unit[h] = h;
+    for (int64_t first = h / G * G; first < h; ++first)
+      if (first % lv.r == h % lv.r) {
+        unit[h] = first;
+        break;
+      }
+  }
+  return unit;
+}
 
 // A segment of one level that spans ranks r0..r1, with each rank's kept index range per head.
 struct SharedSegment {
@@ -50,7 +68,9 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, std::vector<floa
                    std::vector<float>& gathered) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();
-  const int64_t n = c.shard(), my0 = p * n, my1 = my0 + n, d = g.d, row = g.H * d;
+  const int64_t n = c.shard(), my0 = p * n, my1 = my0 + n, d = g.d, kv_row = g.kv_heads() * d, G = g.group();
+  const std::vector<int64_t> unit = kv_units(g, lv);
+  auto kv_at = [&](int64_t b, int64_t pos, int64_t h) { return (b * n + pos - my0) * kv_row + h / G * d; };
   Level L;
   std::vector<Task>& tasks = L.tasks;
   std::vector<SharedSegment>& shared = L.shared;
@@ -62,8 +82,8 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, std::vector<floa
         for (int64_t h = 0; h < g.H; ++h) {
           const DilatedSegment seg = dilated_segment(lv, h, s0, g.N, my0, my1);
           if (seg.t0 == seg.t1) continue;
-          const int64_t at = (b * n + seg.first - my0) * row + h * d;
-          tasks.push_back({b, h, seg, c.k + at, c.v + at, lv.r * row, seg.first - my0, true});
+          const int64_t at = kv_at(b, seg.first, h);
+          tasks.push_back({b, h, seg, c.k + at, c.v + at, lv.r * kv_row, seg.first - my0, true});
         }
       continue;
     }
@@ -86,11 +106,12 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, std::vector<floa
     for (int64_t b = 0; b < g.B; ++b)
       for (int64_t h = 0; h < g.H; ++h) {
         s.offset.push_back(static_cast<int64_t>(gathered_size));
-        gathered_size += 2 * s.part[h].count * d;
+        if (unit[h] == h) gathered_size += 2 * s.part[h].count * d;
       }
     for (int q = s.r0; q <= s.r1; ++q) {
       if (q == p) continue;
       for (int64_t h = 0; h < g.H; ++h) {
+        if (unit[h] != h) continue;
         sc[q] += 2 * g.B * rows_of(s, p, h) * d * sizeof(float);
         rc[q] += 2 * g.B * rows_of(s, q, h) * d * sizeof(float);
       }
@@ -108,12 +129,13 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, std::vector<floa
       float* out = self ? nullptr : send.data() + so[q] / sizeof(float);
       for (int64_t b = 0; b < g.B; ++b)
         for (int64_t h = 0; h < g.H; ++h) {
+          if (unit[h] != h) continue;
           const DilatedSegment& mine = s.part[(p - s.r0) * g.H + h];
           const int64_t m = mine.t1 - mine.t0;
           float* kdst = self ? gathered.data() + s.offset[b * g.H + h] + mine.t0 * d : out;
           float* vdst = self ? kdst + mine.count * d : out + m * d;
           for (int64_t t = 0; t < m; ++t) {
-            const int64_t at = (b * n + mine.first + (mine.t0 + t) * lv.r - my0) * row + h * d;
+            const int64_t at = kv_at(b, mine.first + (mine.t0 + t) * lv.r, h);
             std::copy_n(c.k + at, d, kdst + t * d);
             std::copy_n(c.v + at, d, vdst + t * d);
           }
@@ -131,6 +153,7 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, std::vector<floa
       const float* in = recv.data() + ro[q] / sizeof(float);
       for (int64_t b = 0; b < g.B; ++b)
         for (int64_t h = 0; h < g.H; ++h) {
+          if (unit[h] != h) continue;
           const DilatedSegment& theirs = s.part[(q - s.r0) * g.H + h];
           const int64_t m = theirs.t1 - theirs.t0;
           float* kdst = gathered.data() + s.offset[b * g.H + h] + theirs.t0 * d;
@@ -143,7 +166,7 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, std::vector<floa
       for (int64_t h = 0; h < g.H; ++h) {
         const DilatedSegment& mine = s.part[(p - s.r0) * g.H + h];
         if (mine.t0 == mine.t1) continue;
-        const float* kg = gathered.data() + s.offset[b * g.H + h];
+        const float* kg = gathered.data() + s.offset[b * g.H + unit[h]];  // the rows its unit gathered
         tasks.push_back({b, h, mine, kg, kg + mine.count * d, d, mine.first + mine.t0 * lv.r - my0, false});
       }
   }
@@ -195,7 +218,7 @@ void dist_dilated(const MethodCall& c) {
 void dist_dilated_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();
-  const int64_t n = c.shard(), my0 = p * n, d = g.d, row = g.H * d, shard = g.B * n * row;
+  const int64_t n = c.shard(), my0 = p * n, d = g.d, row = g.H * d, kv_row = g.kv_heads() * d, G = g.group();
   float* lse = c.lse ? c.lse : c.buffers->buf[0].data();
   auto& send = c.buffers->buf[1];
   auto& recv = c.buffers->buf[2];
@@ -204,23 +227,30 @@ void dist_dilated_backward(const MethodCall& c, const float* dout, float* dq, fl
   auto& delta = c.buffers->buf[5];
   delta.resize(g.B * g.H * n);
   row_deltas(dout, c.o, g.B, n, g.H, d, delta.data(), c.threads);
-  std::fill_n(dq, shard, 0.0f), std::fill_n(dk, shard, 0.0f), std::fill_n(dv, shard, 0.0f);
+  std::fill_n(dq, g.B * n * row, 0.0f), std::fill_n(dk, g.B * n * kv_row, 0.0f), std::fill_n(dv, g.B * n * kv_row, 0.0f);
   for (const DilatedLevel& lv : c.pattern.dilated_levels(g.N)) {
     Level L = gather_level(c, lv, send, recv, gathered);
+    const std::vector<int64_t> unit = kv_units(g, lv);
     dgathered.assign(gathered.size(), 0.0f);
     std::vector<StepGradBlock> blocks;
-    for (const Task& t : L.tasks) {
-      StepGradBlock blk;
-      blk.fwd = task_block(c, lv, t, nullptr, lse);
-      const int64_t at = (t.b * n + t.q_first) * row + t.h * d;
-      blk.dout = dout + at, blk.dq = dq + at;
-      blk.delta = delta.data() + (t.b * g.H + t.h) * n + t.q_first;
-      // K/V rows local (strided in the shard) or gathered: the gradients' rows lie alike.
-      blk.dk = t.local ? dk + (t.k - c.k) : dgathered.data() + (t.k - gathered.data());
-      blk.dv = t.local ? dv + (t.v - c.v) : dgathered.data() + (t.v - gathered.data());
-      blocks.push_back(blk);
+    // One call per member of a GQA group: the heads of a call read distinct KV heads, so no two
+    // blocks share dK, dV rows.
+    for (int64_t j = 0; j < G; ++j) {
+      blocks.clear();
+      for (const Task& t : L.tasks) {
+        if (t.h % G != j) continue;
+        StepGradBlock blk;
+        blk.fwd = task_block(c, lv, t, nullptr, lse);
+        const int64_t at = (t.b * n + t.q_first) * row + t.h * d;
+        blk.dout = dout + at, blk.dq = dq + at;
+        blk.delta = delta.data() + (t.b * g.H + t.h) * n + t.q_first;
+        // K/V rows local (strided in the shard) or gathered: the gradients' rows lie alike.
+        blk.dk = t.local ? dk + (t.k - c.k) : dgathered.data() + (t.k - gathered.data());
+        blk.dv = t.local ? dv + (t.v - c.v) : dgathered.data() + (t.v - gathered.data());
+        blocks.push_back(blk);
+      }
+      attention_step_backward(level_step(c), blocks);
     }
-    attention_step_backward(level_step(c), blocks);
     if (L.shared.empty() && !L.exchange) continue;
     // Reversed: to each rank q, the gradients of q's kept rows, laid out as q sent them; from each
     // q, this rank's rows' parts, laid out as this rank sent them.
@@ -230,6 +260,7 @@ void dist_dilated_backward(const MethodCall& c, const float* dout, float* dq, fl
         float* out = recv.data() + L.ro[q] / sizeof(float);
         for (int64_t b = 0; b < g.B; ++b)
           for (int64_t h = 0; h < g.H; ++h) {
+            if (unit[h] != h) continue;
             const DilatedSegment& theirs = s.part[(q - s.r0) * g.H + h];
             const int64_t m = theirs.t1 - theirs.t0;
             const float* ksrc = dgathered.data() + s.offset[b * g.H + h] + theirs.t0 * d;
@@ -241,7 +272,7 @@ void dist_dilated_backward(const MethodCall& c, const float* dout, float* dq, fl
     if (L.exchange && P > 1) c.comm->all_to_all_v(recv.data(), L.rc, L.ro, send.data(), L.sc, L.so);
     auto add_rows = [&](const float* kin, const float* vin, const DilatedSegment& mine, int64_t b, int64_t h) {
       for (int64_t t = 0; t < mine.t1 - mine.t0; ++t) {
-        const int64_t at = (b * n + mine.first + (mine.t0 + t) * lv.r - my0) * row + h * d;
+        const int64_t at = (b * n + mine.first + (mine.t0 + t) * lv.r - my0) * kv_row + h / G * d;
         for (int64_t x = 0; x < d; ++x) dk[at + x] += kin[t * d + x], dv[at + x] += vin[t * d + x];
       }
     };
@@ -250,6 +281,7 @@ void dist_dilated_backward(const MethodCall& c, const float* dout, float* dq, fl
         const float* in = q == p ? nullptr : send.data() + L.so[q] / sizeof(float);
         for (int64_t b = 0; b < g.B; ++b)
           for (int64_t h = 0; h < g.H; ++h) {
+            if (unit[h] != h) continue;
             const DilatedSegment& mine = s.part[(p - s.r0) * g.H + h];
             const int64_t m = mine.t1 - mine.t0;
             if (q == p) {  // this rank's own part of its rows, in place in dgathered
@@ -264,19 +296,22 @@ void dist_dilated_backward(const MethodCall& c, const float* dout, float* dq, fl
   }
 }
 
-// SPEC §3, counted apart from the exchange above: per level and head, the kept rows of this rank's
+// SPEC §3, counted apart from the exchange above: per level and unit (kv_units), the kept rows of this rank's
 // multi-rank segments that lie on other ranks; x 2 (K and V) x d x B.
-uint64_t dist_dilated_bytes(const Pattern& p, const Shape& g, int P, int rank) {
+uint64_t dist_dilated_bytes(const Pattern& p, const Shape& g, int P, int rank, int) {
   const int64_t n = g.N / P, my0 = rank * n, my1 = my0 + n;
   uint64_t rows = 0;
-  for (const DilatedLevel& lv : p.dilated_levels(g.N))
+  for (const DilatedLevel& lv : p.dilated_levels(g.N)) {
+    const std::vector<int64_t> unit = kv_units(g, lv);
     for (int64_t s0 = 0; s0 < g.N; s0 += lv.w) {
       const int64_t s1 = std::min(s0 + lv.w, g.N);
       const bool mine = s0 < my1 && s1 > my0, multi = s0 / n != (s1 - 1) / n;
       if (!mine || !multi) continue;
       for (int64_t h = 0; h < g.H; ++h)
-        for (int64_t j = s0 + h % lv.r; j < s1; j += lv.r) rows += (j < my0 || j >= my1);
+        if (unit[h] == h)
+          for (int64_t j = s0 + h % lv.r; j < s1; j += lv.r) rows += (j < my0 || j >= my1);
     }
+  }
   return rows * 2 * g.d * g.B * sizeof(float);
 }
 

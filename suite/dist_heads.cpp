@@ -1,6 +1,7 @@
 // dist-heads (He & Kabic's distributed multi-head attention, SPEC §3): every rank holds the whole
 // Q, K, V; rank p computes heads [p H/P, (p+1) H/P) over the full sequence with the fastest kernel
-// for the pattern, and one all-gather gives every rank the whole O and LSE.
+// for the pattern, and one all-gather gives every rank the whole O and LSE. With GQA a rank takes
+// the KV heads its query heads read (split_heads, method.h).
 // Communication per rank: (P-1) B N (H/P) (d + 1) elements.
 #include <omp.h>
 
@@ -22,7 +23,8 @@ static void copy_heads(const float* src, int64_t src_heads, float* dst, int64_t 
 void dist_heads(const MethodCall& c) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();
-  const int64_t hp = g.H / P, rows = g.B * g.N, slab = rows * hp * g.d, lslab = rows * hp;
+  const HeadSplit x = split_heads(g, P, p);
+  const int64_t hp = x.hp, hk = g.kv_heads(), rows = g.B * g.N, slab = rows * hp * g.d, lslab = rows * hp;
   const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
   auto& q = c.buffers->buf[0];
   auto& k = c.buffers->buf[1];
@@ -30,14 +32,14 @@ void dist_heads(const MethodCall& c) {
   auto& o = c.buffers->buf[3];
   auto& gathered = c.buffers->buf[4];
   // o: this rank's O heads, then their LSE [B, hp, N]: one all-gather carries both.
-  q.resize(slab), k.resize(slab), v.resize(slab), o.resize(slab + lslab), gathered.resize((slab + lslab) * P);
-  copy_heads(c.q, g.H, q.data(), hp, rows, hp, p * hp, 0, g.d, threads);
-  copy_heads(c.k, g.H, k.data(), hp, rows, hp, p * hp, 0, g.d, threads);
-  copy_heads(c.v, g.H, v.data(), hp, rows, hp, p * hp, 0, g.d, threads);
+  q.resize(slab), k.resize(rows * x.kvp * g.d), v.resize(k.size()), o.resize(slab + lslab), gathered.resize((slab + lslab) * P);
+  copy_heads(c.q, g.H, q.data(), hp, rows, hp, x.h0, 0, g.d, threads);
+  copy_heads(c.k, hk, k.data(), x.kvp, rows, x.kvp, x.kv0, 0, g.d, threads);
+  copy_heads(c.v, hk, v.data(), x.kvp, rows, x.kvp, x.kv0, 0, g.d, threads);
 
   AttentionArgs a = c.local_args(g.N);
-  a.shape.H = hp;
-  a.head0 = p * hp;
+  a.shape.H = hp, a.shape.H_kv = x.kvp;
+  a.head0 = x.h0;
   a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = o.data() + slab;
   auto_kernel(a.pattern, a.shape, a.dtype, c.device()).run(a);  // the device's fastest kernel
 
@@ -52,12 +54,15 @@ void dist_heads(const MethodCall& c) {
 }
 
 // Backward (SPEC §6): each rank's heads locally, from the forward's slices still in the buffers
-// (Q, K, V, O and LSE of heads [p H/P, (p+1) H/P)); one all-gather of dQ, dK, dV gives every rank
-// all heads. Communication per rank: 3 (P-1) B N (H/P) d elements.
+// (Q, K, V, O and LSE of its heads); one all-gather of dQ, dK, dV gives every rank all heads, the
+// dK, dV of a replicated KV head summed over the ranks that share it.
+// Communication per rank: (P-1) B N (H/P + 2 kvp) d elements.
 void dist_heads_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();
-  const int64_t hp = g.H / P, rows = g.B * g.N, slab = rows * hp * g.d;
+  const HeadSplit x = split_heads(g, P, p);
+  const int64_t hp = x.hp, hk = g.kv_heads(), rows = g.B * g.N, slab = rows * hp * g.d, kv_slab = rows * x.kvp * g.d;
+  const int64_t part = slab + 2 * kv_slab;  // one rank's dQ, dK, dV
   const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
   auto& q = c.buffers->buf[0];
   auto& k = c.buffers->buf[1];
@@ -65,23 +70,37 @@ void dist_heads_backward(const MethodCall& c, const float* dout, float* dq, floa
   auto& o = c.buffers->buf[3];         // O then LSE of this rank's heads (the forward's)
   auto& gathered = c.buffers->buf[4];
   auto& grads = c.buffers->buf[5];     // dO, then dQ, dK, dV of this rank's heads
-  grads.resize(4 * slab), gathered.resize(3 * slab * P);
-  copy_heads(dout, g.H, grads.data(), hp, rows, hp, p * hp, 0, g.d, threads);
+  grads.resize(slab + part), gathered.resize(part * P);
+  copy_heads(dout, g.H, grads.data(), hp, rows, hp, x.h0, 0, g.d, threads);
   AttentionArgs a = c.local_args(g.N);
-  a.shape.H = hp;
-  a.head0 = p * hp;
+  a.shape.H = hp, a.shape.H_kv = x.kvp;
+  a.head0 = x.h0;
   a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = o.data() + slab;
+  float* mine = grads.data() + slab;
   auto_kernel(a.pattern, a.shape, a.dtype, c.device())
-      .backward({a, grads.data(), grads.data() + slab, grads.data() + 2 * slab, grads.data() + 3 * slab});
-  c.comm->all_gather(grads.data() + slab, 3 * slab * sizeof(float), gathered.data());
-  float* const out[3] = {dq, dk, dv};
-  for (int r = 0; r < P; ++r)
-    for (int t = 0; t < 3; ++t)
-      copy_heads(gathered.data() + (3 * r + t) * slab, hp, out[t], g.H, rows, hp, 0, r * hp, g.d, threads);
+      .backward({a, grads.data(), mine, mine + slab, mine + slab + kv_slab});
+  c.comm->all_gather(mine, part * sizeof(float), gathered.data());
+  if (x.replicated) std::fill_n(dk, g.kv_numel(), 0.0f), std::fill_n(dv, g.kv_numel(), 0.0f);
+  for (int r = 0; r < P; ++r) {
+    const float* in = gathered.data() + r * part;
+    const HeadSplit y = split_heads(g, P, r);
+    copy_heads(in, hp, dq, g.H, rows, hp, 0, y.h0, g.d, threads);
+    float* const out[2] = {dk, dv};
+    for (int t = 0; t < 2; ++t) {
+      const float* src = in + slab + t * kv_slab;
+      if (!x.replicated) {
+        copy_heads(src, x.kvp, out[t], hk, rows, x.kvp, 0, y.kv0, g.d, threads);
+        continue;
+      }
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t i = 0; i < rows; ++i)  // a replicated KV head: the ranks' parts add up
+        for (int64_t e = 0; e < g.d; ++e) out[t][(i * hk + y.kv0) * g.d + e] += src[i * g.d + e];
+    }
+  }
 }
 
 // SPEC §3: the other ranks' O and LSE of their heads.
-uint64_t dist_heads_bytes(const Pattern&, const Shape& g, int P, int) {
+uint64_t dist_heads_bytes(const Pattern&, const Shape& g, int P, int, int) {
   return uint64_t(P - 1) * g.N * (g.H / P) * (g.d + 1) * g.B * sizeof(float);
 }
 

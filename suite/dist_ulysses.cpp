@@ -1,130 +1,247 @@
 // dist-ulysses (DeepSpeed-Ulysses, SPEC §3): sequence-sharded Q, K, V; one all-to-all turns
 // [n, H, d] token shards into [N, H/P, d] head shards, each rank runs the fastest kernel for the
 // pattern on its heads over the whole sequence, and a second all-to-all returns O and LSE to token
-// shards. Communication per rank: B n H (4 d + 1) (P-1)/P elements (Q, K, V in; O and LSE out).
+// shards. With GQA each rank receives only the KV heads its query heads read (split_heads).
+// The exchange itself (ulysses_forward/backward) also serves dist-usp's Ulysses groups.
 #include <omp.h>
 
 #include <algorithm>
 
 #include "kernels/registry.h"
-#include "suite/method.h"
+#include "suite/ulysses.h"
 
 namespace longattn {
+namespace {
 
-void dist_ulysses(const MethodCall& c) {
-  const Shape g = c.global;
-  const int P = c.comm->size(), p = c.comm->rank();
-  const int64_t n = c.shard(), hp = g.H / P, d = g.d;
-  const int64_t block = g.B * n * hp * d;  // one rank's tokens x another rank's heads
-  const int64_t lblock = g.B * hp * n;     // their LSE
-  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
-  auto& send = c.buffers->buf[0];
-  auto& recv = c.buffers->buf[1];
-  auto& qkv = c.buffers->buf[2];  // [3][B, N, hp, d]
-  auto& o = c.buffers->buf[3];
-  auto& lse = c.buffers->buf[4];  // [B, hp, N]
-  send.resize(3 * block * P), recv.resize(3 * block * P), qkv.resize(3 * block * P), o.resize(block * P);
-  lse.resize(lblock * P);
-
-  // send[r][t][b][i][hh][:] = X_t[b, i, r hp + hh, :] for X = Q, K, V.
-  const float* in[3] = {c.q, c.k, c.v};
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int r = 0; r < P; ++r)
-    for (int64_t bi = 0; bi < g.B * n; ++bi)
-      for (int t = 0; t < 3; ++t)
-        std::copy_n(in[t] + (bi * g.H + r * hp) * d, hp * d, send.data() + ((r * 3 + t) * g.B * n + bi) * hp * d);
-  c.comm->all_to_all(send.data(), 3 * block * sizeof(float), recv.data());
-  // recv[s][t][b][i] holds tokens s n + i: lay them out as [t][b][N][hp][d].
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int s = 0; s < P; ++s)
-    for (int64_t b = 0; b < g.B; ++b)
-      for (int t = 0; t < 3; ++t)
-        std::copy_n(recv.data() + ((s * 3 + t) * g.B + b) * n * hp * d, n * hp * d,
-                    qkv.data() + ((t * g.B + b) * g.N + s * n) * hp * d);
-
-  AttentionArgs a = c.local_args(g.N);
-  a.shape.H = hp;
-  a.head0 = p * hp;
-  a.q = qkv.data(), a.k = qkv.data() + P * block, a.v = qkv.data() + 2 * P * block;
-  a.o = o.data(), a.lse = lse.data();
-  auto_kernel(a.pattern, a.shape, a.dtype, c.device()).run(a);  // the device's fastest kernel
-
-  // Back, per destination r: O [b][i][hh] = O[b, r n + i, hh], then LSE [b][hh][i]; received from
-  // s: my tokens, heads of s.
-  const int64_t part = block + lblock;
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int r = 0; r < P; ++r)
-    for (int64_t b = 0; b < g.B; ++b) {
-      std::copy_n(o.data() + (b * g.N + r * n) * hp * d, n * hp * d, send.data() + r * part + b * n * hp * d);
-      for (int64_t hh = 0; hh < hp; ++hh)
-        std::copy_n(lse.data() + (b * hp + hh) * g.N + r * n, n, send.data() + r * part + block + (b * hp + hh) * n);
+// Where each member's rows land in the head shard's token order: per member, per held range, a
+// run {pos0: offset in `target` order, rows}.
+std::vector<std::vector<TokenRange>> member_runs(Layout layout, int64_t N, int world, const UlyssesGroup& grp,
+                                                 const std::vector<TokenRange>& target) {
+  std::vector<std::vector<TokenRange>> runs(grp.size);
+  for (int r = 0; r < grp.size; ++r)
+    for (const TokenRange& t : held_tokens(layout, N, grp.first + r, world)) {
+      int64_t off = 0;
+      for (const TokenRange& x : target) {
+        if (t.pos0 >= x.pos0 && t.pos0 + t.rows <= x.pos0 + x.rows) {
+          runs[r].push_back({off + t.pos0 - x.pos0, t.rows});
+          break;
+        }
+        off += x.rows;
+      }
     }
-  c.comm->all_to_all(send.data(), part * sizeof(float), recv.data());
+  return runs;
+}
+
+// The group's exchange plan for this rank: m rows per member, T = size m in the head shard.
+struct Plan {
+  UlyssesGroup grp;
+  HeadSplit mine;
+  int64_t m = 0, T = 0;
+  std::vector<std::vector<TokenRange>> runs;
+  std::vector<size_t> counts, offsets;  // all_to_all_v's, in bytes, per world rank
+  // Blocks of `block` floats to each member, zero bytes to ranks outside the group.
+  void size_blocks(int world, int64_t block) {
+    counts.assign(world, 0), offsets.assign(world, 0);
+    for (int r = 0; r < grp.size; ++r)
+      counts[grp.first + r] = block * sizeof(float), offsets[grp.first + r] = r * block * sizeof(float);
+  }
+};
+
+Plan plan(const MethodCall& c, Layout layout, const UlyssesGroup& grp, const std::vector<TokenRange>& target) {
+  Plan x;
+  x.grp = grp;
+  x.mine = split_heads(c.global, grp.size, grp.pos);
+  for (const TokenRange& t : held_tokens(layout, c.global.N, c.comm->rank(), c.comm->size())) x.m += t.rows;
+  x.T = x.m * grp.size;
+  x.runs = member_runs(layout, c.global.N, c.comm->size(), grp, target);
+  return x;
+}
+
+// The head shard's call: its tensors in buffers 8 (Q, K, V), 9 (O), 10 (LSE).
+MethodCall head_shard_call(const MethodCall& c, const Plan& x) {
+  const Shape g = c.global;
+  const int64_t hp = x.mine.hp, kvp = x.mine.kvp, q_size = g.B * x.T * hp * g.d, kv_size = g.B * x.T * kvp * g.d;
+  auto& qkv = c.buffers->buf[8];
+  auto& o = c.buffers->buf[9];
+  auto& lse = c.buffers->buf[10];
+  qkv.resize(q_size + 2 * kv_size), o.resize(q_size), lse.resize(g.B * hp * x.T);
+  MethodCall ic = c;
+  ic.global = {g.B, g.N, hp, g.d, kvp};
+  ic.head0 = c.head0 + x.mine.h0;
+  ic.q = qkv.data(), ic.k = qkv.data() + q_size, ic.v = qkv.data() + q_size + kv_size;
+  ic.o = o.data(), ic.lse = lse.data();
+  return ic;
+}
+
+// Token shard -> head shard, for tensors of `heads` heads per token of which member r takes
+// `count` from first(r): send[r] = [t][B][m][count][d], unpacked into each out[t] [B][T][count][d].
+template <class First>
+void to_heads(const MethodCall& c, Plan& x, std::initializer_list<const float*> in, int64_t heads, int64_t count,
+              First first, std::initializer_list<float*> out) {
+  const Shape g = c.global;
+  const int64_t nt = static_cast<int64_t>(in.size()), part = g.B * x.m * count * g.d, block = nt * part;
+  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  auto& send = c.buffers->buf[6];
+  auto& recv = c.buffers->buf[7];
+  send.resize(block * x.grp.size), recv.resize(block * x.grp.size);
+  const float* const* src = in.begin();
+  float* const* dst = out.begin();
 #pragma omp parallel for collapse(2) num_threads(threads)
-  for (int s = 0; s < P; ++s)
-    for (int64_t bi = 0; bi < g.B * n; ++bi)
-      std::copy_n(recv.data() + s * part + bi * hp * d, hp * d, c.o + (bi * g.H + s * hp) * d);
-  if (c.lse)  // [B, H, n]
-    for (int s = 0; s < P; ++s)
+  for (int r = 0; r < x.grp.size; ++r)
+    for (int64_t bi = 0; bi < g.B * x.m; ++bi)
+      for (int64_t t = 0; t < nt; ++t)
+        std::copy_n(src[t] + (bi * heads + first(r)) * g.d, count * g.d, send.data() + r * block + t * part + bi * count * g.d);
+  x.size_blocks(c.comm->size(), block);
+  c.comm->all_to_all_v(send.data(), x.counts, x.offsets, recv.data(), x.counts, x.offsets);
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int r = 0; r < x.grp.size; ++r)
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int64_t t = 0; t < nt; ++t) {
+        int64_t i = 0;
+        for (const TokenRange& run : x.runs[r]) {
+          std::copy_n(recv.data() + r * block + t * part + (b * x.m + i) * count * g.d, run.rows * count * g.d,
+                      dst[t] + (b * x.T + run.pos0) * count * g.d);
+          i += run.rows;
+        }
+      }
+}
+
+}  // namespace
+
+void ulysses_forward(const MethodCall& c, Layout layout, const UlyssesGroup& grp, const std::vector<TokenRange>& target,
+                     const HeadShardRun& attend) {
+  const Shape g = c.global;
+  Plan x = plan(c, layout, grp, target);
+  const MethodCall ic = head_shard_call(c, x);
+  const int64_t hp = x.mine.hp, d = g.d;
+  auto q_first = [&](int r) { return split_heads(g, grp.size, r).h0; };
+  auto kv_first = [&](int r) { return split_heads(g, grp.size, r).kv0; };
+  to_heads(c, x, {c.q}, g.H, hp, q_first, {const_cast<float*>(ic.q)});
+  to_heads(c, x, {c.k, c.v}, g.kv_heads(), x.mine.kvp, kv_first, {const_cast<float*>(ic.k), const_cast<float*>(ic.v)});
+  attend(ic);
+
+  // Back, per member r: its rows of O [b][i][hh], then LSE [b][hh][i]; received from r: this
+  // rank's rows of r's heads.
+  const int64_t block = g.B * x.m * hp * (d + 1), olen = g.B * x.m * hp * d;
+  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  auto& send = c.buffers->buf[6];
+  auto& recv = c.buffers->buf[7];
+  send.resize(block * grp.size), recv.resize(block * grp.size);
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int r = 0; r < grp.size; ++r)
+    for (int64_t b = 0; b < g.B; ++b) {
+      int64_t i = 0;
+      for (const TokenRange& run : x.runs[r]) {
+        std::copy_n(ic.o + (b * x.T + run.pos0) * hp * d, run.rows * hp * d, send.data() + r * block + (b * x.m + i) * hp * d);
+        for (int64_t hh = 0; hh < hp; ++hh)
+          std::copy_n(ic.lse + (b * hp + hh) * x.T + run.pos0, run.rows,
+                      send.data() + r * block + olen + (b * hp + hh) * x.m + i);
+        i += run.rows;
+      }
+    }
+  x.size_blocks(c.comm->size(), block);
+  c.comm->all_to_all_v(send.data(), x.counts, x.offsets, recv.data(), x.counts, x.offsets);
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int r = 0; r < grp.size; ++r)
+    for (int64_t bi = 0; bi < g.B * x.m; ++bi)
+      std::copy_n(recv.data() + r * block + bi * hp * d, hp * d, c.o + (bi * g.H + q_first(r)) * d);
+  if (c.lse)  // [B, H, m]
+    for (int r = 0; r < grp.size; ++r)
       for (int64_t b = 0; b < g.B; ++b)
         for (int64_t hh = 0; hh < hp; ++hh)
-          std::copy_n(recv.data() + s * part + block + (b * hp + hh) * n, n, c.lse + (b * g.H + s * hp + hh) * n);
+          std::copy_n(recv.data() + r * block + olen + (b * hp + hh) * x.m, x.m, c.lse + (b * g.H + q_first(r) + hh) * x.m);
+}
+
+void ulysses_backward(const MethodCall& c, Layout layout, const UlyssesGroup& grp, const std::vector<TokenRange>& target,
+                      const HeadShardBackward& backward, const float* dout, float* dq, float* dk, float* dv) {
+  const Shape g = c.global;
+  Plan x = plan(c, layout, grp, target);
+  const MethodCall ic = head_shard_call(c, x);
+  const int64_t hp = x.mine.hp, kvp = x.mine.kvp, hk = g.kv_heads(), d = g.d;
+  const int64_t q_size = g.B * x.T * hp * d, kv_size = g.B * x.T * kvp * d;
+  auto& grads = c.buffers->buf[11];  // dO, dQ, dK, dV of the head shard
+  grads.resize(2 * q_size + 2 * kv_size);
+  float *hdo = grads.data(), *hdq = hdo + q_size, *hdk = hdq + q_size, *hdv = hdk + kv_size;
+  auto q_first = [&](int r) { return split_heads(g, grp.size, r).h0; };
+  to_heads(c, x, {dout}, g.H, hp, q_first, {hdo});
+  backward(ic, hdo, hdq, hdk, hdv);
+
+  // Back, per member r: its rows of dQ [b][i][hh], dK, dV [b][i][kvp]; from r: this rank's rows of
+  // r's heads, added where r's KV head is replicated.
+  const int64_t qpart = g.B * x.m * hp * d, kvpart = g.B * x.m * kvp * d, block = qpart + 2 * kvpart;
+  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  auto& send = c.buffers->buf[6];
+  auto& recv = c.buffers->buf[7];
+  send.resize(block * grp.size), recv.resize(block * grp.size);
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int r = 0; r < grp.size; ++r)
+    for (int64_t b = 0; b < g.B; ++b) {
+      int64_t i = 0;
+      for (const TokenRange& run : x.runs[r]) {
+        float* out = send.data() + r * block;
+        std::copy_n(hdq + (b * x.T + run.pos0) * hp * d, run.rows * hp * d, out + (b * x.m + i) * hp * d);
+        std::copy_n(hdk + (b * x.T + run.pos0) * kvp * d, run.rows * kvp * d, out + qpart + (b * x.m + i) * kvp * d);
+        std::copy_n(hdv + (b * x.T + run.pos0) * kvp * d, run.rows * kvp * d, out + qpart + kvpart + (b * x.m + i) * kvp * d);
+        i += run.rows;
+      }
+    }
+  x.size_blocks(c.comm->size(), block);
+  c.comm->all_to_all_v(send.data(), x.counts, x.offsets, recv.data(), x.counts, x.offsets);
+  const int64_t rows = g.B * x.m;
+  if (x.mine.replicated) std::fill_n(dk, rows * hk * d, 0.0f), std::fill_n(dv, rows * hk * d, 0.0f);
+  for (int r = 0; r < grp.size; ++r) {
+    const HeadSplit y = split_heads(g, grp.size, r);
+    const float* in = recv.data() + r * block;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t bi = 0; bi < rows; ++bi) {
+      std::copy_n(in + bi * hp * d, hp * d, dq + (bi * g.H + y.h0) * d);
+      float* const out[2] = {dk, dv};
+      for (int t = 0; t < 2; ++t) {
+        const float* src = in + qpart + t * kvpart + bi * kvp * d;
+        float* dst = out[t] + (bi * hk + y.kv0) * d;
+        if (y.replicated)
+          for (int64_t e = 0; e < kvp * d; ++e) dst[e] += src[e];
+        else
+          std::copy_n(src, kvp * d, dst);
+      }
+    }
+  }
+}
+
+uint64_t ulysses_bytes(const Shape& g, int u, int64_t m) {
+  const HeadSplit x = split_heads(g, u, 0);
+  // From each other member: Q (hp heads), K and V (kvp heads) of its m rows in; O and LSE out.
+  return uint64_t(u - 1) * g.B * m * (x.hp * (2 * g.d + 1) + 2 * x.kvp * g.d) * sizeof(float);
+}
+
+namespace {
+std::vector<TokenRange> whole_sequence(const MethodCall& c) { return {{0, c.global.N}}; }
+}  // namespace
+
+void dist_ulysses(const MethodCall& c) {
+  const UlyssesGroup all{c.comm->size(), c.comm->rank(), 0};
+  ulysses_forward(c, Layout::sharded, all, whole_sequence(c), [](const MethodCall& ic) {
+    const AttentionArgs a = ic.local_args(ic.global.N);
+    auto_kernel(a.pattern, a.shape, a.dtype, ic.device()).run(a);  // the device's fastest kernel
+  });
 }
 
 // Backward (SPEC §6), the all-to-alls reversed: dO goes to head shards as Q went, each rank runs
 // its kernel's backward on its heads over the whole sequence (Q, K, V, O and LSE of the forward,
 // still in the buffers), and dQ, dK, dV come back to token shards as O did.
-// Communication per rank: 4 B n H d (P-1)/P elements.
+// Communication per rank: B n (2 H/P + 2 kvp) d (P-1) elements.
 void dist_ulysses_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
-  const Shape g = c.global;
-  const int P = c.comm->size(), p = c.comm->rank();
-  const int64_t n = c.shard(), hp = g.H / P, d = g.d;
-  const int64_t block = g.B * n * hp * d;
-  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
-  auto& send = c.buffers->buf[0];
-  auto& recv = c.buffers->buf[1];
-  auto& qkv = c.buffers->buf[2];  // the forward's [3][B, N, hp, d]
-  auto& o = c.buffers->buf[3];
-  auto& lse = c.buffers->buf[4];
-  auto& grads = c.buffers->buf[5];  // [4][B, N, hp, d]: dO, dQ, dK, dV of this rank's heads
-  grads.resize(4 * block * P);
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int r = 0; r < P; ++r)
-    for (int64_t bi = 0; bi < g.B * n; ++bi)
-      std::copy_n(dout + (bi * g.H + r * hp) * d, hp * d, send.data() + (r * g.B * n + bi) * hp * d);
-  c.comm->all_to_all(send.data(), block * sizeof(float), recv.data());
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int s = 0; s < P; ++s)
-    for (int64_t b = 0; b < g.B; ++b)
-      std::copy_n(recv.data() + (s * g.B + b) * n * hp * d, n * hp * d, grads.data() + (b * g.N + s * n) * hp * d);
-
-  AttentionArgs a = c.local_args(g.N);
-  a.shape.H = hp;
-  a.head0 = p * hp;
-  a.q = qkv.data(), a.k = qkv.data() + P * block, a.v = qkv.data() + 2 * P * block;
-  a.o = o.data(), a.lse = lse.data();
-  float* gq = grads.data() + P * block;
-  auto_kernel(a.pattern, a.shape, a.dtype, c.device()).backward({a, grads.data(), gq, gq + P * block, gq + 2 * P * block});
-
-  // Back, per destination r: [t][b][i][hh] = dX_t[b, r n + i, hh]; from s: my tokens, heads of s.
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int r = 0; r < P; ++r)
-    for (int64_t b = 0; b < g.B; ++b)
-      for (int t = 0; t < 3; ++t)
-        std::copy_n(gq + t * P * block + (b * g.N + r * n) * hp * d, n * hp * d,
-                    send.data() + ((r * 3 + t) * g.B + b) * n * hp * d);
-  c.comm->all_to_all(send.data(), 3 * block * sizeof(float), recv.data());
-  float* const out[3] = {dq, dk, dv};
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int s = 0; s < P; ++s)
-    for (int64_t bi = 0; bi < g.B * n; ++bi)
-      for (int t = 0; t < 3; ++t)
-        std::copy_n(recv.data() + ((s * 3 + t) * g.B * n + bi) * hp * d, hp * d, out[t] + (bi * g.H + s * hp) * d);
+  const UlyssesGroup all{c.comm->size(), c.comm->rank(), 0};
+  ulysses_backward(
+      c, Layout::sharded, all, whole_sequence(c),
+      [](const MethodCall& ic, const float* hdo, float* hdq, float* hdk, float* hdv) {
+        const AttentionArgs a = ic.local_args(ic.global.N);
+        auto_kernel(a.pattern, a.shape, a.dtype, ic.device()).backward({a, hdo, hdq, hdk, hdv});
+      },
+      dout, dq, dk, dv);
 }
 
-// SPEC §3: Q, K, V in and O, LSE out, (P-1)/P of each.
-uint64_t dist_ulysses_bytes(const Pattern&, const Shape& g, int P, int) {
-  return uint64_t(4 * g.d + 1) * (g.N / P) * g.H * (P - 1) / P * g.B * sizeof(float);
-}
+// SPEC §3: Q, K, V in and O, LSE out, from each of the P-1 other ranks.
+uint64_t dist_ulysses_bytes(const Pattern&, const Shape& g, int P, int, int) { return ulysses_bytes(g, P, g.N / P); }
 
 }  // namespace longattn

@@ -31,12 +31,25 @@ std::vector<TokenRange> held_tokens(Layout layout, int64_t N, int rank, int worl
 
 // Buffers a method reuses across iterations, so allocation is not timed.
 struct MethodBuffers {
-  std::vector<float> buf[6];
+  std::vector<float> buf[12];  // dist-usp: 0-5 its ring's, 6-11 its own
 };
+
+// Heads spread over `world` ranks (dist-heads, dist-ulysses, dist-usp's Ulysses groups): rank `rank`
+// takes query heads [h0, h0 + hp), hp = H / P, and the KV heads they read, [kv0, kv0 + kvp): H_kv / P
+// of them when P divides H_kv, else one, replicated on the P / H_kv ranks whose queries read it
+// (yunchang's and Megatron's rule). heads_split_unsupported says why a shape does not split.
+struct HeadSplit {
+  int64_t h0 = 0, hp = 0, kv0 = 0, kvp = 0;
+  bool replicated = false;  // kvp = 1 and P > H_kv: other ranks hold the same KV head
+};
+HeadSplit split_heads(const Shape& s, int world, int rank);
+// dist-usp's Ulysses degree: `requested`, or by default the largest that divides both P and H_kv.
+int usp_degree(const Shape& s, int world, int requested);
+std::string heads_split_unsupported(const Shape& s, int world, const char* degree = "the world size");
 
 // One call. `global` is the whole problem; q/k/v/o/lse are this rank's part as `layout` says:
 // single and replicated: [B, N, H, d] (lse [B, H, N]); sharded and zigzag: [B, n, H, d]
-// (lse [B, H, n]), the rows of held_tokens() back to back.
+// (lse [B, H, n]), the rows of held_tokens() back to back; K and V (and dK, dV) have H_kv heads.
 struct MethodCall {
   Shape global;
   Pattern pattern;
@@ -50,9 +63,11 @@ struct MethodCall {
   Communicator* comm = nullptr;
   MethodBuffers* buffers = nullptr;
   DType dtype = DType::fp32;  // the inputs' values are of this type; the harness rounds O to it
+  int64_t head0 = 0;          // global index of head 0 (a method running on a head shard of a larger problem)
+  int ulysses = 0;            // dist-usp's Ulysses degree (0: usp_degree's default)
 
   int64_t shard() const { return global.N / comm->size(); }  // n
-  // The local tensors as kernel arguments ([B, rows, H, d]).
+  // The local tensors as kernel arguments ([B, rows, H, d]; K, V [B, rows, H_kv, d]).
   AttentionArgs local_args(int64_t rows) const;
   // Where the buffers live and the work runs: the communicator's device.
   Device device() const { return comm->device_buffers() ? Device::cuda : Device::cpu; }
@@ -79,14 +94,15 @@ struct Method {
   CommOp exchange;
   // Empty when the method runs this pattern on `world` ranks; otherwise why not. Shape violations
   // (P not dividing N or H) are reported as "shape:" reasons, which the harness treats as errors.
-  std::string (*unsupported)(const Pattern&, const Shape&, int world);
+  // `ulysses`: dist-usp's Ulysses degree (0: its default, usp_degree), ignored by the others.
+  std::string (*unsupported)(const Pattern&, const Shape&, int world, int ulysses);
   void (*run)(const MethodCall&);
   // The backward pass (SPEC §6) after run() on the same call: dQ, dK, dV ([B, rows, H, d] as the
   // layout says) from dO; null where the method has none yet.
   void (*backward)(const MethodCall&, const float* dout, float* dq, float* dk, float* dv) = nullptr;
   // SPEC §3: the bytes rank `rank` of `world` receives in one forward call (fp32 elements x 4), as
   // the communicator must count them; null for single-device methods and microbenchmarks.
-  uint64_t (*spec_bytes)(const Pattern&, const Shape&, int world, int rank) = nullptr;
+  uint64_t (*spec_bytes)(const Pattern&, const Shape&, int world, int rank, int ulysses) = nullptr;
 };
 
 std::span<const Method> methods();

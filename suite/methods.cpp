@@ -8,7 +8,8 @@ namespace longattn {
 
 AttentionArgs MethodCall::local_args(int64_t rows) const {
   AttentionArgs a;
-  a.shape = {global.B, rows, global.H, global.d};
+  a.shape = global;
+  a.shape.N = rows;
   a.q = q;
   a.k = k;
   a.v = v;
@@ -18,6 +19,7 @@ AttentionArgs MethodCall::local_args(int64_t rows) const {
   a.scale = scale;
   a.threads = threads;
   a.dtype = dtype;
+  a.head0 = head0;
   return a;
 }
 
@@ -45,6 +47,31 @@ std::vector<TokenRange> held_tokens(Layout layout, int64_t N, int rank, int worl
   return {};
 }
 
+HeadSplit split_heads(const Shape& s, int world, int rank) {
+  HeadSplit x;
+  x.hp = s.H / world, x.h0 = rank * x.hp;
+  const int64_t hk = s.kv_heads();
+  if (hk % world == 0) {
+    x.kvp = hk / world, x.kv0 = rank * x.kvp;
+  } else {  // world % hk == 0: the ranks of one KV head's group share it
+    x.kvp = 1, x.kv0 = x.h0 / s.group(), x.replicated = true;
+  }
+  return x;
+}
+
+std::string heads_split_unsupported(const Shape& s, int world, const char* degree) {
+  if (auto r = kv_heads_unsupported(s); !r.empty()) return r;
+  const std::string P = std::to_string(world);
+  if (s.H % world != 0)
+    return "shape: H = " + std::to_string(s.H) + " is not divisible by " + degree + " " + P +
+           "; choose H a multiple of it or another degree";
+  if (s.kv_heads() % world != 0 && world % s.kv_heads() != 0)
+    return "shape: H_kv = " + std::to_string(s.kv_heads()) + " and " + degree + " " + P +
+           " do not divide one another, so the KV heads cannot be split or replicated evenly; choose H_kv a "
+           "multiple or a divisor of it";
+  return {};
+}
+
 namespace {
 
 template <const char* Kernel>
@@ -56,7 +83,7 @@ void run_kernel_backward(const MethodCall& c, const float* dout, float* dq, floa
   if (c.comm->rank() == 0) find_kernel(Kernel)->backward({c.local_args(c.global.N), dout, dq, dk, dv});
 }
 template <const char* Kernel>
-std::string kernel_unsupported(const Pattern& p, const Shape& s, int) {
+std::string kernel_unsupported(const Pattern& p, const Shape& s, int, int) {
   return find_kernel(Kernel)->unsupported(p, s, DType::fp32);  // the case's dtype is checked where it is read
 }
 
@@ -66,37 +93,36 @@ std::string divides(const char* what, int64_t value, int world) {
          std::to_string(world) + "; choose " + what + " a multiple of the rank count or run with another -np";
 }
 
-std::string heads_unsupported(const Pattern& p, const Shape& s, int world) {
-  (void)p;
-  (void)s;
-  return divides("H", s.H, world);
-}
-std::string ulysses_unsupported(const Pattern& p, const Shape& s, int world) {
+std::string heads_unsupported(const Pattern&, const Shape& s, int world, int) { return heads_split_unsupported(s, world); }
+std::string ulysses_unsupported(const Pattern&, const Shape& s, int world, int) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
-  return heads_unsupported(p, s, world);
+  return heads_split_unsupported(s, world);
 }
-std::string ring_unsupported(const Pattern& p, const Shape& s, int world) {
+std::string ring_unsupported(const Pattern& p, const Shape& s, int world, int) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
+  if (auto r = kv_heads_unsupported(s); !r.empty()) return r;
   if (p.kind == PatternKind::dilated) return "dist-ring passes whole K/V shards; dilated patterns run on dist-dilated";
   return find_kernel("flash")->unsupported(p, s, DType::fp32);
 }
-std::string zigzag_unsupported(const Pattern& p, const Shape& s, int world) {
+std::string zigzag_unsupported(const Pattern& p, const Shape& s, int world, int) {
   if (s.N % (2 * world) != 0)
     return "shape: N = " + std::to_string(s.N) + " is not divisible by 2 x the world size " + std::to_string(2 * world) +
            " (zig-zag cuts the sequence in 2P chunks); choose N a multiple of " + std::to_string(2 * world);
-  return ring_unsupported(p, s, world);
+  return ring_unsupported(p, s, world, 0);
 }
-std::string allgather_unsupported(const Pattern& p, const Shape& s, int world) {
+std::string allgather_unsupported(const Pattern& p, const Shape& s, int world, int) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
+  if (auto r = kv_heads_unsupported(s); !r.empty()) return r;
   if (p.kind == PatternKind::dilated) return "dist-allgather runs single-level patterns; dilated ones run on dist-dilated";
   return find_kernel("flash")->unsupported(p, s, DType::fp32);
 }
-std::string dilated_unsupported_dist(const Pattern& p, const Shape& s, int world) {
+std::string dilated_unsupported_dist(const Pattern& p, const Shape& s, int world, int) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
+  if (auto r = kv_heads_unsupported(s); !r.empty()) return r;
   return find_kernel("dilated")->unsupported(p, s, DType::fp32);
 }
 
-std::string comm_unsupported(const Pattern&, const Shape& s, int world) {
+std::string comm_unsupported(const Pattern&, const Shape& s, int world, int) {
   if (auto r = divides("N", s.N, world); !r.empty()) return r;
   if ((s.numel() / world) % world != 0) return "the shard does not cut into P equal all-to-all blocks";
   return {};
@@ -118,11 +144,15 @@ void dist_allgather(const MethodCall& c);
 void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
 void dist_dilated(const MethodCall& c);
 void dist_dilated_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
-uint64_t dist_heads_bytes(const Pattern&, const Shape&, int world, int rank);
-uint64_t dist_ulysses_bytes(const Pattern&, const Shape&, int world, int rank);
-uint64_t dist_ring_bytes(const Pattern&, const Shape&, int world, int rank);
-uint64_t dist_allgather_bytes(const Pattern&, const Shape&, int world, int rank);
-uint64_t dist_dilated_bytes(const Pattern&, const Shape&, int world, int rank);
+uint64_t dist_heads_bytes(const Pattern&, const Shape&, int world, int rank, int ulysses);
+uint64_t dist_ulysses_bytes(const Pattern&, const Shape&, int world, int rank, int ulysses);
+uint64_t dist_ring_bytes(const Pattern&, const Shape&, int world, int rank, int ulysses);
+uint64_t dist_allgather_bytes(const Pattern&, const Shape&, int world, int rank, int ulysses);
+uint64_t dist_dilated_bytes(const Pattern&, const Shape&, int world, int rank, int ulysses);
+void dist_usp(const MethodCall& c);
+void dist_usp_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv);
+uint64_t dist_usp_bytes(const Pattern&, const Shape&, int world, int rank, int ulysses);
+std::string dist_usp_unsupported(const Pattern&, const Shape&, int world, int ulysses);
 void comm_all_gather(const MethodCall& c);
 void comm_all_to_all(const MethodCall& c);
 void comm_send_recv(const MethodCall& c);
@@ -156,6 +186,9 @@ const Method kMethods[] = {
     {"dist-ring-zigzag", "ring attention over zig-zag shards (chunks p and 2P-1-p): causal work balanced",
      Layout::zigzag, true, false, false, {0, 10, 0}, CommOp::send_recv, zigzag_unsupported, dist_ring_zigzag,
      dist_ring_zigzag_backward, dist_ring_bytes},
+    {"dist-usp", "Ulysses x ring (USP): all-to-all in groups of u ranks, zig-zag ring across the P/u groups",
+     Layout::zigzag, true, false, false, {0, 16, 0}, CommOp::send_recv, dist_usp_unsupported, dist_usp,
+     dist_usp_backward, dist_usp_bytes},
     {"dist-allgather", "all-gather K/V context parallelism: every rank's queries against the gathered keys",
      Layout::sharded, true, false, false, {4, 6, 0}, CommOp::all_gather, allgather_unsupported, dist_allgather,
      dist_allgather_backward, dist_allgather_bytes},

@@ -15,7 +15,7 @@ namespace longattn::test {
 struct Problem {
   Shape shape;
   std::vector<float> q, k, v;
-  Problem(Shape s, uint64_t seed) : shape(s), q(s.numel()), k(s.numel()), v(s.numel()) {
+  Problem(Shape s, uint64_t seed) : shape(s), q(s.numel()), k(s.kv_numel()), v(s.kv_numel()) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (auto* t : {&q, &k, &v})

@@ -233,7 +233,7 @@ def main():
         ("truncated .npy", ["--q", truncated], "truncated"),
         ("wrong dtype", ["--q", ints], "dtype <i4"),
         ("wrong rank", ["--q", rank3], "expected a 4-d array"),
-        ("mismatched shapes", ["--k", other], "--k: shape"),
+        ("mismatched shapes", ["--k", other], "--k: N = "),
         ("Fortran order", ["--q", fortran], "Fortran order"),
         ("missing file", ["--q", os.path.join(bad_dir, "nope.npy")], "cannot open"),
         ("unknown pattern kind", ["--pattern", '{"kind": "banded"}'], 'unknown kind "banded"'),

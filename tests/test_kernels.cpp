@@ -125,6 +125,86 @@ TEST(Kernels, BackwardMatchesTheOracle) {
   EXPECT_GE(ran, 3 * 12 * 2);  // flash and vanilla on the single-level patterns, dilated and vanilla on dilated ones
 }
 
+TEST(Kernels, GroupedQueryAttentionMatchesTheOracle) {
+  // GQA and MQA (SPEC §1): query head h reads KV head h / (H / H_kv). The oracle is checked first
+  // against the multi-head oracle on K and V repeated per group here (its dK, dV summed over each
+  // group); then every CPU kernel, forward and backward, against the GQA oracle: awkward N and d,
+  // dilated rates whose head offsets differ inside a group.
+  int ran = 0;
+  for (const Shape& s : {Shape{1, 67, 8, 17, 1}, Shape{2, 130, 8, 16, 2}, Shape{1, 40, 6, 3, 3}}) {
+    const test::Problem prob(s, 17 + s.N);
+    const test::Problem grad(s, 3 + s.N);  // its q is dO
+    Shape mha = s;
+    mha.H_kv = 0;
+    test::Problem wide(mha, 1);  // prob's Q, with K and V repeated per group
+    wide.q = prob.q;
+    for (int64_t t = 0; t < s.B * s.N; ++t)
+      for (int64_t h = 0; h < s.H; ++h)
+        for (int64_t c = 0; c < s.d; ++c) {
+          wide.k[(t * s.H + h) * s.d + c] = prob.k[(t * s.H_kv + h / s.group()) * s.d + c];
+          wide.v[(t * s.H + h) * s.d + c] = prob.v[(t * s.H_kv + h / s.group()) * s.d + c];
+        }
+    for (const Pattern& p : test::with_and_without_causal({{{"kind", "full"}},
+                                                           {{"kind", "local"}, {"left", 5}, {"right", 3}},
+                                                           {{"kind", "strided"}, {"stride", 7}},
+                                                           {{"kind", "fixed"}, {"block", 16}, {"summary", 2}},
+                                                           {{"kind", "dilated"}, {"levels", {{8, 1}, {16, 3}}}}})) {
+      SCOPED_TRACE(p.name() + " B=" + std::to_string(s.B) + " N=" + std::to_string(s.N) + " H=" + std::to_string(s.H) +
+                   " H_kv=" + std::to_string(s.H_kv) + " d=" + std::to_string(s.d));
+      std::vector<float> o_ref, lse_ref, o_wide, lse_wide;
+      reference_attention(prob.args(p, o_ref, lse_ref));
+      reference_attention(wide.args(p, o_wide, lse_wide));
+      const test::Errors oracle = test::compare(o_ref, lse_ref, o_wide, lse_wide);
+      EXPECT_EQ(oracle.o, 0.0);
+      EXPECT_EQ(oracle.lse, 0.0);
+      std::vector<float> dq_ref(s.numel()), dk_ref(s.kv_numel()), dv_ref(s.kv_numel());
+      std::vector<float> dq_w(s.numel()), dk_w(s.numel()), dv_w(s.numel());
+      reference_backward({prob.args(p, o_ref, lse_ref), grad.q.data(), dq_ref.data(), dk_ref.data(), dv_ref.data()});
+      reference_backward({wide.args(p, o_wide, lse_wide), grad.q.data(), dq_w.data(), dk_w.data(), dv_w.data()});
+      const double bound = grad_tolerance(DType::fp32, std::max({test::max_abs(dq_ref), test::max_abs(dk_ref),
+                                                                  test::max_abs(dv_ref)}));
+      double oracle_err = 0;
+      for (size_t i = 0; i < dq_ref.size(); ++i) oracle_err = std::max(oracle_err, double(std::abs(dq_ref[i] - dq_w[i])));
+      for (int64_t t = 0; t < s.B * s.N; ++t)
+        for (int64_t g = 0; g < s.H_kv; ++g)
+          for (int64_t c = 0; c < s.d; ++c) {
+            double sk = 0, sv = 0;
+            for (int64_t h = g * s.group(); h < (g + 1) * s.group(); ++h)
+              sk += dk_w[(t * s.H + h) * s.d + c], sv += dv_w[(t * s.H + h) * s.d + c];
+            const int64_t at = (t * s.H_kv + g) * s.d + c;
+            oracle_err = std::max({oracle_err, std::abs(sk - dk_ref[at]), std::abs(sv - dv_ref[at])});
+          }
+      EXPECT_LE(oracle_err, 1e-5 * std::max(1.0, bound));
+
+      for (const Kernel& k : kernels()) {
+        if (k.device != Device::cpu || k.oracle || !k.unsupported(p, s, DType::fp32).empty()) continue;
+        SCOPED_TRACE(k.name);
+        std::vector<float> o, lse, dq(s.numel(), NAN), dk(s.kv_numel(), NAN), dv(s.kv_numel(), NAN);
+        const AttentionArgs fwd = prob.args(p, o, lse);
+        k.run(fwd);
+        const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
+        EXPECT_LE(e.o, 1e-5);
+        EXPECT_LE(e.lse, 1e-5);
+        k.backward({fwd, grad.q.data(), dq.data(), dk.data(), dv.data()});
+        for (auto [x, r, name] : {std::tuple{&dq, &dq_ref, "dQ"}, std::tuple{&dk, &dk_ref, "dK"}, std::tuple{&dv, &dv_ref, "dV"}}) {
+          double err = 0;
+          for (size_t i = 0; i < x->size(); ++i)
+            err = std::max(err, std::isfinite((*x)[i]) ? std::abs(double((*x)[i]) - (*r)[i]) : INFINITY);
+          EXPECT_LE(err, bound) << name;
+        }
+        ++ran;
+      }
+    }
+  }
+  EXPECT_GE(ran, 3 * 10 * 2);  // flash and vanilla on 8 single-level cases, dilated and vanilla on 2, per shape
+  // H_kv not dividing H is refused by every kernel, with the field named.
+  for (const Kernel& k : kernels())
+    EXPECT_NE(k.unsupported(parse_pattern(nlohmann::json{{"kind", "full"}}), Shape{1, 8, 8, 4, 3}, DType::fp32)
+                  .find("H_kv = 3 does not divide H = 8"),
+              std::string::npos)
+        << k.name;
+}
+
 TEST(Kernels, AttentionStepsOverSplitKeysMatchTheOracle) {
   // Two steps (keys [0, k_cut) then [k_cut, N)), each with two query blocks per head at their
   // positions, merged into zeroed accumulators: the whole attention, as a ring computes it.
