@@ -272,7 +272,8 @@ def main():
             for c in model.ok_cases(data):
                 pat = model.parse_pattern(c["pattern"])
                 e = model.ELEMENT_BYTES[c["dtype"]]
-                want = model.spec_bytes(c["method"], c["B"], c["H"], c["N"], c["d"], c["world"], pat, e)
+                want = model.spec_bytes(c["method"], c["B"], c["H"], c["N"], c["d"], c["world"], pat, e,
+                                        c.get("H_kv"), c.get("ulysses", 0))
                 if abs(want - c["comm"]["bytes_received_per_rank"]) > 1e-6 * max(1, want):
                     mism_b.append((c["name"], want, c["comm"]["bytes_received_per_rank"]))
                 fl = 4.0 * c["d"] * c["B"] * model.pairs_heads(pat, c["N"], range(c["H"]))

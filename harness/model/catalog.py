@@ -48,8 +48,9 @@ def distributed():
 
 @functools.lru_cache(maxsize=None)
 def rings():
-    """Distributed methods whose traffic is the ring's send/receive of K/V shards."""
-    return frozenset(n for n in distributed() if methods()[n]["exchange"] == "send_recv")
+    """Distributed methods whose traffic is the ring's send/receive of K/V shards alone (dist-usp adds
+    its Ulysses exchange; predict.py composes it from both)."""
+    return frozenset(n for n in distributed() if methods()[n]["exchange"] == "send_recv" and n != "dist-usp")
 
 
 @functools.lru_cache(maxsize=None)

@@ -40,7 +40,7 @@ def validate(paths, machine):
             try:
                 pr = predict(machine, c["method"], pat, c["B"], c["H"], c["N"], c["d"], c["world"],
                              threads=c["threads_per_rank"], dtype=c["dtype"],
-                             ranks_per_node=ctx.get("ranks_per_node"))
+                             ranks_per_node=ctx.get("ranks_per_node"), H_kv=c.get("H_kv"), ulysses=c.get("ulysses", 0))
             except BadInput as e:
                 raise BadInput(f"{path}: case {c['name']}: {e}")
             kinds.add(c["device"])

@@ -4,17 +4,23 @@ import numpy as np
 
 from . import catalog
 from .errors import BadInput
-from .spec import ELEMENT_BYTES, block_pairs, dense_pairs, dilated_levels, dist_dilated_ranks, family, pairs_heads, spec_bytes
+from .spec import (ELEMENT_BYTES, block_pairs, dense_pairs, dilated_levels, dist_dilated_ranks, family,
+                   kv_heads_per_member, pairs_heads, spec_bytes, ulysses_elements, usp_degree)
 
 
 def auto_kernel(pat):
     return "dilated" if pat["kind"] == "dilated" else "flash"
 
 
-def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtype=None, ranks_per_node=None):
+def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtype=None, ranks_per_node=None,
+            H_kv=None, ulysses=0):
     """Per-rank prediction for one case. Returns a dict (times in ms). ranks_per_node: ranks sharing
     a node's cores (default P on a measured machine); more ranks x threads than cores share them, so
-    the compute of a distributed method stretches by that factor (an oversubscribed run)."""
+    the compute of a distributed method stretches by that factor (an oversubscribed run). H_kv: K and
+    V heads (GQA; None: H); ulysses: dist-usp's Ulysses degree (0: its default)."""
+    Hk = H_kv or H
+    if H % Hk:
+        raise BadInput(f"--H_kv: H_kv = {Hk} does not divide H = {H}")
     for name, v in (("B", B), ("H", H), ("N", N), ("d", d), ("world", P)):
         if not isinstance(v, int) or v < 1:
             raise BadInput(f"--{name}: must be a positive integer, got {v}")
@@ -27,7 +33,12 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
             raise BadInput(f"--N: N = {N} is not divisible by the world size {P}")
         if method in ("dist-heads", "dist-ulysses") and H % P:
             raise BadInput(f"--H: H = {H} is not divisible by the world size {P}")
-        if method in catalog.rings() and pat["kind"] == "dilated":
+        if method == "dist-usp":
+            u = usp_degree(P, Hk, ulysses)
+            if P % u or H % u or (Hk % u and u % Hk) or N % (2 * P):
+                raise BadInput(f"--ulysses: degree {u} does not split P = {P}, H = {H}, H_kv = {Hk}, N = {N} "
+                               "(u divides P and H; u and H_kv divide one another; 2P divides N)")
+        if method in catalog.rings() | {"dist-usp"} and pat["kind"] == "dilated":
             raise BadInput(f"--method: {method} passes whole K/V shards; dilated patterns run on dist-dilated")
         if method == "dist-ring-zigzag" and N % (2 * P):
             raise BadInput(f"--N: N = {N} is not divisible by 2 x the world size {2 * P} (zig-zag cuts 2P chunks)")
@@ -63,11 +74,12 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         calls = len(dilated_levels(pat, N)) if kern == "dilated" else (3 if kern == "vanilla" else 1)
         comp_s = machine.kernel_time(kern, fam, flops_rank, flops_dense / P, B * hp * N * N, N,
                                      4 * B * N * hp * d * (calls if kern == "dilated" else 1), d, threads, calls, notes)
-        nbytes = spec_bytes(method, B, H, N, d, P, pat, e)
+        nbytes = spec_bytes(method, B, H, N, d, P, pat, e, H_kv)
         if method == "dist-heads":
             comm_s = machine.comm_time("all_gather", nbytes, P - 1, P, notes) if P > 1 else 0.0
-        else:  # two all-to-alls: Q, K, V in (3d of the 4d + 1 elements per row), O and LSE out
-            into = 3 * d / (4 * d + 1)
+        else:  # two all-to-alls: Q, K, V in, O and LSE out
+            kvp = kv_heads_per_member(Hk, P)
+            into = (hp * d + 2 * kvp * d) / (hp * (2 * d + 1) + 2 * kvp * d)
             comm_s = (machine.comm_time("all_to_all", nbytes * into, P - 1, P, notes) +
                       machine.comm_time("all_to_all", nbytes * (1 - into), P - 1, P, notes)) if P > 1 else 0.0
     elif method == "dist-allgather":
@@ -79,7 +91,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         calls = 3 if kern == "vanilla" else 1
         comp_s = machine.kernel_time(kern, fam, flops_rank, 4.0 * d * B * H * n * N, B * H * n * N, N,
                                      4 * B * N * H * d, d, threads, calls, notes)
-        nbytes = spec_bytes(method, B, H, N, d, P, pat, e)
+        nbytes = spec_bytes(method, B, H, N, d, P, pat, e, H_kv)
         comm_s = machine.comm_time("all_gather", nbytes, P - 1, P, notes) if P > 1 else 0.0
     elif method in catalog.rings():
         # Ring attention (suite/dist_ring.cpp): P steps; at step s rank p attends its query ranges
@@ -88,7 +100,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         # one range of n per rank; zig-zag: chunks p and 2P-1-p of c = N/(2P).
         kern = kernel or "flash"
         zig = method == "dist-ring-zigzag"
-        msg = 2.0 * B * n * H * d * e
+        msg = 2.0 * B * n * Hk * d * e
         xfer = machine.comm_time("send_recv", msg, 1, P, notes) if P > 1 else 0.0
         full_fam = "full" if pat["kind"] == "full" else fam
         total_s = comm_total = comp_total = 0.0
@@ -157,9 +169,26 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         comm_s = total_s - comp_total
         detail["transfer_ms_per_step"] = xfer * 1e3
         detail["transfer_total_ms"] = comm_total * 1e3
+    elif method == "dist-usp":
+        # Ulysses in groups of u (two all-to-alls) around a zig-zag ring of R = P / u over the groups,
+        # each member on H / u heads (suite/dist_usp.cpp): the ring's prediction on that problem,
+        # at this rank's threads, plus the group's exchange.
+        u = usp_degree(P, Hk, ulysses)
+        inner = predict(machine, "dist-ring-zigzag", pat, B, H // u, N, d, P // u, threads, kernel, dtype,
+                        ranks_per_node=1, H_kv=kv_heads_per_member(Hk, u))
+        kern, flops_rank = inner["kernel"], inner["flops_per_rank"]
+        comp_s = inner["compute_ms"] * 1e-3
+        hp, kvp = H // u, kv_heads_per_member(Hk, u)
+        total = ulysses_elements(B, H, Hk, d, u, n) * e
+        into = (hp * d + 2 * kvp * d) / (hp * (2 * d + 1) + 2 * kvp * d)
+        ulysses_s = (machine.comm_time("all_to_all", total * into, u - 1, P, notes) +
+                     machine.comm_time("all_to_all", total * (1 - into), u - 1, P, notes)) if u > 1 else 0.0
+        comm_s = inner["comm_ms"] * 1e-3 + ulysses_s
+        notes.extend(inner["notes"])
+        detail["ulysses"], detail["ring"] = u, P // u
     elif method == "dist-dilated":
         kern = "dilated"
-        pairs, _, dd_levels = dist_dilated_ranks(pat, B, H, N, d, P)
+        pairs, _, dd_levels = dist_dilated_ranks(pat, B, H, N, d, P, H_kv)
         flops_rank = 4.0 * d * float(pairs.max())
         comp_s = machine.kernel_time(kern, fam, flops_rank, flops_rank, 0, N, 4 * B * n * H * d * len(dd_levels), d,
                                      threads, len(dd_levels), notes)
@@ -176,8 +205,8 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         if busy > machine.cores:
             comp_s *= busy / machine.cores
             notes.append(f"oversubscribed: {busy} threads on {machine.cores} cores, compute x{busy / machine.cores:.2f}")
-    nbytes = spec_bytes(method, B, H, N, d, P, pat, e) if method != "dist-dilated" else \
-        (2.0 * d * e * float(dist_dilated_ranks(pat, B, H, N, d, P)[1].max()) if P > 1 else 0.0)
+    nbytes = spec_bytes(method, B, H, N, d, P, pat, e, H_kv, ulysses) if method != "dist-dilated" else \
+        (2.0 * d * e * float(dist_dilated_ranks(pat, B, H, N, d, P, H_kv)[1].max()) if P > 1 else 0.0)
     mem = machine.memory(method, kern, B, H, N, d, P, threads, pat, dd_levels)
     cap = machine.memory_bytes_per_device()
     out = {

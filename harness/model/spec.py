@@ -2,6 +2,8 @@
 
 import json
 
+import math
+
 import numpy as np
 
 from . import catalog
@@ -172,10 +174,12 @@ def dense_pairs(pat, N):
     return N * (N + 1) // 2 if pat["causal"] else N * N
 
 
-def dist_dilated_ranks(pat, B, H, N, d, P):
+def dist_dilated_ranks(pat, B, H, N, d, P, H_kv=None):
     """Per rank (arrays of P): pairs it computes, K/V rows it receives, and per level the rows the
     heaviest rank receives and the most ranks sharing one segment. Vectorised over the pieces where
-    a level's segments and the ranks' shards intersect (suite/dist_dilated.cpp, SPEC §3)."""
+    a level's segments and the ranks' shards intersect (suite/dist_dilated.cpp, SPEC §3). With GQA
+    the rows travel once per unit, a KV head with one offset (kv_units in suite/dist_dilated.cpp)."""
+    G = H // (H_kv or H)
     n = N // P
     pairs = np.zeros(P, dtype=np.float64)
     recv = np.zeros(P, dtype=np.float64)
@@ -189,6 +193,8 @@ def dist_dilated_ranks(pat, B, H, N, d, P):
         multi = (s0 // n) != ((s1 - 1) // n)
         lvl_recv = np.zeros(P, dtype=np.float64)
         mult = np.bincount(np.arange(H) % r, minlength=min(r, H))  # heads per offset o = h mod r
+        units = sorted({(h // G, h % r) for h in range(H)})
+        umult = np.bincount([o for _, o in units], minlength=min(r, H))  # units per offset
         for o in range(min(r, H)):
             if mult[o] == 0:
                 continue
@@ -208,7 +214,7 @@ def dist_dilated_ranks(pat, B, H, N, d, P):
                 pp = q * count
             pairs += mult[o] * np.bincount(rank, weights=pp.astype(np.float64), minlength=P)
             rows = np.where(multi, count - q, 0)
-            lvl_recv += mult[o] * np.bincount(rank, weights=rows.astype(np.float64), minlength=P)
+            lvl_recv += umult[o] * np.bincount(rank, weights=rows.astype(np.float64), minlength=P)
         group = int(((s1 - 1) // n - s0 // n + 1).max())
         recv += lvl_recv
         levels.append({"w": w, "r": r, "recv_rows_max": float(lvl_recv.max()) * B, "group": group,
@@ -219,19 +225,40 @@ def dist_dilated_ranks(pat, B, H, N, d, P):
 # ------------------------------------------------------------------------------ communication
 
 
-def spec_bytes(method, B, H, N, d, P, pat, element_bytes):
-    """Bytes received per rank (the heaviest rank's), SPEC §3."""
+def usp_degree(P, H_kv, ulysses=0):
+    """dist-usp's Ulysses degree: as asked, else the largest dividing both P and H_kv."""
+    return ulysses or math.gcd(P, H_kv)
+
+
+def kv_heads_per_member(H_kv, u):
+    """KV heads a member of a Ulysses group of u holds: H_kv / u, or one replicated (split_heads)."""
+    return H_kv // u if H_kv % u == 0 else 1
+
+
+def ulysses_elements(B, H, H_kv, d, u, m):
+    """One Ulysses exchange in a group of u, m rows per member: Q (H/u heads), K and V (kvp heads) in
+    from each other member, O and LSE out."""
+    return (u - 1) * B * m * ((H // u) * (2 * d + 1) + 2 * kv_heads_per_member(H_kv, u) * d)
+
+
+def spec_bytes(method, B, H, N, d, P, pat, element_bytes, H_kv=None, ulysses=0):
+    """Bytes received per rank (the heaviest rank's), SPEC §3. H_kv: K and V heads (GQA; None: H);
+    ulysses: dist-usp's degree (0: its default)."""
     if P == 1 or method in catalog.single():
         return 0.0
-    n = N // P
+    n, Hk = N // P, H_kv or H
     if method == "dist-heads":  # O and LSE gathered
         el = (P - 1) * B * N * (H // P) * (d + 1)
     elif method == "dist-ulysses":  # Q, K, V in; O and LSE out
-        el = B * n * H * (4 * d + 1) * (P - 1) / P
+        el = ulysses_elements(B, H, Hk, d, P, n)
+    elif method == "dist-usp":  # Ulysses in groups of u, then the ring of R = P / u over the groups
+        u = usp_degree(P, Hk, ulysses)
+        R = P // u
+        el = ulysses_elements(B, H, Hk, d, u, n) + 2 * (R - 1) * B * (N // R) * kv_heads_per_member(Hk, u) * d
     elif method in catalog.rings() or method == "dist-allgather":  # K and V of every other rank
-        el = 2 * (P - 1) * B * n * H * d
+        el = 2 * (P - 1) * B * n * Hk * d
     elif method == "dist-dilated":
-        _, recv, _ = dist_dilated_ranks(pat, B, H, N, d, P)
+        _, recv, _ = dist_dilated_ranks(pat, B, H, N, d, P, H_kv)
         el = 2 * d * recv.max()
     else:
         raise BadInput(f"--method: unknown method {method}")
