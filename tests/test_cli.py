@@ -213,6 +213,51 @@ def main():
             float(np.abs(a - b).max()) / max(1.0, float(np.abs(b).max())) for a, b in zip(got, want)) <= 1e-5
         check("mpirun -np 3 attend dist-ring-zigzag --dout: gradients put back in place, equal single rank", ok)
 
+    # Grouped-query attention (SPEC §1): K and V [B, N, H_kv, d]; NumPy's answer repeats each KV head
+    # for its group (and sums dK, dV over the group). Kernels, then dist-* methods, dist-usp on every
+    # factorisation of 2 ranks.
+    G_H, G_KV, G_N = 8, 2, 40
+    gq = {x: os.path.join(tmp, f"g{x}.npy") for x in ("q", "k", "v", "dout")}
+    np.save(gq["q"], rng.standard_normal((1, G_N, G_H, 8)).astype(np.float32))
+    np.save(gq["dout"], rng.standard_normal((1, G_N, G_H, 8)).astype(np.float32))
+    for x in "kv":
+        np.save(gq[x], rng.standard_normal((1, G_N, G_KV, 8)).astype(np.float32))
+    qg, kg, vg, dg = (np.load(gq[x]) for x in ("q", "k", "v", "dout"))
+    rep = G_H // G_KV
+    og, lg = numpy_attention(qg, np.repeat(kg, rep, axis=2), np.repeat(vg, rep, axis=2), causal=True)
+    dqg, dkg, dvg = numpy_gradients(qg, np.repeat(kg, rep, axis=2), np.repeat(vg, rep, axis=2), dg, causal=True)
+    dkg, dvg = (x.reshape(1, G_N, G_KV, rep, 8).sum(3) for x in (dkg, dvg))
+    gargs = ["attend", "--q", gq["q"], "--k", gq["k"], "--v", gq["v"], "--out", out, "--lse", lse, "--pattern",
+             '{"kind": "full", "causal": true}', "--dout", gq["dout"], "--dq", grads["q"], "--dk", grads["k"],
+             "--dv", grads["v"]]
+    def gqa_ok(r):
+        if r.returncode != 0:
+            return False
+        dk_shape = np.load(grads["k"]).shape == (1, G_N, G_KV, 8)
+        errs = [np.abs(np.load(out) - og).max(), np.abs(np.load(lse) - lg).max()] + \
+            [np.abs(np.load(grads[x]) - w).max() / max(1.0, np.abs(w).max()) for x, w in zip("qkv", (dqg, dkg, dvg))]
+        return dk_shape and max(errs) <= 1e-4
+    for method in ("flash", "vanilla", "reference"):
+        r = run(gargs + ["--method", method])
+        check(f"attend {method} with H = 8, H_kv = 2 (GQA): O, LSE, dQ, dK, dV match NumPy", gqa_ok(r), r.stderr[-300:])
+    if MPIRUN:
+        for method, extra in (("dist-usp", ["--ulysses", "2"]), ("dist-usp", ["--ulysses", "1"]), ("dist-usp", []),
+                              ("dist-ulysses", []), ("dist-ring-zigzag", []), ("dist-heads", []), ("dist-allgather", [])):
+            r = run(gargs + ["--method", method] + extra, np_=2)
+            check(f"mpirun -np 2 attend {method} {' '.join(extra)} with GQA: O, LSE, dQ, dK, dV match NumPy", gqa_ok(r),
+                  r.stderr[-300:])
+        bad_o = os.path.join(tmp, "never.npy")
+        k3 = os.path.join(tmp, "gk3.npy")
+        np.save(k3, np.zeros((1, G_N, 3, 8), np.float32))
+        for name, kv, extra, needle in (
+                ("a --ulysses not dividing P", gq["k"], ["--method", "dist-usp", "--ulysses", "3"], "ulysses = 3 does not divide"),
+                ("--ulysses with another method", gq["k"], ["--method", "dist-ring", "--ulysses", "2"], "--ulysses: sets dist-usp"),
+                ("K heads not dividing Q's", k3, ["--method", "dist-usp"], "3 heads do not divide --q's H = 8")):
+            r = run(["attend", "--q", gq["q"], "--k", kv, "--v", kv, "--pattern", '{"kind": "full"}', "--out", bad_o] + extra,
+                    np_=2)
+            check(f"attend rejects {name}: exit 2, named, nothing written",
+                  r.returncode == 2 and needle in r.stderr and not os.path.exists(bad_o), r.stderr[-300:])
+
     # Bad input: exit code 2, a message naming the problem, no output written.
     bad_dir = os.path.join(tmp, "bad")
     os.makedirs(bad_dir)
