@@ -36,8 +36,10 @@ int usp_degree(const Shape& s, int world, int requested) {
 
 std::string dist_usp_unsupported(const Pattern& p, const Shape& s, int world, int ulysses) {
   const int u = usp_degree(s, world, ulysses);
+  // Not a "shape:" reason: a suite's degrees serve several rank counts, and a run skips those that
+  // do not divide this one; `attend --ulysses` refuses it (exit 2).
   if (u < 1 || world % u != 0)
-    return "shape: ulysses = " + std::to_string(u) + " does not divide the world size " + std::to_string(world) +
+    return "ulysses = " + std::to_string(u) + " does not divide the world size " + std::to_string(world) +
            "; choose a Ulysses degree that divides the rank count (the ring degree is P / ulysses)";
   if (auto r = heads_split_unsupported(s, u, "the Ulysses degree"); !r.empty()) return r;
   if (s.N % (2 * world) != 0)

@@ -177,7 +177,6 @@ def main():
         ("N_per_rank overflowing", {k2: v2 for k2, v2 in dict(base, N_per_rank=2**62).items() if k2 != "N"}, "N_per_rank"),
         ("a case holding cases", dict(base, cases=[{"N": 32, "cases": [{"N": 8}]}]), "cannot hold cases"),
         ("H_kv not dividing H", dict(base, H=8, H_kv=3), "H_kv: 3 does not divide H = 8"),
-        ("a Ulysses degree beyond the ranks", dict(base, methods=["dist-usp"], N=32, ulysses=2), "ulysses = 2 does not divide"),
     ]:
         expect_refused(f"a suite with {name}", ["run", write("s.json", json.dumps(body)), "--out", res], needle, [res])
     expect_refused("1e400 in a suite", ["run", write("e.json", '{"methods": ["flash"], "patterns": [{"kind": "full"}], '
