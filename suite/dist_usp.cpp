@@ -51,6 +51,7 @@ std::string dist_usp_unsupported(const Pattern& p, const Shape& s, int world, in
 
 void dist_usp(const MethodCall& c) {
   const Grid x = grid(c);
+  if (x.u == 1) return ring_forward(c, Layout::zigzag, x.ring);  // no Ulysses exchange: the ring alone
   const std::vector<TokenRange> target = held_tokens(Layout::zigzag, c.global.N, x.ring.pos, x.R);
   ulysses_forward(c, Layout::zigzag, x.group, target,
                   [&](const MethodCall& ic) { ring_forward(ic, Layout::zigzag, x.ring); });
@@ -59,6 +60,7 @@ void dist_usp(const MethodCall& c) {
 // Backward (SPEC §6): dO to head shards, the ring's backward across the groups, dQ, dK, dV back.
 void dist_usp_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
   const Grid x = grid(c);
+  if (x.u == 1) return ring_backward(c, Layout::zigzag, x.ring, dout, dq, dk, dv);
   const std::vector<TokenRange> target = held_tokens(Layout::zigzag, c.global.N, x.ring.pos, x.R);
   ulysses_backward(
       c, Layout::zigzag, x.group, target,
