@@ -173,6 +173,8 @@ def run_sdpa(q, k, v, scale, mask, causal_only, backend=None):
     if mask is not None and mask.dtype != torch.bool:
         mask = mask.to(q.dtype).unsqueeze(0)
     kwargs = dict(attn_mask=None if causal_only else mask, is_causal=causal_only, scale=scale)
+    if k.shape[2] != q.shape[2]:  # GQA: SDPA reads the KV heads itself (PyTorch >= 2.5)
+        kwargs["enable_gqa"] = True
     if backend is None:
         o = F.scaled_dot_product_attention(qh, kh, vh, **kwargs)
     else:
@@ -281,12 +283,14 @@ class Runner:
         return names
 
     def describe(self, peer, c):
-        name = f"{peer} {c['pattern_name']} B={c['B']} N={c['N']} H={c['H']} d={c['d']} {c['dtype']} {c['device']} P=1"
+        hkv = c.get("H_kv", c["H"])
+        name = f"{peer} {c['pattern_name']} B={c['B']} N={c['N']} H={c['H']}" + (f" H_kv={hkv}" if hkv != c["H"] else "") + \
+            f" d={c['d']} {c['dtype']} {c['device']} P=1"
         if pass_of(c) != "forward":
             name += " " + pass_of(c)
         return {
             "name": name, "method": peer, "layout": "single", "device": c["device"], "dtype": c["dtype"],
-            "B": c["B"], "H": c["H"], "N": c["N"], "d": c["d"], "pattern": c["pattern"],
+            "B": c["B"], "H": c["H"], "H_kv": hkv, "N": c["N"], "d": c["d"], "pattern": c["pattern"],
             "pattern_name": c["pattern_name"], "world": 1, "ranks": 1, "threads_per_rank": self.args.threads,
             "warmup": c["warmup"], "iterations": c["iterations"], "flops": c["flops"],
             "flops_dense": c["flops_dense"], "pass": pass_of(c), "status": "ok",
@@ -319,7 +323,8 @@ class Runner:
                 records.append(dict(self.describe(p, c), status="skipped", reason="no GPU: torch.cuda.is_available() is False"))
             return records
         gen = torch.Generator().manual_seed(int(c["seed"]))
-        q, k, v = (torch.randn((B, N, H, d), generator=gen).to(dtype).to(device) for _ in range(3))
+        Hkv = c.get("H_kv", H)  # GQA: K and V have H_kv heads (SPEC §1)
+        q, k, v = (torch.randn((B, N, heads, d), generator=gen).to(dtype).to(device) for heads in (H, Hkv, Hkv))
         backward = pass_of(c) != "forward"
         dout = torch.randn((B, N, H, d), generator=gen).to(dtype).to(device) if backward else None
         for x in (q, k, v):
@@ -425,12 +430,18 @@ class Runner:
             backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
                        "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[peer.split("-")[-1]]
             return lambda: run_sdpa(q, k, v, scale, mask, causal_only, backend)
+        # The unfused peers take K and V repeated per group (inside the timed call, as PyTorch's math
+        # path does); their gradients sum back over each group through autograd.
+        group = c["H"] // c.get("H_kv", c["H"])
+
+        def kv():
+            return (k, v) if group == 1 else (k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2))
         if peer == "torch-vanilla":
             N, H = c["N"], c["H"]
             chunk = max(1, min(H, int(0.25 * available_bytes() // (3 * c["B"] * N * N * 4))))
-            return lambda: run_vanilla(q, k, v, scale, mask, chunk)
+            return lambda: run_vanilla(q, *kv(), scale, mask, chunk)
         if peer == "torch-dilated":
-            return lambda: run_dilated(q, k, v, scale, c["levels"], c["pattern"].get("causal", False))
+            return lambda: run_dilated(q, *kv(), scale, c["levels"], c["pattern"].get("causal", False))
         raise ValueError(peer)
 
     def verify(self, c, inputs, paths):
@@ -467,7 +478,8 @@ def main():
     for c in plan["cases"]:
         if c["method"].startswith("comm-"):
             continue
-        key = (json.dumps(c["pattern"], sort_keys=True), c["B"], c["N"], c["H"], c["d"], c["dtype"], c["device"], pass_of(c))
+        key = (json.dumps(c["pattern"], sort_keys=True), c["B"], c["N"], c["H"], c.get("H_kv"), c["d"], c["dtype"],
+               c["device"], pass_of(c))
         if key not in seen:
             seen.add(key)
             shapes.append(c)

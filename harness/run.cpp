@@ -522,7 +522,7 @@ json plan(const Suite& suite, int P) {
                      {"method", c.method},
                      {"pattern", to_json(c.pattern)},
                      {"pattern_name", c.pattern.name()},
-                     {"B", s.B}, {"H", s.H}, {"N", s.N}, {"d", s.d},
+                     {"B", s.B}, {"H", s.H}, {"H_kv", s.kv_heads()}, {"N", s.N}, {"d", s.d},
                      {"dtype", c.dtype},
                      {"device", c.device},
                      {"pass", c.pass},

@@ -35,6 +35,7 @@ build/longattn plot results/scaling.np1.json results/scaling.np2.json --out plot
 # Four ranks on two cores, oversubscribed (the results' context says so): the model's 4-rank cases.
 run 4 scaling4 --out results/scaling.np4.json
 run 2 ring --out results/ring.np2.json
+run 2 usp --out results/usp.np2.json
 # Error against float64 as the rank count grows (forward and backward, fp32 and bf16): 1 to 8 ranks,
 # oversubscribed beyond 2; only the error_vs_ranks chart is kept.
 for np in 1 2 4 8; do run $np error-vs-ranks --out results/error-vs-ranks.np$np.json; done
