@@ -46,7 +46,7 @@ for np in 1 2 4; do run $np fixed-tokens --out results/fixed-tokens.np$np.json; 
 build/longattn plot results/fixed-tokens.np{1,2,4}.json --out plots/fixed-tokens
 # Two namespaces joined by a veth pair, TCP between the ranks (root; skipped where namespaces are not allowed).
 if bash scripts/netns.sh --check >/dev/null 2>&1; then
-  bash scripts/netns.sh --out-dir results/netns comm ring distributed-mha
+  bash scripts/netns.sh --out-dir results/netns comm ring distributed-mha usp
   build/longattn plot results/netns/distributed-mha.netns.json --out plots/netns
 fi
 # LongNet's path-length claim: layers until the last token depends on the first, against N.
