@@ -67,6 +67,13 @@ inline std::vector<Pattern> with_and_without_causal(std::vector<nlohmann::json> 
   return out;
 }
 
+// max |x - ref|, infinite where x is not finite.
+inline double max_abs_diff(const std::vector<float>& x, const std::vector<float>& ref) {
+  double err = 0;
+  for (size_t i = 0; i < x.size(); ++i) err = std::max(err, std::isfinite(x[i]) ? std::abs(double(x[i]) - ref[i]) : INFINITY);
+  return err;
+}
+
 inline double max_abs(const std::vector<float>& x) {
   double m = 0;
   for (float v : x) m = std::max(m, double(std::abs(v)));
