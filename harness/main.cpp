@@ -209,6 +209,10 @@ int main(int argc, char** argv) {
   model_cmd->allow_extras();
   model_cmd->prefix_command();
   model_cmd->set_help_flag();  // -h / --help go to the model, which lists its real options
+  auto* calibrate_cmd = app.add_subcommand("calibrate", "measure this machine for the model and write its machine file (harness/model/calibrate_run.py)");
+  calibrate_cmd->allow_extras();
+  calibrate_cmd->prefix_command();
+  calibrate_cmd->set_help_flag();
   auto* chart_cmd = app.add_subcommand("model-chart", "charts of the model's predictions (plots/model_chart.py)");
   chart_cmd->allow_extras();
   chart_cmd->prefix_command();
@@ -256,6 +260,7 @@ int main(int argc, char** argv) {
       return python({data_dir() + "/plots/plot.py"}, args);
     }
     if (model_cmd->parsed()) return python({"-m", "model"}, model_cmd->remaining());
+    if (calibrate_cmd->parsed()) return python({"-m", "model.calibrate_run"}, calibrate_cmd->remaining());
     if (chart_cmd->parsed()) return python({data_dir() + "/plots/model_chart.py"}, chart_cmd->remaining());
     if (reach_chart_cmd->parsed()) return python({data_dir() + "/plots/reach_chart.py"}, reach_chart_cmd->remaining());
   } catch (const InputError& e) {

@@ -197,6 +197,56 @@ def gpu_file_checks():
     check("rtx4090 vanilla roofline within the cited 20-28 TFLOP/s", 18 <= tflops <= 30, tflops)
 
 
+def calibrate_command_checks(tmp, results_here):
+    """`longattn calibrate` end to end (--quick: tiny shapes, seconds), the machine file it writes, and
+    the model refusing what that file cannot answer."""
+    out = os.path.join(tmp, "machines", "here.json")
+    rc, o, e = run([EXE, "calibrate", "--quick", "--no-comm", "--out", out, "--name", "here"], timeout=600)
+    check("longattn calibrate --quick writes a machine file (exit 0)", rc == 0 and os.path.exists(out), (rc, e[-600:]))
+    if rc != 0:
+        return
+    with open(out) as f:
+        m = json.load(f)
+    rates = m["compute"]["rates"]
+    cores = len(os.sched_getaffinity(0))
+    keys = {(r["kernel"], r["family"], r["dtype"], r["threads"]) for r in rates}
+    check("machine file: measured rates per kernel, family, dtype and threads (1 and all cores); local windows by width",
+          all(r["measured"] for r in rates) and
+          {("flash", "full+causal", dt, t) for dt in ("fp32", "bf16") for t in {1, cores}} <= keys and
+          {("dilated", "dilated+causal", "bf16", 1), ("vanilla", "full", "fp32", cores)} <= keys and
+          all(r["x"] == "window" for r in rates if r["family"].startswith("local")) and
+          "derived" in m["compute"] and m["cpu"]["cpu_model"] and m["calibration_run"]["threads_measured"] == sorted({1, cores}),
+          json.dumps(m)[:400])
+    pred = ["--machine", out, "--method", "flash", "--pattern", '{"kind": "local", "left": 47, "right": 0}',
+            "--H", "2", "--N", "512", "--d", "16", "--threads", "1", "--json"]
+    rc, o, e = run([PY] + MODEL + pred + ["--dtype", "bf16"])
+    pr = json.loads(o) if rc == 0 else {}
+    check("predict bf16 local with the calibrated file: a measured rate, no derived-rate note",
+          rc == 0 and pr["time_ms"] > 0 and not any("not measured" in n or "no rates" in n for n in pr["notes"]), (e, o[:300]))
+    # Bad input: a machine file without the dtype asked; results from another CPU.
+    no_bf16 = json.loads(json.dumps(m))
+    no_bf16["compute"]["rates"] = [r for r in rates if r["dtype"] != "bf16"]
+    p1 = os.path.join(tmp, "no-bf16.json")
+    with open(p1, "w") as f:
+        json.dump(no_bf16, f)
+    rc, o, e = run([PY] + MODEL + ["--machine", p1] + pred[2:] + ["--dtype", "bf16"])
+    check("bad input exits 2: a dtype the machine file has no rates for names what to run",
+          rc == 2 and "no bf16 rates" in e and "longattn calibrate" in e, (rc, e[-300:]))
+    other = json.loads(json.dumps(m))
+    other["cpu"]["cpu_model"] = "AMD EPYC 9R14 96-Core Processor"
+    p2 = os.path.join(tmp, "other-cpu.json")
+    with open(p2, "w") as f:
+        json.dump(other, f)
+    rc, o, e = run([PY] + MODEL + ["--validate", results_here, "--machine", p2])
+    check("bad input exits 2: results from another CPU than the machine file's, both named",
+          rc == 2 and "AMD EPYC 9R14" in e and m["cpu"]["cpu_model"] in e and "longattn calibrate" in e, (rc, e[-300:]))
+    for name, args, word in (("--threads not numbers", ["--threads", "one"], "--threads"),
+                             ("--out in a missing folder", ["--out", os.path.join(tmp, "no", "m.json")], "--out"),
+                             ("a launcher that does not exist", ["--launcher", "no-such-mpirun -np 2"], "--launcher")):
+        rc, o, e = run([EXE, "calibrate", "--quick"] + args)
+        check(f"calibrate bad input exits 2: {name}", rc == 2 and word in e, (rc, e[-300:]))
+
+
 def bad_input_checks(tmp, machine, good_results):
     def expect2(name, args, word):
         rc, out, err = run([PY] + MODEL + args)
@@ -345,6 +395,7 @@ def main():
         rc, o, e = run([PY, CHART, "--out", charts, "--machine", files[2]])
         check("model_chart.py refuses a results file as machine file (exit 2)", rc == 2 and "dist.np2.json" in e, (rc, e))
         bad_input_checks(tmp, machine, files[2])
+        calibrate_command_checks(tmp, files[2])
 
 
 if __name__ == "__main__":

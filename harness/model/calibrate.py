@@ -10,7 +10,7 @@ from .errors import BadInput
 from .fit import fit_comm
 from .machine import Machine
 from .results import load_results, ok_cases
-from .spec import dist_dilated_ranks, family, parse_pattern
+from .spec import dist_dilated_ranks, family, parse_pattern, rate_axis
 
 
 def case_elements(c, P):
@@ -21,9 +21,19 @@ def case_elements(c, P):
     return None
 
 
-def calibrate(kernel_files, comm_files, name, out):
+def cpu_identity(ctx):
+    """What names a CPU in a results context: its model string, ISA and features, and its cores (a
+    virtual machine's model string alone can be a generic "Intel(R) Xeon(R) Processor")."""
+    peak = ctx.get("cpu_peak", {})
+    feats = peak.get("features", {})
+    return {"cpu_model": ctx.get("cpu_model"), "isa": peak.get("isa"), "cores": ctx.get("cores"),
+            "features": sorted(k for k, v in feats.items() if v)}
+
+
+def calibrate(kernel_files, comm_files, name, out, run_info=None):
     sources, rates, sgemm, base = [], {}, {}, {}
-    cores, cpu = None, None
+    keyed = {}  # (kernel, family, dtype, d, threads, axis) -> {x: [GFLOP/s, ...]}
+    cores, cpu, identity, blas = None, None, None, None
     # A machine with no memory base, to count the buffers of measured cases.
     probe = Machine({"name": name, "kind": "measured", "cores": 1, "compute": {"kernels": {"x": {"full": {"1": [[1, 1]]}}}},
                      "communication": {"ops": {}}, "memory": {}, "sources": []}, "calibration")
@@ -37,6 +47,12 @@ def calibrate(kernel_files, comm_files, name, out):
         P = ctx["world_size"]
         cores = cores or ctx["cores"]
         cpu = cpu or ctx["cpu_model"]
+        identity = identity or cpu_identity(ctx)
+        blas = blas or ctx.get("blas", {}).get("core")
+        if cpu_identity(ctx) != identity:
+            raise BadInput(f"{path}: ran on another CPU ({cpu_identity(ctx)['cpu_model']}, "
+                           f"{cpu_identity(ctx)['isa']}) than the other files ({identity['cpu_model']}, "
+                           f"{identity['isa']}); calibrate one machine at a time")
         sgemm.setdefault(str(ctx["threads_per_rank"]), []).append(ctx["sgemm_gflops_per_rank"])
         used = 0
         for c in ok_cases(data):
@@ -48,8 +64,12 @@ def calibrate(kernel_files, comm_files, name, out):
                 work = c["flops_dense"] if c["method"] == "vanilla" else c["flops"]
                 if work <= 0:
                     continue
-                fam = rates.setdefault(c["method"], {}).setdefault(family(pat), {})
-                fam.setdefault(str(c["threads_per_rank"]), []).append([c["N"], work / t / 1e9, c["B"], c["H"], c["d"], path])
+                if c["dtype"] == "fp32":  # the table older tools read
+                    fam = rates.setdefault(c["method"], {}).setdefault(family(pat), {})
+                    fam.setdefault(str(c["threads_per_rank"]), []).append([c["N"], work / t / 1e9, c["B"], c["H"], c["d"], path])
+                axis, x = rate_axis(pat, c["N"])
+                key = (c["method"], family(pat), c["dtype"], c["d"], c["threads_per_rank"], axis)
+                keyed.setdefault(key, {}).setdefault(x, []).append(work / t / 1e9)
                 used += 1
             if role == "comm" and c["method"] in catalog.comm_ops() and c["ranks"] > 1:
                 op = catalog.comm_ops()[c["method"]]
@@ -76,7 +96,8 @@ def calibrate(kernel_files, comm_files, name, out):
                         "git_commit": ctx["git_commit"], "world_size": P, "threads_per_rank": ctx["threads_per_rank"],
                         "cpu_model": ctx["cpu_model"], "hosts": ctx["host_names"], "cases_used": used})
     if not rates:
-        raise BadInput("--kernels: no ok single-device cases (vanilla, flash, dilated) in " + ", ".join(kernel_files))
+        raise BadInput("--kernels: no ok fp32 single-device cases (vanilla, flash, dilated) in " + ", ".join(kernel_files) +
+                       "; run `longattn calibrate`, or `longattn run kernels` for such a file")
     kernels = {}
     for kern, fams in sorted(rates.items()):
         for fam, by_t in sorted(fams.items()):
@@ -110,10 +131,23 @@ def calibrate(kernel_files, comm_files, name, out):
         "memory_bytes_per_device": mem_total,
         "memory_source": "MemTotal of /proc/meminfo on the host that ran --calibrate",
         "sgemm_gflops_per_rank": {t: round(statistics.median(v), 3) for t, v in sorted(sgemm.items())},
+        "cpu": identity,
+        "blas_core": blas,
         "compute": {
             "rate": "GFLOP/s = flops / median time (vanilla: flops_dense / median time), per kernel, "
                     "pattern family and threads per rank, as [N, GFLOP/s] (median over files and shapes)",
             "kernels": kernels,
+            "rates_keyed_by": "kernel, pattern family, dtype, head dim d, threads per rank; points [x, GFLOP/s] "
+                              "with x = N, or the window width for local patterns (its block skipping sets the rate)",
+            "rates": [{"kernel": k, "family": f, "dtype": dt, "d": dd, "threads": th, "x": ax,
+                       "points": [[x, round(statistics.median(v), 4)] for x, v in sorted(pts.items())],
+                       "measured": True}
+                      for (k, f, dt, dd, th, ax), pts in sorted(keyed.items())],
+            "derived": "Every rate listed is measured. Derived at prediction time, with a note in the prediction: "
+                       "a thread count not listed (the nearest listed one scaled by the sgemm ratio of the two, "
+                       "else linearly), a head dim not listed (the nearest), an N or window outside the listed "
+                       "points (the end point's rate), a family not listed (the nearest family). A dtype not "
+                       "listed is refused.",
         },
         "communication": {
             "model": "t = steps * alpha_s + bytes_received_per_rank / beta_Bps; steps = P-1 (collectives) or 1 "
@@ -127,6 +161,8 @@ def calibrate(kernel_files, comm_files, name, out):
         },
         "sources": sources,
     }
+    if run_info:
+        machine["calibration_run"] = run_info
     try:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         tmp = out + ".tmp"

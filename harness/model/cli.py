@@ -9,7 +9,7 @@ import sys
 import model
 
 from . import catalog
-from .calibrate import calibrate
+from .calibrate import calibrate, cpu_identity
 from .errors import BadInput
 from .machine import Machine
 from .predict import predict
@@ -24,6 +24,20 @@ def fmt_bytes(b):
     return f"{b:.0f} B"
 
 
+def check_same_cpu(machine, ctx, path):
+    """A measured machine's rates hold for its own CPU only: results from another are refused."""
+    if machine.kind != "measured":
+        return
+    want = machine.data.get("cpu") or {"cpu_model": machine.data.get("cpu_model")}
+    got = cpu_identity(ctx)
+    if any(want.get(k) is not None and want.get(k) != got.get(k) for k in ("cpu_model", "isa", "cores", "features")):
+        def name(x):
+            extra = ", ".join(str(v) for v in (x.get("isa"), x.get("cores") and f"{x['cores']} cores") if v)
+            return f"{x.get('cpu_model')}" + (f" ({extra})" if extra else "")
+        raise BadInput(f"{path}: ran on {name(got)}, but {machine.path} was calibrated on {name(want)}; run "
+                       "`longattn calibrate` on this machine and validate against that machine file")
+
+
 def validate(paths, machine):
     srcs = machine.data.get("sources", [])
     cal_keys = {(s.get("suite"), s.get("date")) for s in srcs if isinstance(s, dict)} if isinstance(srcs, list) else set()
@@ -32,6 +46,7 @@ def validate(paths, machine):
     for path in paths:
         data = load_results(path)
         ctx = data["context"]
+        check_same_cpu(machine, ctx, path)
         in_cal = (data["suite"], ctx["date"]) in cal_keys
         for c in ok_cases(data):
             if c["method"] in catalog.comm_ops() or c["method"] not in catalog.attention():

@@ -9,7 +9,7 @@ from . import catalog
 from .errors import BadInput
 from .fit import comm_regime
 from .results import load_json
-from .spec import ELEMENT_BYTES
+from .spec import ELEMENT_BYTES, rate_axis
 
 
 def _positive(v):
@@ -88,8 +88,12 @@ class Machine:
 
     # ---- compute
 
-    def _rate(self, kernel, fam, threads, N, notes):
-        """Measured GFLOP/s for kernel / family / threads at sequence length N."""
+    def _rate(self, kernel, fam, threads, N, notes, dtype="fp32", d=None, pat=None):
+        """Measured GFLOP/s for kernel / family / dtype / threads at sequence length N (a local
+        window: at its width), from the fine-grained `compute.rates` of `longattn calibrate`, else
+        from the fp32 table `compute.kernels` of older machine files."""
+        if "rates" in self.data["compute"]:
+            return self._rate_keyed(kernel, fam, threads, N, notes, dtype or "fp32", d, pat)
         kernels = self.data["compute"]["kernels"]
         if kernel not in kernels:
             raise BadInput(f"{self.path}: no measured rates for kernel {kernel}; calibrate with results that hold {kernel} cases")
@@ -126,7 +130,50 @@ class Machine:
             r = float(np.exp(np.interp(math.log(N), np.log(Ns), np.log(rs))))
         return r * scale * 1e9
 
-    def kernel_time(self, kernel, fam, flops, dense_flops, scores, N, io_elems, d, threads, calls, notes):
+    def _rate_keyed(self, kernel, fam, threads, N, notes, dtype, d, pat):
+        entries = [e for e in self.data["compute"]["rates"] if e["kernel"] == kernel]
+        if not entries:
+            raise BadInput(f"{self.path}: no measured rates for kernel {kernel}; run `longattn calibrate` on this "
+                           "machine (it measures vanilla, flash and dilated)")
+        have = {e["family"] for e in entries}
+        use = fam
+        if use not in have:
+            causal = fam.endswith("+causal")
+            kind = fam.split("+")[0]
+            cands = [f for f in sorted(have) if f.split("+")[0] == kind] + \
+                    [f for f in sorted(have) if f.split("+")[0] == "full" and f.endswith("+causal") == causal] + sorted(have)
+            use = cands[0]
+            notes.append(f"{kernel}: no rates for {fam}, used {use}")
+        entries = [e for e in entries if e["family"] == use]
+        if not any(e["dtype"] == dtype for e in entries):
+            raise BadInput(f"{self.path}: no {dtype} rates for {kernel} {use}; run `longattn calibrate` on this "
+                           f"machine (it measures fp32 and bf16{' and fp16 where the CPU has AVX512-FP16' if dtype == 'fp16' else ''})")
+        entries = [e for e in entries if e["dtype"] == dtype]
+        if d is not None:  # the nearest head dim measured
+            near = min({e["d"] for e in entries}, key=lambda x: (abs(math.log(x / d)), x))
+            if near != d:
+                notes.append(f"{kernel} {use} {dtype}: d = {d} not measured, used d = {near}")
+            entries = [e for e in entries if e["d"] == near]
+        by_t = {e["threads"]: e for e in entries}
+        scale = 1.0
+        if threads in by_t:
+            e = by_t[threads]
+        else:  # derived: the nearest measured thread count, scaled by the sgemm ratio (else linearly)
+            t0 = min(by_t, key=lambda t: (abs(math.log(t / threads)), -t))
+            e = by_t[t0]
+            sg = self.data.get("sgemm_gflops_per_rank", {})
+            scale = sg[str(threads)] / sg[str(t0)] if str(threads) in sg and str(t0) in sg else threads / t0
+            notes.append(f"{kernel} {use} {dtype}: {threads} threads not measured, derived from {t0} (x{scale:.2f})")
+        x = N
+        if e.get("x") == "window" and pat is not None:
+            x = rate_axis(pat, N)[1]
+        xs = np.array([p[0] for p in e["points"]], dtype=np.float64)
+        rs = np.array([p[1] for p in e["points"]], dtype=np.float64)
+        r = rs[0] if len(xs) == 1 else float(np.exp(np.interp(math.log(x), np.log(xs), np.log(rs))))
+        return r * scale * 1e9
+
+    def kernel_time(self, kernel, fam, flops, dense_flops, scores, N, io_elems, d, threads, calls, notes,
+                    dtype=None, pat=None):
         """Seconds for one rank to run `kernel` on work of `flops` exact FLOPs (vanilla: dense_flops
         as the results count them; GPU vanilla: every one of `scores` score elements computed, 4 d
         FLOPs each, and moved). N: the sequence length the kernel runs over (selects the measured
@@ -135,7 +182,7 @@ class Machine:
             return 0.0
         if self.kind == "measured":
             work = dense_flops if kernel == "vanilla" else flops
-            return work / self._rate(kernel, fam, threads, N, notes)
+            return work / self._rate(kernel, fam, threads, N, notes, dtype, d, pat)
         g = self.data
         peak = g["peak_tflops_dense"] * 1e12
         frac = g["achieved_fraction"]

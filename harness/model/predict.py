@@ -50,6 +50,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         raise BadInput("--method: the dilated kernel runs dilated patterns only")
     threads = threads or machine.default_threads(P)
     e = ELEMENT_BYTES[dtype] if dtype else machine.element_bytes
+    dt = dtype or machine.dtype
     notes = []
     fam = family(pat)
     n = N // P
@@ -63,7 +64,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         kern = method
         calls = 3 if kern == "vanilla" else (len(dilated_levels(pat, N)) if kern == "dilated" else 1)
         comp_s = machine.kernel_time(kern, fam, flops_total, flops_dense, B * H * N * N, N,
-                                     4 * B * N * H * d * (calls if kern == "dilated" else 1), d, threads, calls, notes)
+                                     4 * B * N * H * d * (calls if kern == "dilated" else 1), d, threads, calls, notes, dtype=dt, pat=pat)
         flops_rank = flops_dense if kern == "vanilla" else flops_total
     elif method in ("dist-heads", "dist-ulysses"):
         kern = kernel or auto_kernel(pat)
@@ -73,7 +74,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         flops_rank = max(per_rank)
         calls = len(dilated_levels(pat, N)) if kern == "dilated" else (3 if kern == "vanilla" else 1)
         comp_s = machine.kernel_time(kern, fam, flops_rank, flops_dense / P, B * hp * N * N, N,
-                                     4 * B * N * hp * d * (calls if kern == "dilated" else 1), d, threads, calls, notes)
+                                     4 * B * N * hp * d * (calls if kern == "dilated" else 1), d, threads, calls, notes, dtype=dt, pat=pat)
         nbytes = spec_bytes(method, B, H, N, d, P, pat, e, H_kv)
         if method == "dist-heads":
             comm_s = machine.comm_time("all_gather", nbytes, P - 1, P, notes) if P > 1 else 0.0
@@ -90,7 +91,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         flops_rank = 4.0 * d * B * H * max(rank_pairs)
         calls = 3 if kern == "vanilla" else 1
         comp_s = machine.kernel_time(kern, fam, flops_rank, 4.0 * d * B * H * n * N, B * H * n * N, N,
-                                     4 * B * N * H * d, d, threads, calls, notes)
+                                     4 * B * N * H * d, d, threads, calls, notes, dtype=dt, pat=pat)
         nbytes = spec_bytes(method, B, H, N, d, P, pat, e, H_kv)
         comm_s = machine.comm_time("all_gather", nbytes, P - 1, P, notes) if P > 1 else 0.0
     elif method in catalog.rings():
@@ -110,7 +111,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         def block_time(pairs, fam_, dense):
             f = 4.0 * d * B * H * pairs
             return machine.kernel_time(kern, fam_, f, 4.0 * d * B * H * dense, B * H * c * c, c, 4 * B * c * H * d, d,
-                                       threads, calls * B, notes)
+                                       threads, calls * B, notes, dtype=dt, pat=pat)
 
         if pat["kind"] == "full":
             # Closed form, per step: (number of full c x c blocks, of diagonal blocks) on the
@@ -191,7 +192,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         pairs, _, dd_levels = dist_dilated_ranks(pat, B, H, N, d, P, H_kv)
         flops_rank = 4.0 * d * float(pairs.max())
         comp_s = machine.kernel_time(kern, fam, flops_rank, flops_rank, 0, N, 4 * B * n * H * d * len(dd_levels), d,
-                                     threads, len(dd_levels), notes)
+                                     threads, len(dd_levels), notes, dtype=dt, pat=pat)
         if P > 1:
             for lv in dd_levels:
                 if lv["shared"]:

@@ -65,6 +65,14 @@ def family(pat):
     return pat["kind"] + ("+causal" if pat["causal"] else "")
 
 
+def rate_axis(pat, N):
+    """What a measured rate varies with: a local window's width (block skipping makes the band's
+    rate depend on it, not on N), else the sequence length. Returns (name, value)."""
+    if pat["kind"] == "local":
+        return "window", min(N, pat["left"] + (0 if pat["causal"] else pat["right"]) + 1)
+    return "N", N
+
+
 def dilated_levels(pat, N):
     """SPEC §2: explicit levels as given; `longnet` = LongNet §4.2's list continued by doubling, cut
     at the first w >= N, whose w becomes N."""
