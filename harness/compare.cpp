@@ -46,6 +46,7 @@ std::string machine(const json& r) {
 std::string shape_key(const json& c) {
   return c["pattern_name"].get<std::string>() + " " + std::to_string(c["B"].get<int64_t>()) + " " +
          std::to_string(c["N"].get<int64_t>()) + " " + std::to_string(c["H"].get<int64_t>()) + " " +
+         c.value("H_kv", c["H"]).dump() + " " +  // GQA: K and V heads (older files: H)
          std::to_string(c["d"].get<int64_t>()) + " " + c["dtype"].get<std::string>() + " " +
          c["device"].get<std::string>();
 }

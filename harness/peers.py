@@ -173,8 +173,14 @@ def run_sdpa(q, k, v, scale, mask, causal_only, backend=None):
     if mask is not None and mask.dtype != torch.bool:
         mask = mask.to(q.dtype).unsqueeze(0)
     kwargs = dict(attn_mask=None if causal_only else mask, is_causal=causal_only, scale=scale)
-    if k.shape[2] != q.shape[2]:  # GQA: SDPA reads the KV heads itself (PyTorch >= 2.5)
-        kwargs["enable_gqa"] = True
+    if k.shape[2] != q.shape[2]:
+        # GQA: SDPA's default dispatch reads the KV heads itself (PyTorch >= 2.5); a pinned backend
+        # (or an older PyTorch) gets K and V repeated per group, as its math path would do.
+        if backend is None and "enable_gqa" in F.scaled_dot_product_attention.__doc__:
+            kwargs["enable_gqa"] = True
+        else:
+            g = q.shape[2] // k.shape[2]
+            kh, vh = kh.repeat_interleave(g, dim=1), vh.repeat_interleave(g, dim=1)
     if backend is None:
         o = F.scaled_dot_product_attention(qh, kh, vh, **kwargs)
     else:

@@ -48,7 +48,7 @@ void dist_allgather(const MethodCall& c) {
 
 // Backward (SPEC §6): each rank's queries against the gathered K, V (still in the buffers) give its
 // dQ whole and a part of every key's dK, dV; an all-to-all hands each rank the parts of its own
-// keys, summed there (a reduce-scatter). Communication per rank: 2 (P-1) B n H d elements.
+// keys, summed there (a reduce-scatter). Communication per rank: 2 (P-1) B n H_kv d elements.
 void dist_allgather_backward(const MethodCall& c, const float* dout, float* dq, float* dk, float* dv) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();

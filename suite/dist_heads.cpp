@@ -39,7 +39,7 @@ void dist_heads(const MethodCall& c) {
 
   AttentionArgs a = c.local_args(g.N);
   a.shape.H = hp, a.shape.H_kv = x.kvp;
-  a.head0 = x.h0;
+  a.head0 = c.head0 + x.h0;
   a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = o.data() + slab;
   auto_kernel(a.pattern, a.shape, a.dtype, c.device()).run(a);  // the device's fastest kernel
 
@@ -74,7 +74,7 @@ void dist_heads_backward(const MethodCall& c, const float* dout, float* dq, floa
   copy_heads(dout, g.H, grads.data(), hp, rows, hp, x.h0, 0, g.d, threads);
   AttentionArgs a = c.local_args(g.N);
   a.shape.H = hp, a.shape.H_kv = x.kvp;
-  a.head0 = x.h0;
+  a.head0 = c.head0 + x.h0;
   a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = o.data() + slab;
   float* mine = grads.data() + slab;
   auto_kernel(a.pattern, a.shape, a.dtype, c.device())

@@ -52,7 +52,7 @@ void ring_forward(const MethodCall& c, Layout layout, const RingView& ring) {
             for (int64_t h = 0; h < g.H; ++h) {
               const float* k = held.data() + (b * n + k_off) * kv_row + h / G * g.d;  // GQA: the group's KV head
               step.blocks.push_back({c.q + (b * n + q_off) * row + h * g.d, row, qr.rows, qr.pos0, k, k + kv_shard,
-                                     kv_row, kr.rows, kr.pos0, g.N, h, c.o + (b * n + q_off) * row + h * g.d, row,
+                                     kv_row, kr.rows, kr.pos0, g.N, c.head0 + h, c.o + (b * n + q_off) * row + h * g.d, row,
                                      lse + (b * g.H + h) * n + q_off, 1});
             }
         q_off += qr.rows;
@@ -106,7 +106,7 @@ void ring_backward(const MethodCall& c, Layout layout, const RingView& ring, con
                 const int64_t qa = (b * n + q_off) * row + h * g.d, ka = (b * n + k_off) * kv_row + h / G * g.d;
                 StepGradBlock blk;
                 blk.fwd = {c.q + qa, row, qr.rows, qr.pos0, held.data() + ka, held.data() + kv_shard + ka, kv_row,
-                           kr.rows, kr.pos0, g.N, h, nullptr, row, const_cast<float*>(lse) + (b * g.H + h) * n + q_off, 1};
+                           kr.rows, kr.pos0, g.N, c.head0 + h, nullptr, row, const_cast<float*>(lse) + (b * g.H + h) * n + q_off, 1};
                 blk.dout = dout + qa, blk.delta = delta.data() + (b * g.H + h) * n + q_off;
                 blk.dq = dq + qa, blk.dk = held.data() + 2 * kv_shard + ka, blk.dv = held.data() + 3 * kv_shard + ka;
                 blocks.push_back(blk);

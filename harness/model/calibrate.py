@@ -84,7 +84,7 @@ def calibrate(kernel_files, comm_files, name, out, run_info=None):
                     try:
                         pat = parse_pattern(c["pattern"])
                         kern = c["method"] if c["method"] in catalog.single() else ("dilated" if pat["kind"] == "dilated" else "flash")
-                        dd = dist_dilated_ranks(pat, c["B"], c["H"], c["N"], c["d"], c["world"])[2] \
+                        dd = dist_dilated_ranks(pat, c["B"], c["H"], c["N"], c["d"], c["world"], c.get("H_kv"))[2] \
                             if c["method"] == "dist-dilated" else None
                         el = (probe.memory(c["method"], kern, c["B"], c["H"], c["N"], c["d"], c["world"],
                                            c["threads_per_rank"], pat, dd)) / 4

@@ -140,6 +140,8 @@ def main(argv=None):
     ap.add_argument("--H", type=int)
     ap.add_argument("--N", type=int)
     ap.add_argument("--d", type=int)
+    ap.add_argument("--H_kv", type=int, help="predict: K and V heads (GQA; default H)")
+    ap.add_argument("--ulysses", type=int, default=0, help="predict: dist-usp's Ulysses degree (default: the largest dividing P and H_kv)")
     ap.add_argument("--world", type=int, default=1, help="ranks (devices)")
     ap.add_argument("--threads", type=int, help="threads per rank (default: cores / world, as the harness does)")
     ap.add_argument("--dtype", choices=sorted(ELEMENT_BYTES), help="element type (default: the machine's)")
@@ -172,7 +174,10 @@ def main(argv=None):
         pat = parse_pattern(a.pattern, "--pattern")
         if a.threads is not None and a.threads < 1:
             raise BadInput("--threads: must be positive")
-        pr = predict(machine, a.method, pat, a.B, a.H, a.N, a.d, a.world, a.threads, a.kernel, a.dtype)
+        if a.H_kv is not None and (a.H_kv < 1 or a.H % a.H_kv):
+            raise BadInput(f"--H_kv: {a.H_kv} does not divide H = {a.H}")
+        pr = predict(machine, a.method, pat, a.B, a.H, a.N, a.d, a.world, a.threads, a.kernel, a.dtype,
+                     H_kv=a.H_kv, ulysses=a.ulysses)
         if a.json:
             print(json.dumps(pr, indent=1))
         else:

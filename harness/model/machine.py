@@ -251,6 +251,9 @@ class Machine:
         elif method in catalog.rings():
             n = N // P
             el = 4 * part + 5 * part + 2 * lse / P + kernel_extra(kernel, n, H)
+        elif method == "dist-usp":  # the ring's buffers and the Ulysses exchange's (send, receive, head shard)
+            n = N // P
+            el = 4 * part + 5 * part + 2 * lse / P + 10 * part + kernel_extra(kernel, n, H)
         elif method == "dist-allgather":  # Q, K, V, O shards, the K/V sent, gathered and laid out whole
             el = 4 * part + 2 * part + 4 * F + lse / P + kernel_extra(kernel, N, H)
         else:  # dist-dilated: send, receive and gathered rows of the largest level

@@ -33,6 +33,9 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
             raise BadInput(f"--N: N = {N} is not divisible by the world size {P}")
         if method in ("dist-heads", "dist-ulysses") and H % P:
             raise BadInput(f"--H: H = {H} is not divisible by the world size {P}")
+        if method in ("dist-heads", "dist-ulysses") and Hk % P and P % Hk:
+            raise BadInput(f"--H_kv: H_kv = {Hk} and the world size {P} do not divide one another (KV heads are "
+                           "split or replicated evenly)")
         if method == "dist-usp":
             u = usp_degree(P, Hk, ulysses)
             if P % u or H % u or (Hk % u and u % Hk) or N % (2 * P):
@@ -211,7 +214,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
     mem = machine.memory(method, kern, B, H, N, d, P, threads, pat, dd_levels)
     cap = machine.memory_bytes_per_device()
     out = {
-        "machine": machine.name, "method": method, "kernel": kern, "pattern": fam, "B": B, "H": H, "N": N, "d": d,
+        "machine": machine.name, "method": method, "kernel": kern, "pattern": fam, "B": B, "H": H, "H_kv": Hk, "N": N, "d": d,
         "world": P, "threads_per_rank": threads, "element_bytes": e,
         "time_ms": (comp_s + comm_s) * 1e3, "compute_ms": comp_s * 1e3, "comm_ms": comm_s * 1e3,
         "flops": flops_total, "flops_dense": flops_dense, "flops_per_rank": flops_rank,
