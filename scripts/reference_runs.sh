@@ -51,3 +51,16 @@ if bash scripts/netns.sh --check >/dev/null 2>&1; then
 fi
 # LongNet's path-length claim: layers until the last token depends on the first, against N.
 build/longattn reach-chart --out plots/reach
+# The model on this machine: calibrate, then the held-out runs made after it, then the table
+# (about 35 minutes on 2 cores; the machine file is named after the host's CPU).
+m=spr-2core V=results/validation/$m
+build/longattn calibrate --name $m --out results/machines/$m.json --keep results/calibration/$m
+mkdir -p $V
+run 2 distributed-mha --out $V/distributed-mha.np2.json
+build/longattn run scaling --threads 1 --out $V/scaling.np1.json --quiet
+run 2 scaling --out $V/scaling.np2.json
+build/longattn run cpu-vs-sdpa --out $V/cpu-vs-sdpa.json --quiet
+build/longattn run longnet-scaling --out $V/longnet-scaling.np1.json --quiet
+build/longattn run local-windows --out $V/local-windows.np1.json --quiet
+build/longattn run local-windows --threads 1 --out $V/local-windows.t1.json --quiet
+build/longattn model --validate $V/*.json --machine results/machines/$m.json > results/model-validation-$m.md

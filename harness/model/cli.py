@@ -87,6 +87,21 @@ def validate(paths, machine):
               f"{fmt_bytes(pr['peak_memory_bytes_per_rank'])} / {fmt_bytes(c['peak_memory_bytes_per_rank'])} | "
               f"{'yes' if in_cal else 'no'} |")
     print()
+    # Bias by the classes a new machine gets wrong first: signed errors, so that a class the model
+    # puts consistently high or low shows even when the overall median is small.
+    classes = {"1-thread ranks": lambda c: c["threads_per_rank"] == 1,
+               "local windows": lambda c: c["pattern"]["kind"] == "local",
+               "dilated": lambda c: c["pattern"]["kind"] == "dilated",
+               "bf16": lambda c: c["dtype"] == "bf16",
+               "distributed": lambda c: c["method"] in catalog.distributed(),
+               "single device": lambda c: c["method"] in catalog.single()}
+    print("| class | cases | median signed error % | median abs error % |")
+    print("|---|---:|---:|---:|")
+    for cname, member in classes.items():
+        es = [r[4] for r in rows if member(r[1]) and (not r[6] or r[1]["method"] in catalog.distributed())]
+        if es:
+            print(f"| {cname} | {len(es)} | {statistics.median(es):+.1f} | {statistics.median(abs(x) for x in es):.1f} |")
+    print()
     bad_bytes = sum(1 for r in rows if not r[5])
     print(f"bytes received: {len(rows) - bad_bytes} of {len(rows)} cases equal the SPEC §3 formula")
     # The last line is the honest figure: cases the calibration did not fit. Single-device cases
