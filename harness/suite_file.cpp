@@ -140,30 +140,36 @@ void expand(const json& j, const std::string& where, const Case& base, int world
   for (int64_t d : ds)
     if (d > 256) throw InputError(where + "d: head dim " + std::to_string(d) + " is not supported; use 1..256");
 
+  for (const auto& dt : dtypes)
+    for (const auto& dev : devices)
+      if (dev == "cpu" && dt == "fp16" && !cpu_info().avx512_fp16)
+        throw InputError(where + "dtype: fp16 on device cpu needs AVX512-FP16, which this CPU (" +
+                         cpu_info().model.substr(0, 60) + ") lacks; use bf16 or fp32 here, or device cuda");
+  std::vector<Shape> shapes;  // the shape axes' product, B outermost
+  for (int64_t B : Bs)
+    for (int64_t H : Hs)
+      for (int64_t hk : kv_heads) {
+        if (hk > 0 && H % hk != 0)
+          throw InputError(where + "H_kv: " + std::to_string(hk) + " does not divide H = " + std::to_string(H) +
+                           "; choose H_kv a divisor of H (1: multi-query, H: multi-head)");
+        for (int64_t N : Ns)
+          for (int64_t d : ds) {
+            checked_mul(checked_mul(checked_mul(B, N, where + "B x N"), H, where + "B x N x H"), d, where + "B x N x H x d");
+            shapes.push_back({B, N, H, d, hk == H ? 0 : hk});
+          }
+      }
   for (const auto& m : methods)
     for (const auto& p : patterns)
-      for (int64_t B : Bs)
-        for (int64_t H : Hs)
-          for (int64_t hk : kv_heads)
-          for (int64_t u : m == "dist-usp" ? degrees : std::vector<int64_t>{0})
-          for (int64_t N : Ns)
-            for (int64_t d : ds)
-              for (const auto& dt : dtypes)
-                for (const auto& dev : devices)
-                  for (const auto& ps : passes) {
-                  if (dev == "cpu" && dt == "fp16" && !cpu_info().avx512_fp16)
-                    throw InputError(where + "dtype: fp16 on device cpu needs AVX512-FP16, which this CPU (" +
-                                     cpu_info().model.substr(0, 60) + ") lacks; use bf16 or fp32 here, or device cuda");
-                  if (hk > 0 && H % hk != 0)
-                    throw InputError(where + "H_kv: " + std::to_string(hk) + " does not divide H = " + std::to_string(H) +
-                                     "; choose H_kv a divisor of H (1: multi-query, H: multi-head)");
-                  Case x = c;
-                  checked_mul(checked_mul(checked_mul(B, N, where + "B x N"), H, where + "B x N x H"), d,
-                              where + "B x N x H x d");
-                  x.method = m, x.pattern = p, x.shape = {B, N, H, d, hk == H ? 0 : hk}, x.dtype = dt, x.device = dev;
-                  x.pass = ps, x.ulysses = static_cast<int>(u);
-                  out.push_back(x);
-                }
+      for (const Shape& shape : shapes)
+        for (int64_t u : m == "dist-usp" ? degrees : std::vector<int64_t>{0})  // an axis of dist-usp's cases only
+          for (const auto& dt : dtypes)
+            for (const auto& dev : devices)
+              for (const auto& ps : passes) {
+                Case x = c;
+                x.method = m, x.pattern = p, x.shape = shape, x.dtype = dt, x.device = dev, x.pass = ps;
+                x.ulysses = static_cast<int>(u);
+                out.push_back(x);
+              }
 }
 
 }  // namespace

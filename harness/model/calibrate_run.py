@@ -117,9 +117,10 @@ def main(argv=None):
         dtypes = ["fp32", "bf16"] + (["fp16"] if "avx512_fp16" in cpu_flags() else [])
         work = a.keep or tempfile.mkdtemp(prefix="longattn-calibrate-")
         os.makedirs(work, exist_ok=True)
-        out_check = a.out or "results/machines/x.json"
-        if not os.path.isdir(os.path.dirname(os.path.abspath(out_check))):
-            raise BadInput(f"--out: the folder of {out_check} does not exist")
+        out_dir = os.path.dirname(os.path.abspath(a.out)) if a.out else os.path.abspath(os.path.join("results", "machines"))
+        if not os.path.isdir(out_dir):  # checked before minutes of measuring
+            raise BadInput(f"--out: the folder {out_dir} does not exist" +
+                           ("" if a.out else "; run from the source tree or give --out PATH/NAME.json"))
 
         kfile = os.path.join(work, "calibrate-kernels.json")
         with open(kfile, "w") as f:
