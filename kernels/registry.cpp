@@ -39,17 +39,14 @@ void cuda_run(const AttentionArgs& a) {
 }
 template <const cuda::GpuKernel* K, const char* Name>
 std::vector<double> cuda_timed(const AttentionArgs& a, int warmup, int iterations) {
-  if (!a.shape.grouped()) return cuda_attention(*K, Name, a, a.dtype, warmup, iterations).ms_samples;
-  const std::vector<float> k = expand_kv_heads(a.k, a.shape), v = expand_kv_heads(a.v, a.shape);
-  AttentionArgs e = a;
-  e.shape.H_kv = 0, e.k = k.data(), e.v = v.data();
-  return cuda_attention(*K, Name, e, e.dtype, warmup, iterations).ms_samples;
+  std::vector<double> ms;
+  run_with_kv_heads(a, [&](const AttentionArgs& e) { ms = cuda_attention(*K, Name, e, e.dtype, warmup, iterations).ms_samples; });
+  return ms;
 }
 void cuda_backward_run(const BackwardArgs& a) {
   backward_with_kv_heads(a, [](const BackwardArgs& e) { cuda_backward(e, 0, 0); });
 }
 std::vector<double> cuda_backward_timed(const BackwardArgs& a, int warmup, int iterations) {
-  if (!a.fwd.shape.grouped()) return cuda_backward(a, warmup, iterations);
   std::vector<double> ms;
   backward_with_kv_heads(a, [&](const BackwardArgs& e) { ms = cuda_backward(e, warmup, iterations); });
   return ms;

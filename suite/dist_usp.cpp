@@ -42,11 +42,7 @@ std::string dist_usp_unsupported(const Pattern& p, const Shape& s, int world, in
     return "ulysses = " + std::to_string(u) + " does not divide the world size " + std::to_string(world) +
            "; choose a Ulysses degree that divides the rank count (the ring degree is P / ulysses)";
   if (auto r = heads_split_unsupported(s, u, "the Ulysses degree"); !r.empty()) return r;
-  if (s.N % (2 * world) != 0)
-    return "shape: N = " + std::to_string(s.N) + " is not divisible by 2 x the world size " + std::to_string(2 * world) +
-           " (zig-zag cuts the sequence in 2P chunks); choose N a multiple of " + std::to_string(2 * world);
-  if (p.kind == PatternKind::dilated) return "dist-usp's ring passes whole K/V shards; dilated patterns run on dist-dilated";
-  return find_method("dist-ring")->unsupported(p, s, world, 0);
+  return find_method("dist-ring-zigzag")->unsupported(p, s, world, 0);  // its tokens are zig-zag over all P ranks
 }
 
 void dist_usp(const MethodCall& c) {

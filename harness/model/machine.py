@@ -22,6 +22,26 @@ def _require(d, keys, where):
             raise BadInput(f"{where}: missing field {k}")
 
 
+def _nearest_family(kernel, fam, have, notes):
+    """`fam` if measured, else the nearest measured one (same kind, then full with the same
+    causality, then full, then any), noted."""
+    if fam in have:
+        return fam
+    causal, kind = fam.endswith("+causal"), fam.split("+")[0]
+    cands = [f for f in sorted(have) if f.split("+")[0] == kind] + \
+            [f for f in sorted(have) if f.split("+")[0] == "full" and f.endswith("+causal") == causal] + \
+            [f for f in sorted(have) if f.split("+")[0] == "full"] + sorted(have)
+    notes.append(f"{kernel}: no rates for {fam}, used {cands[0]}")
+    return cands[0]
+
+
+def _interp(points, x):
+    """GFLOP/s at x from [x, GFLOP/s] points: linear in (log x, log rate), the end points' outside."""
+    xs = np.array([p[0] for p in points], dtype=np.float64)
+    rs = np.array([p[1] for p in points], dtype=np.float64)
+    return float(rs[0]) if len(xs) == 1 else float(np.exp(np.interp(math.log(x), np.log(xs), np.log(rs))))
+
+
 class Machine:
     """A machine file: `kind` "measured" (from --calibrate) or "gpu" (public figures)."""
 
@@ -98,52 +118,30 @@ class Machine:
         if kernel not in kernels:
             raise BadInput(f"{self.path}: no measured rates for kernel {kernel}; calibrate with results that hold {kernel} cases")
         fams = kernels[kernel]
-        use = fam
-        if use not in fams:
-            causal = fam.endswith("+causal")
-            kind = fam.split("+")[0]
-            cands = [f for f in fams if f.split("+")[0] == kind] + \
-                    [f for f in fams if f.split("+")[0] == "full" and f.endswith("+causal") == causal] + \
-                    [f for f in fams if f.split("+")[0] == "full"] + sorted(fams)
-            use = cands[0]
-            notes.append(f"{kernel}: no rates for {fam}, used {use}")
-        by_threads = fams[use]
-        if str(threads) in by_threads:
-            pts, scale = by_threads[str(threads)], 1.0
+        use = _nearest_family(kernel, fam, fams, notes)
+        t0, scale = self._nearest_threads(f"{kernel} {use}", threads, [int(t) for t in fams[use]], notes)
+        return _interp(fams[use][str(t0)], N) * scale * 1e9
+
+    def _nearest_threads(self, what, threads, have, notes):
+        """The thread count to read rates at, and the factor to scale them by: `threads` itself, else
+        the nearest measured count scaled by the two counts' sgemm ratio (else linearly), noted."""
+        if threads in have:
+            return threads, 1.0
+        t0 = min(have, key=lambda t: (abs(math.log(t / threads)), -t))
+        sg = self.data.get("sgemm_gflops_per_rank", {})
+        if str(threads) in sg and str(t0) in sg:
+            scale, how = sg[str(threads)] / sg[str(t0)], "sgemm ratio"
         else:
-            have = sorted(int(t) for t in by_threads)
-            t0 = min(have, key=lambda t: (abs(math.log(t / threads)), -t))
-            pts = by_threads[str(t0)]
-            sg = self.data.get("sgemm_gflops_per_rank", {})
-            if str(threads) in sg and str(t0) in sg:
-                scale = sg[str(threads)] / sg[str(t0)]
-                how = "sgemm ratio"
-            else:
-                scale = threads / t0
-                how = "linear in threads"
-            notes.append(f"{kernel} {use}: {threads} threads not measured, scaled from {t0} ({how}, x{scale:.2f})")
-        Ns = np.array([p[0] for p in pts], dtype=np.float64)
-        rs = np.array([p[1] for p in pts], dtype=np.float64)
-        if len(Ns) == 1:
-            r = rs[0]
-        else:
-            r = float(np.exp(np.interp(math.log(N), np.log(Ns), np.log(rs))))
-        return r * scale * 1e9
+            scale, how = threads / t0, "linear in threads"
+        notes.append(f"{what}: {threads} threads not measured, scaled from {t0} ({how}, x{scale:.2f})")
+        return t0, scale
 
     def _rate_keyed(self, kernel, fam, threads, N, notes, dtype, d, pat):
         entries = [e for e in self.data["compute"]["rates"] if e["kernel"] == kernel]
         if not entries:
             raise BadInput(f"{self.path}: no measured rates for kernel {kernel}; run `longattn calibrate` on this "
                            "machine (it measures vanilla, flash and dilated)")
-        have = {e["family"] for e in entries}
-        use = fam
-        if use not in have:
-            causal = fam.endswith("+causal")
-            kind = fam.split("+")[0]
-            cands = [f for f in sorted(have) if f.split("+")[0] == kind] + \
-                    [f for f in sorted(have) if f.split("+")[0] == "full" and f.endswith("+causal") == causal] + sorted(have)
-            use = cands[0]
-            notes.append(f"{kernel}: no rates for {fam}, used {use}")
+        use = _nearest_family(kernel, fam, {e["family"] for e in entries}, notes)
         entries = [e for e in entries if e["family"] == use]
         if not any(e["dtype"] == dtype for e in entries):
             raise BadInput(f"{self.path}: no {dtype} rates for {kernel} {use}; run `longattn calibrate` on this "
@@ -155,22 +153,10 @@ class Machine:
                 notes.append(f"{kernel} {use} {dtype}: d = {d} not measured, used d = {near}")
             entries = [e for e in entries if e["d"] == near]
         by_t = {e["threads"]: e for e in entries}
-        scale = 1.0
-        if threads in by_t:
-            e = by_t[threads]
-        else:  # derived: the nearest measured thread count, scaled by the sgemm ratio (else linearly)
-            t0 = min(by_t, key=lambda t: (abs(math.log(t / threads)), -t))
-            e = by_t[t0]
-            sg = self.data.get("sgemm_gflops_per_rank", {})
-            scale = sg[str(threads)] / sg[str(t0)] if str(threads) in sg and str(t0) in sg else threads / t0
-            notes.append(f"{kernel} {use} {dtype}: {threads} threads not measured, derived from {t0} (x{scale:.2f})")
-        x = N
-        if e.get("x") == "window" and pat is not None:
-            x = rate_axis(pat, N)[1]
-        xs = np.array([p[0] for p in e["points"]], dtype=np.float64)
-        rs = np.array([p[1] for p in e["points"]], dtype=np.float64)
-        r = rs[0] if len(xs) == 1 else float(np.exp(np.interp(math.log(x), np.log(xs), np.log(rs))))
-        return r * scale * 1e9
+        t0, scale = self._nearest_threads(f"{kernel} {use} {dtype}", threads, list(by_t), notes)
+        e = by_t[t0]
+        x = rate_axis(pat, N)[1] if e.get("x") == "window" and pat is not None else N
+        return _interp(e["points"], x) * scale * 1e9
 
     def kernel_time(self, kernel, fam, flops, dense_flops, scores, N, io_elems, d, threads, calls, notes,
                     dtype=None, pat=None):

@@ -12,6 +12,18 @@ def auto_kernel(pat):
     return "dilated" if pat["kind"] == "dilated" else "flash"
 
 
+def ulysses_comm_time(machine, B, H, Hk, d, u, m, e, P, notes):
+    """The Ulysses exchange in a group of u ranks holding m rows each: two all-to-alls, Q, K, V in
+    (H/u query heads, kvp KV heads), then O and LSE out (SPEC §3)."""
+    if u == 1:
+        return 0.0
+    hp, kvp = H // u, kv_heads_per_member(Hk, u)
+    total = ulysses_elements(B, H, Hk, d, u, m) * e
+    into = (hp * d + 2 * kvp * d) / (hp * (2 * d + 1) + 2 * kvp * d)
+    return (machine.comm_time("all_to_all", total * into, u - 1, P, notes) +
+            machine.comm_time("all_to_all", total * (1 - into), u - 1, P, notes))
+
+
 def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtype=None, ranks_per_node=None,
             H_kv=None, ulysses=0):
     """Per-rank prediction for one case. Returns a dict (times in ms). ranks_per_node: ranks sharing
@@ -81,11 +93,8 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
         nbytes = spec_bytes(method, B, H, N, d, P, pat, e, H_kv)
         if method == "dist-heads":
             comm_s = machine.comm_time("all_gather", nbytes, P - 1, P, notes) if P > 1 else 0.0
-        else:  # two all-to-alls: Q, K, V in, O and LSE out
-            kvp = kv_heads_per_member(Hk, P)
-            into = (hp * d + 2 * kvp * d) / (hp * (2 * d + 1) + 2 * kvp * d)
-            comm_s = (machine.comm_time("all_to_all", nbytes * into, P - 1, P, notes) +
-                      machine.comm_time("all_to_all", nbytes * (1 - into), P - 1, P, notes)) if P > 1 else 0.0
+        else:
+            comm_s = ulysses_comm_time(machine, B, H, Hk, d, P, n, e, P, notes)
     elif method == "dist-allgather":
         # All-gather context parallelism (suite/dist_allgather.cpp): one all-gather of every rank's
         # K/V shard, then each rank's n queries against all N keys in one pass; nothing overlaps.
@@ -182,12 +191,7 @@ def predict(machine, method, pat, B, H, N, d, P, threads=None, kernel=None, dtyp
                         ranks_per_node=1, H_kv=kv_heads_per_member(Hk, u))
         kern, flops_rank = inner["kernel"], inner["flops_per_rank"]
         comp_s = inner["compute_ms"] * 1e-3
-        hp, kvp = H // u, kv_heads_per_member(Hk, u)
-        total = ulysses_elements(B, H, Hk, d, u, n) * e
-        into = (hp * d + 2 * kvp * d) / (hp * (2 * d + 1) + 2 * kvp * d)
-        ulysses_s = (machine.comm_time("all_to_all", total * into, u - 1, P, notes) +
-                     machine.comm_time("all_to_all", total * (1 - into), u - 1, P, notes)) if u > 1 else 0.0
-        comm_s = inner["comm_ms"] * 1e-3 + ulysses_s
+        comm_s = inner["comm_ms"] * 1e-3 + ulysses_comm_time(machine, B, H, Hk, d, u, n, e, P, notes)
         notes.extend(inner["notes"])
         detail["ulysses"], detail["ring"] = u, P // u
     elif method == "dist-dilated":
