@@ -121,7 +121,7 @@ void load_keys(const GradProblem& g, int64_t j0, int64_t cols, TileScratch& s) {
   std::fill(s.dv.begin(), s.dv.end(), 0.0f);
   for (int64_t c = 0; c < cols; ++c) {
     const float *k = g.k + (j0 + c) * g.kv_stride, *v = g.v + (j0 + c) * g.kv_stride;
-    std::copy_n(k, d, s.kp.data() + c * dp);
+    simd::copy(k, d, s.kp.data() + c * dp);
     for (int64_t t = 0; t < d; ++t) s.kt[t * kKeys + c] = k[t], s.vt[t * kKeys + c] = v[t];
   }
 }
@@ -148,8 +148,8 @@ bool tile(const GradProblem& g, int64_t i0, int64_t rows, int64_t j0, int64_t co
   int64_t qs = g.q_stride;
   if (d != dp) {
     for (int64_t r = 0; r < rows; ++r) {
-      std::copy_n(q + r * g.q_stride, d, s.qp.data() + r * dp);
-      std::copy_n(dout + r * g.q_stride, d, s.dop.data() + r * dp);
+      simd::copy(q + r * g.q_stride, d, s.qp.data() + r * dp);
+      simd::copy(dout + r * g.q_stride, d, s.dop.data() + r * dp);
     }
     q = s.qp.data(), dout = s.dop.data(), qs = dp;
   }
@@ -350,8 +350,8 @@ void fixed_backward(const BackwardArgs& ba, const float* delta, int threads) {
     for (int64_t g = 0; g < blocks; ++g)
       for (int64_t t = 0; t < first[g + 1] - first[g]; ++t) {
         const int64_t at = (bh / sh.H * sh.N + column(g, t)) * row + bh % sh.H * d;
-        std::copy_n(a.k + at, d, ks.data() + (bh * S + first[g] + t) * d);
-        std::copy_n(a.v + at, d, vs.data() + (bh * S + first[g] + t) * d);
+        simd::copy(a.k + at, d, ks.data() + (bh * S + first[g] + t) * d);
+        simd::copy(a.v + at, d, vs.data() + (bh * S + first[g] + t) * d);
       }
   Pattern none;  // every pair of a piece is attended
   for (bool later : {false, true}) {

@@ -225,15 +225,17 @@ void pack(const HeadProblem& p, PackedKV& out) {
       prefetch_row(p.v, j0 + r + kPackAhead, p.nk, p.kv_stride, d);
       float* v = out.v.data() + (j0 + r) * dp;
       const bool key = j0 + r < p.nk;
-      if (key) std::copy_n(p.v + (j0 + r) * p.kv_stride, d, v);
+      if (key) simd::copy(p.v + (j0 + r) * p.kv_stride, d, v);
       std::fill(v + (key ? d : 0), v + dp, 0.0f);
     }
     float* kt = out.kt.data() + (j0 / bk) * dp * bk + j0 % bk;
     for (int64_t c0 = 0; c0 < dp; c0 += 16) {
       const int64_t w = std::min<int64_t>(16, d - c0);
       for (int64_t r = 0; r < 16; ++r) {
+        const float* src = p.k + (j0 + r) * p.kv_stride + c0;
         rows[r] = vf{};
-        if (j0 + r < p.nk && w > 0) std::memcpy(&rows[r], p.k + (j0 + r) * p.kv_stride + c0, w * sizeof(float));
+        if (j0 + r < p.nk && w == 16) rows[r] = simd::load(src);
+        else if (j0 + r < p.nk && w > 0) std::memcpy(&rows[r], src, w * sizeof(float));
       }
       simd::transpose16(rows, kt + c0 * bk, bk);
     }

@@ -45,6 +45,14 @@ inline vf load(const float* p) {
   return v;
 }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+// n floats from src to dst (not overlapping) as vector moves. For a head's row (d floats) this is
+// inline; std::copy_n with a run-time length calls memmove, which cost as much as the row on a
+// Zen 4 EPYC (strided(128) ran 25-35% faster once the packing loops stopped calling it).
+inline void copy(const float* src, int64_t n, float* dst) {
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) store(dst + c, load(src + c));
+  for (; c < n; ++c) dst[c] = src[c];
+}
 // Every lane x. (Not `vf{} + x`: 0 + x is not x for x = -0, so GCC emits an add before the
 // broadcast, on the critical path of every FMA that uses it.)
 inline vf splat(float x) { return vf{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }

@@ -16,6 +16,7 @@
 
 #include "kernels/dilated_cpu.h"
 #include "kernels/flash_cpu.h"
+#include "kernels/simd.h"
 #include "kernels/sparse_cpu.h"
 
 namespace longattn {
@@ -150,8 +151,8 @@ void fixed_attention(const AttentionArgs& args) {
     for (int64_t g = 0; g < blocks; ++g)
       for (int64_t t = 0; t < first[g + 1] - first[g]; ++t) {
         const int64_t j = g * l + l - c + t;
-        std::copy_n(a.k + (b * sh.N + j) * row + h * d, d, ks.data() + (bh * S + first[g] + t) * d);
-        std::copy_n(a.v + (b * sh.N + j) * row + h * d, d, vs.data() + (bh * S + first[g] + t) * d);
+        simd::copy(a.k + (b * sh.N + j) * row + h * d, d, ks.data() + (bh * S + first[g] + t) * d);
+        simd::copy(a.v + (b * sh.N + j) * row + h * d, d, vs.data() + (bh * S + first[g] + t) * d);
       }
   }
 #pragma omp parallel num_threads(threads)
