@@ -91,7 +91,8 @@ bool transpose_in(const float* x, int64_t row, int64_t n, int64_t l, int64_t rho
         float* dst = out.data() + h * per_head + t * d * L + c0 * L;
         if (w == 16) {
           simd::transpose16(rows, dst, L);
-          for (int64_t c = 0; c < 16; ++c) simd::store(dst + c * L, simd::load(dst + c * L) * mul);
+          if (mul != 1.0f)
+            for (int64_t c = 0; c < 16; ++c) simd::store(dst + c * L, simd::load(dst + c * L) * mul);
         } else {
           simd::transpose16(rows, block, L);
           for (int64_t c = 0; c < w; ++c) simd::store(dst + c * L, simd::load(block + c * L) * mul);
