@@ -138,29 +138,55 @@ void row_pairs(const float* x, int64_t d, int64_t dp, uint32_t* out) {
   }
 }
 
-void pack(const HeadProblem& p, PackedKV& out) {
-  const int64_t dp = out.dp, bk = out.bk;
-  out.kt16.assign(out.blocks * dp * bk, 0);
-  out.v16.assign(out.blocks * bk * dp, 0);
+// Sixteen keys at a time, every word written once (padding and keys past nk as zeros): K's pair
+// rows transposed 16 x 16 words in registers, V's pair rows interleaved by vector. (Word by word,
+// over a zeroed buffer, packing cost a narrow band as much as its products.)
+LONGATTN_BF16_TARGET void pack(const HeadProblem& p, PackedKV& out) {
+  const int64_t dp = out.dp, bk = out.bk, words = dp / 2, keys = out.blocks * bk;
+  out.kt16.resize(keys * dp);
+  out.v16.resize(keys * dp);
   uint32_t* kt = reinterpret_cast<uint32_t*>(out.kt16.data());  // [blocks][dp/2][bk] words
   uint32_t* vt = reinterpret_cast<uint32_t*>(out.v16.data());   // [blocks][bk/2][dp] words
-  alignas(64) uint32_t k2[kFlashMaxD / 2 + 16], v0[kFlashMaxD / 2 + 16], v1[kFlashMaxD / 2 + 16];
-  uint16_t* h0 = reinterpret_cast<uint16_t*>(v0);
-  uint16_t* h1 = reinterpret_cast<uint16_t*>(v1);
-  for (int64_t j = 0; j < p.nk; j += 2) {
-    for (int64_t a = j + kPackAhead; a < j + kPackAhead + 2; ++a)
-      prefetch_row(p.k, a, p.nk, p.kv_stride, p.d), prefetch_row(p.v, a, p.nk, p.kv_stride, p.d);
-    for (int64_t jj = j; jj < std::min(j + 2, p.nk); ++jj) {
-      row_pairs(p.k + jj * p.kv_stride, p.d, dp, k2);
-      uint32_t* kb = kt + (jj / bk) * (dp / 2) * bk + jj % bk;
-      for (int64_t c2 = 0; c2 < dp / 2; ++c2) kb[c2 * bk] = k2[c2];
+  alignas(64) uint32_t k2[16][kFlashMaxD / 2 + 16], v2[16][kFlashMaxD / 2 + 16];
+  alignas(64) float block[16 * 16];
+  simd::vf rows[16];
+  for (int64_t j0 = 0; j0 < keys; j0 += 16) {  // bk is a multiple of 16
+    for (int64_t r = 0; r < 16; ++r) {
+      const int64_t j = j0 + r;
+      prefetch_row(p.k, j + kPackAhead, p.nk, p.kv_stride, p.d), prefetch_row(p.v, j + kPackAhead, p.nk, p.kv_stride, p.d);
+      if (j < p.nk) {
+        row_pairs(p.k + j * p.kv_stride, p.d, dp, k2[r]);
+        row_pairs(p.v + j * p.kv_stride, p.d, dp, v2[r]);
+      } else {
+        std::fill(k2[r], k2[r] + words, 0u), std::fill(v2[r], v2[r] + words, 0u);
+      }
     }
-    // Keys j and j + 1 interleaved per column: word c of the pair row is (v[j][c], v[j+1][c]).
-    row_pairs(p.v + j * p.kv_stride, p.d, dp, v0);
-    if (j + 1 < p.nk) row_pairs(p.v + (j + 1) * p.kv_stride, p.d, dp, v1);
-    else std::fill(v1, v1 + dp / 2, 0u);
-    uint32_t* vb = vt + (j / bk) * (bk / 2) * dp + (j % bk) / 2 * dp;
-    for (int64_t c = 0; c < dp; ++c) vb[c] = uint32_t{h0[c]} | uint32_t{h1[c]} << 16;
+    uint32_t* kb = kt + (j0 / bk) * words * bk + j0 % bk;
+    for (int64_t c0 = 0; c0 < words; c0 += 16) {
+      const int64_t w = std::min<int64_t>(16, words - c0);
+      for (int64_t r = 0; r < 16; ++r) std::memcpy(&rows[r], k2[r] + c0, sizeof rows[r]);  // words as float bits
+      float* dst = reinterpret_cast<float*>(kb + c0 * bk);
+      if (w == 16) {
+        simd::transpose16(rows, dst, bk);
+      } else {
+        simd::transpose16(rows, block, 16);
+        for (int64_t c = 0; c < w; ++c) std::memcpy(dst + c * bk, block + c * 16, 16 * sizeof(float));
+      }
+    }
+    // Keys j, j + 1 interleaved per column: word c of the pair row is (v[j][c], v[j+1][c]).
+    for (int64_t r = 0; r < 16; r += 2) {
+      const uint16_t* h0 = reinterpret_cast<const uint16_t*>(v2[r]);
+      const uint16_t* h1 = reinterpret_cast<const uint16_t*>(v2[r + 1]);
+      uint32_t* vb = vt + ((j0 + r) / bk) * (bk / 2) * dp + ((j0 + r) % bk) / 2 * dp;
+      for (int64_t c = 0; c < dp; c += 16) {  // dp is a multiple of 16
+        typedef uint16_t u16x16 __attribute__((vector_size(32)));
+        typedef uint32_t u32x16 __attribute__((vector_size(64)));
+        u16x16 a, b;
+        std::memcpy(&a, h0 + c, sizeof a), std::memcpy(&b, h1 + c, sizeof b);
+        const u32x16 pair = __builtin_convertvector(a, u32x16) | __builtin_convertvector(b, u32x16) << 16;
+        std::memcpy(vb + c, &pair, sizeof pair);
+      }
+    }
   }
 }
 
