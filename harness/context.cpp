@@ -20,6 +20,7 @@
 #ifdef LONGATTN_HAVE_CUDA
 #include "kernels/cuda/cuda_attention.h"
 #endif
+#include "git_commit.h"  // LONGATTN_GIT_COMMIT, written at every build (harness/git_commit.cmake)
 #include "kernels/blas.h"
 #include "kernels/cpu.h"
 
