@@ -64,3 +64,9 @@ build/longattn run longnet-scaling --out $V/longnet-scaling.np1.json --quiet
 build/longattn run local-windows --out $V/local-windows.np1.json --quiet
 build/longattn run local-windows --threads 1 --out $V/local-windows.t1.json --quiet
 build/longattn model --validate $V/*.json --machine results/machines/$m.json > results/model-validation-$m.md
+# A second CPU (results/zen4/, from a Zen 4 EPYC): flash against SDPA and the million-token check.
+Z=results/zen4
+build/longattn run cpu-vs-sdpa --out $Z/cpu-vs-sdpa.json --quiet
+bash scripts/peers.sh cpu-vs-sdpa --out $Z/cpu-vs-sdpa.torch.json
+build/longattn run dilated-1m --out $Z/dilated-1m.json --quiet
+build/longattn plot $Z/cpu-vs-sdpa.json $Z/cpu-vs-sdpa.torch.json --out plots/zen4
