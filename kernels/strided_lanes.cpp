@@ -42,11 +42,12 @@ inline void qk_strip(const float* q, const float* k, int64_t d, float* s) {
 }
 
 // o[a][c0..c0+C) = alpha[a] o[a][..] + sum_j p[a][j] v[j][..] over n keys.
+// The first chunk starts from zero (o holds nothing yet).
 template <int C>
-inline void pv_strip(const float* p, int64_t n, const float* v, int64_t d, const vf* alpha, float* o) {
+inline void pv_strip(const float* p, int64_t n, const float* v, int64_t d, const vf* alpha, float* o, bool first) {
   vf acc[kQueries][C];
   for (int64_t a = 0; a < kQueries; ++a)
-    for (int c = 0; c < C; ++c) acc[a][c] = simd::load(o + (a * d + c) * L) * alpha[a];
+    for (int c = 0; c < C; ++c) acc[a][c] = first ? vf{} : simd::load(o + (a * d + c) * L) * alpha[a];
   for (int64_t j = 0; j < n; ++j) {
     vf vv[C];
     for (int c = 0; c < C; ++c) vv[c] = simd::load(v + (j * d + c) * L), simd::pin(vv[c]);
@@ -115,8 +116,7 @@ void residue_head(const AttentionArgs& a, int64_t slabs, const vf& last_bias, fl
     const int64_t k_end = causal ? std::min(slabs, t0 + kQueries - 1) : slabs;
     vf m[kQueries], lsum[kQueries];
     for (int64_t q = 0; q < kQueries; ++q) m[q] = simd::splat(kNegInf), lsum[q] = vf{};
-    std::fill(w.o.begin(), w.o.end(), 0.0f);
-    for (int64_t k0 = 0; k0 < k_end; k0 += kChunk) {
+    for (int64_t k0 = 0; k0 < k_end; k0 += kChunk) {  // at least one chunk: k_end >= 1
       const int64_t kc = std::min(kChunk, k_end - k0);
       for (int64_t j = 0; j < kc; j += kKeys)
         qk_strip(wq + t0 * d * L, wk + (k0 + j) * d * L, d, w.s.data() + j * L);
@@ -148,8 +148,8 @@ void residue_head(const AttentionArgs& a, int64_t slabs, const vf& last_bias, fl
       }
       const float* v = wv + k0 * d * L;
       int64_t c = 0;
-      for (; c + 4 <= d; c += 4) pv_strip<4>(w.s.data(), kc, v + c * L, d, alpha, w.o.data() + c * L);
-      for (; c < d; ++c) pv_strip<1>(w.s.data(), kc, v + c * L, d, alpha, w.o.data() + c * L);
+      for (; c + 4 <= d; c += 4) pv_strip<4>(w.s.data(), kc, v + c * L, d, alpha, w.o.data() + c * L, k0 == 0);
+      for (; c < d; ++c) pv_strip<1>(w.s.data(), kc, v + c * L, d, alpha, w.o.data() + c * L, k0 == 0);
     }
     // Normalised outputs over the block's queries (no longer needed) and their LSE: merged into
     // the band's rows token by token once every head is done.
@@ -176,7 +176,7 @@ bool strided_residue_lanes(const AttentionArgs& a, int64_t b, int64_t rho0, int6
     return false;
   w.s.resize(kQueries * kChunk * L);
   w.o.resize(kQueries * d * L);
-  w.row.resize(d);
+  w.row.resize(L * d);
   // Keys of the last slab past the sequence: -inf (other slabs are whole).
   vf last_bias{};
   for (int64_t lane = 0; lane < L; ++lane)
@@ -185,17 +185,27 @@ bool strided_residue_lanes(const AttentionArgs& a, int64_t b, int64_t rho0, int6
   for (int64_t h = h0; h < h1; ++h)
     residue_head(a, slabs, last_bias, w.q.data() + (h - h0) * per_head, w.k.data() + (h - h0) * per_head,
                  w.v.data() + (h - h0) * per_head, w.lse.data() + (h - h0) * slabs * L, w);
-  // Into the band's rows, token by token (a token's heads are adjacent).
+  // Into the band's rows: a slab's outputs of one head transposed back to 16 token rows (16 x 16
+  // blocks in registers where d is a multiple of 16, else lane by lane), then merged row by row.
   for (int64_t t = 0; t < slabs; ++t)
-    for (int64_t lane = 0; lane < lanes; ++lane) {
-      const int64_t i = t * l + rho0 + lane;
-      if (i >= n) break;
-      for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* o = w.q.data() + (h - h0) * per_head + t * d * L;
+      if (d % 16 == 0) {
+        vf dims[L];
+        for (int64_t c0 = 0; c0 < d; c0 += 16) {
+          for (int64_t c = 0; c < 16; ++c) dims[c] = simd::load(o + (c0 + c) * L);
+          simd::transpose16(dims, w.row.data() + c0, d);  // row of lane r at w.row + r d
+        }
+      } else {
+        for (int64_t lane = 0; lane < L; ++lane)
+          for (int64_t c = 0; c < d; ++c) w.row[lane * d + c] = o[c * L + lane];
+      }
+      for (int64_t lane = 0; lane < lanes; ++lane) {
+        const int64_t i = t * l + rho0 + lane;
+        if (i >= n) break;
         const float part = w.lse[((h - h0) * slabs + t) * L + lane];
         if (part == kNegInf) continue;  // no residue key
-        const float* o = w.q.data() + (h - h0) * per_head + t * d * L + lane;
-        for (int64_t c = 0; c < d; ++c) w.row[c] = o[c * L];
-        merge_row(a.o + (b * n + i) * row + h * d, a.lse[(b * sh.H + h) * n + i], w.row.data(), part, d);
+        merge_row(a.o + (b * n + i) * row + h * d, a.lse[(b * sh.H + h) * n + i], w.row.data() + lane * d, part, d);
       }
     }
   return true;
