@@ -152,7 +152,7 @@ void residue_head(const AttentionArgs& a, int64_t slabs, const vf& last_bias, fl
       for (; c < d; ++c) pv_strip<1>(w.s.data(), kc, v + c * L, d, alpha, w.o.data() + c * L, k0 == 0);
     }
     // Normalised outputs over the block's queries (no longer needed) and their LSE: merged into
-    // the band's rows token by token once every head is done.
+    // the band's rows once every head is done.
     for (int64_t q = 0; q < kQueries && t0 + q < slabs; ++q) {
       const vf inv = lsum[q] > 0 ? 1.0f / lsum[q] : vf{};
       for (int64_t c = 0; c < d; ++c) simd::store(wq + ((t0 + q) * d + c) * L, simd::load(w.o.data() + (q * d + c) * L) * inv);
