@@ -139,9 +139,9 @@ void row_pairs(const float* x, int64_t d, int64_t dp, uint32_t* out) {
 }
 
 // Sixteen keys at a time, every word written once (padding and keys past nk as zeros): K's pair
-// rows transposed 16 x 16 words in registers, V's pair rows interleaved by vector. (Word by word
-// over a zeroed buffer, as before, bf16 local(127,0) ran 13-40% slower on a Zen 4 EPYC: bands pack
-// keys for few products.)
+// rows transposed 16 x 16 words (in registers where the build has AVX-512), V's pair rows
+// interleaved by vector. (Word by word over a zeroed buffer, as before, bf16 local(127,0) ran
+// 13-40% slower on a Zen 4 EPYC: bands pack keys for few products.)
 LONGATTN_BF16_TARGET void pack(const HeadProblem& p, PackedKV& out) {
   const int64_t dp = out.dp, bk = out.bk, words = dp / 2, keys = out.blocks * bk;
   out.kt16.resize(keys * dp);

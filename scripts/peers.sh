@@ -53,9 +53,11 @@ name=$("$venv/bin/python" -c "import json,sys; print(json.load(open(sys.argv[1])
 dir=$(dirname "$out")
 [ -d "$dir" ] || { echo "peers: --out: directory $dir does not exist; create it first" >&2; exit 2; }
 [ ! -e "$out" ] || [ -f "$out" ] || { echo "peers: --out: $out is not a regular file; name a file" >&2; exit 2; }
-# The commit, with -dirty where tracked files differ from it (as the program's own results say).
+# The commit, with -dirty where tracked files other than results/ and plots/ differ from it (as
+# the program's own results say: harness/git_commit.cmake).
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ "$commit" = unknown ] || git -C "$root" diff --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
+[ "$commit" = unknown ] || git -C "$root" --no-optional-locks diff --quiet HEAD -- . ':(exclude)results' ':(exclude)plots' 2>/dev/null ||
+  commit="$commit-dirty"
 exec "$venv/bin/python" "$root/harness/peers.py" --plan "$work/plan.json" --longattn "$longattn" --out "$out" \
   ${threads[@]+"${threads[@]}"} --command-line "scripts/peers.sh $suite${out:+ --out $out}" \
   --git-commit "$commit"

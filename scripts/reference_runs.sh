@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # The committed results in results/: every suite on the reference machine (2 cores), one after
 # another on an otherwise idle machine, with their PyTorch peers, then the charts. Takes about an hour.
+#
+# `scripts/reference_runs.sh zen4` instead remakes only results/zen4/ and plots/zen4/, the second
+# CPU's files, and runs only on such a CPU (an AMD EPYC with AVX512-BF16 and no AMX).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = zen4 ]; then
+  grep -q AuthenticAMD /proc/cpuinfo && grep -qw avx512_bf16 /proc/cpuinfo && ! grep -qw amx_bf16 /proc/cpuinfo ||
+    { echo "reference_runs: zen4: this is not a Zen 4 class CPU (AMD, AVX512-BF16, no AMX); its files would describe another machine" >&2; exit 2; }
+  Z=results/zen4
+  build/longattn run cpu-vs-sdpa --out $Z/cpu-vs-sdpa.json --quiet
+  bash scripts/peers.sh cpu-vs-sdpa --out $Z/cpu-vs-sdpa.torch.json
+  build/longattn run dilated-1m --out $Z/dilated-1m.json --quiet
+  build/longattn plot $Z/cpu-vs-sdpa.json $Z/cpu-vs-sdpa.torch.json --out plots/zen4
+  exit 0
+fi
+[ $# -eq 0 ] || { echo "reference_runs: usage: scripts/reference_runs.sh [zen4]" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # One rank runs without mpirun (which would bind it to a single core); two ranks one core each.
 run() {
@@ -64,9 +78,3 @@ build/longattn run longnet-scaling --out $V/longnet-scaling.np1.json --quiet
 build/longattn run local-windows --out $V/local-windows.np1.json --quiet
 build/longattn run local-windows --threads 1 --out $V/local-windows.t1.json --quiet
 build/longattn model --validate $V/*.json --machine results/machines/$m.json > results/model-validation-$m.md
-# A second CPU (results/zen4/, from a Zen 4 EPYC): flash against SDPA and the million-token check.
-Z=results/zen4
-build/longattn run cpu-vs-sdpa --out $Z/cpu-vs-sdpa.json --quiet
-bash scripts/peers.sh cpu-vs-sdpa --out $Z/cpu-vs-sdpa.torch.json
-build/longattn run dilated-1m --out $Z/dilated-1m.json --quiet
-build/longattn plot $Z/cpu-vs-sdpa.json $Z/cpu-vs-sdpa.torch.json --out plots/zen4
