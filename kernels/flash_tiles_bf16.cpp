@@ -131,9 +131,7 @@ void row_pairs(const float* x, int64_t d, int64_t dp, uint32_t* out) {
   int64_t c = 0;
   for (; c + 16 <= d; c += 16) simd::store_bf16(h + c, simd::load(x + c));
   if (c < dp) {  // the tail, then zeros
-    alignas(64) float tail[16] = {};
-    std::copy(x + c, x + d, tail);
-    simd::store_bf16(h + c, simd::load(tail));
+    simd::store_bf16(h + c, simd::load_first(x + c, d - c));
     std::fill(h + c + 16, h + dp, 0);
   }
 }

@@ -231,12 +231,7 @@ void pack(const HeadProblem& p, PackedKV& out) {
     float* kt = out.kt.data() + (j0 / bk) * dp * bk + j0 % bk;
     for (int64_t c0 = 0; c0 < dp; c0 += 16) {
       const int64_t w = std::min<int64_t>(16, d - c0);
-      for (int64_t r = 0; r < 16; ++r) {
-        const float* src = p.k + (j0 + r) * p.kv_stride + c0;
-        rows[r] = vf{};
-        if (j0 + r < p.nk && w == 16) rows[r] = simd::load(src);
-        else if (j0 + r < p.nk && w > 0) std::memcpy(&rows[r], src, w * sizeof(float));
-      }
+      for (int64_t r = 0; r < 16; ++r) rows[r] = j0 + r < p.nk ? simd::load_first(p.k + (j0 + r) * p.kv_stride + c0, w) : vf{};
       simd::transpose16(rows, kt + c0 * bk, bk);
     }
   }

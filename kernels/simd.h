@@ -45,6 +45,14 @@ inline vf load(const float* p) {
   return v;
 }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+// The first n floats at p (n may be past 16 or below 1), zeros in the other lanes: one vector load
+// when n >= 16, never a read past p + n.
+inline vf load_first(const float* p, int64_t n) {
+  if (n >= 16) return load(p);
+  vf v{};
+  if (n > 0) std::memcpy(&v, p, n * sizeof(float));
+  return v;
+}
 // n floats from src to dst (not overlapping) as vector moves. For a head's row (d floats) this is
 // inline; std::copy_n with a run-time length calls memmove, which cost as much as the row on a
 // Zen 4 EPYC (fp32 strided(128) ran 16-30% faster once the packing loops stopped calling it).

@@ -83,10 +83,7 @@ bool transpose_in(const float* x, int64_t row, int64_t n, int64_t l, int64_t rho
       for (int64_t c0 = 0; c0 < d; c0 += 16) {
         const int64_t w = std::min<int64_t>(16, d - c0);
         for (int64_t lane = 0; lane < L; ++lane) {
-          const float* src = first + lane * row + h * d + c0;
-          rows[lane] = vf{};
-          if (lane < valid && w == 16) rows[lane] = simd::load(src);  // a vector load, not a memcpy call
-          else if (lane < valid) std::memcpy(&rows[lane], src, w * sizeof(float));
+          rows[lane] = lane < valid ? simd::load_first(first + lane * row + h * d + c0, w) : vf{};
           finite += rows[lane] * 0.0f;  // x * 0: NaN for NaN and inf
         }
         float* dst = out.data() + h * per_head + t * d * L + c0 * L;
