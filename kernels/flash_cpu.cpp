@@ -348,19 +348,25 @@ void flash_problems(std::span<const HeadProblem> problems, int threads_wanted) {
                ? seen + (j1 - j0)
                : -1;
   if (seen >= 0 && chunks > 1 && 3 * seen <= chunks * first.nk) {  // a third of the keys per chunk, or fewer
-    // Every problem's chunks, numbered problem by problem.
-    std::vector<int64_t> start(count + 1, 0);
-    for (int64_t i = 0; i < count; ++i)
-      start[i + 1] = start[i] + (tiles_of(problems[i]) + kChunkTiles - 1) / kChunkTiles;
+    // Chunk by chunk, every problem's chunk c before any chunk c + 1: the heads of a sequence share
+    // its rows (a head's rows are a token, often a page, apart), so the threads work through one
+    // stretch of rows and their pages at a time, where problem by problem each head walked all of
+    // the sequence's pages again. On a Zen 4 EPYC (8 heads, d = 64, best of 30 alternating runs):
+    // local(127,0) +11% at N = 8K, +6% at 4K; strided(128)+causal +5%.
+    std::vector<std::pair<int64_t, int64_t>> order;  // (problem, chunk)
+    for (int64_t c = 0, more = 1; more; ++c) {
+      more = 0;
+      for (int64_t i = 0; i < count; ++i)
+        if (c * kChunkTiles < tiles_of(problems[i])) order.emplace_back(i, c), more = 1;
+    }
 #pragma omp parallel num_threads(threads)
     {
       PackedKV kv;
       FlashScratch scratch;
 #pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < start[count]; ++t) {
-        const int64_t i = std::upper_bound(start.begin(), start.end(), t) - start.begin() - 1;
-        HeadProblem p = problems[i];
-        const int64_t q0 = (t - start[i]) * kChunkTiles * kFlashBq, q1 = std::min(p.nq, q0 + kChunkTiles * kFlashBq);
+      for (size_t t = 0; t < order.size(); ++t) {
+        HeadProblem p = problems[order[t].first];
+        const int64_t q0 = order[t].second * kChunkTiles * kFlashBq, q1 = std::min(p.nq, q0 + kChunkTiles * kFlashBq);
         int64_t j0 = 0, j1 = 0;
         visible_keys(p, q0, q1, j0, j1);
         p.k += j0 * p.kv_stride, p.v += j0 * p.kv_stride, p.nk = j1 - j0, p.k_pos0 += j0;
