@@ -96,7 +96,10 @@ void strided_attention(const AttentionArgs& args) {
   const int64_t per_run = (sh.H + runs - 1) / runs;
 #pragma omp parallel num_threads(threads)
   {
-    StridedLanes lanes;
+    // Each thread's lanes are kept from call to call: fresh ones page-faulted their way through MBs
+    // of transposed Q, K and V every call (strided(128)+causal, N = 8K, 8 heads on a Zen 4 EPYC:
+    // +15%, best of 30 alternating runs). Past kKeptFloats they are given back at the end.
+    thread_local StridedLanes lanes;
     DilatedScratch s;
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < sh.B * groups * runs; ++task) {
@@ -127,6 +130,8 @@ void strided_attention(const AttentionArgs& args) {
         }
       }
     }
+    constexpr size_t kKeptFloats = size_t{16} << 20;  // 64 MB a thread: N = 64K at 8 heads of d = 64
+    if (lanes.q.capacity() + lanes.k.capacity() + lanes.v.capacity() > kKeptFloats) lanes = StridedLanes{};
   }
 }
 
