@@ -13,6 +13,7 @@ if [ "${1:-}" = zen4 ]; then
   build/longattn run cpu-vs-sdpa --out $Z/cpu-vs-sdpa.json --quiet
   bash scripts/peers.sh cpu-vs-sdpa --out $Z/cpu-vs-sdpa.torch.json
   build/longattn run dilated-1m --out $Z/dilated-1m.json --quiet
+  build/longattn run sparse --out $Z/sparse.json --quiet
   build/longattn plot $Z/cpu-vs-sdpa.json $Z/cpu-vs-sdpa.torch.json --out plots/zen4
   exit 0
 fi
