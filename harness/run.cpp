@@ -18,6 +18,7 @@
 #include "harness/verify.h"
 #include "kernels/blas.h"
 #include "kernels/cpu.h"
+#include "kernels/flash_cpu.h"
 #include "kernels/flash_tiles.h"
 #include "kernels/input_error.h"
 #include "kernels/reference.h"
@@ -151,6 +152,7 @@ class Runner {
                              " iterations from this run's rate of the same method and pattern family; exceeds twice budget_s " +
                              fmt(c.budget_s))};
 
+    release_kept_buffers();  // the last case's kept kernel buffers are not this case's memory
     reset_peak_rss();
     const Holding hold(m.layout, g.N, rank, P);
     const int64_t local = g.B * hold.rows * g.H * g.d, kv_local = g.B * hold.rows * g.kv_heads() * g.d;

@@ -20,6 +20,7 @@ namespace {
 
 using simd::vf;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+thread_local std::vector<PackedKV> t_kept_kv;  // flash_problems' packed heads, the calling thread's
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -310,6 +311,11 @@ void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, 
   flash_problems(heads, a.threads);
 }
 
+void release_kept_buffers() {
+  t_kept_kv = {};
+  release_strided_lanes();
+}
+
 void flash_problems(std::span<const HeadProblem> problems, int threads_wanted) {
   if (problems.empty()) return;
   const int threads = threads_wanted > 0 ? threads_wanted : omp_get_max_threads();
@@ -348,23 +354,24 @@ void flash_problems(std::span<const HeadProblem> problems, int threads_wanted) {
                ? seen + (j1 - j0)
                : -1;
   if (seen >= 0 && chunks > 1 && 3 * seen <= chunks * first.nk) {  // a third of the keys per chunk, or fewer
-    // Chunk by chunk, every problem's chunk c before any chunk c + 1: the heads of a sequence share
-    // its rows (a head's rows are a token, often a page, apart), so the threads work through one
-    // stretch of rows and their pages at a time, where problem by problem each head walked all of
-    // the sequence's pages again. On a Zen 4 EPYC (8 heads, d = 64, best of 30 alternating runs):
-    // local(127,0) +11% at N = 8K, +6% at 4K; strided(128)+causal +5%.
+    // Chunk by chunk, every problem's chunk c before any chunk c + 1: the problems of a list are
+    // mostly the heads of the same tokens, side by side in each token's row (H d floats), so the
+    // threads work through one stretch of rows at a time, where problem by problem each head went
+    // through every row of the sequence again. On a Zen 4 EPYC (2 threads, B=1, H=8, d=64; the two
+    // orders alternated in one process, best of 30 each): local(127,0) +11% at N = 8K, +6% at 4K;
+    // strided(128)+causal +5%.
     std::vector<std::pair<int64_t, int64_t>> order;  // (problem, chunk)
     for (int64_t c = 0, more = 1; more; ++c) {
-      more = 0;
+      more = false;
       for (int64_t i = 0; i < count; ++i)
-        if (c * kChunkTiles < tiles_of(problems[i])) order.emplace_back(i, c), more = 1;
+        if (c * kChunkTiles < tiles_of(problems[i])) order.emplace_back(i, c), more = true;
     }
 #pragma omp parallel num_threads(threads)
     {
       PackedKV kv;
       FlashScratch scratch;
 #pragma omp for schedule(dynamic)
-      for (size_t t = 0; t < order.size(); ++t) {
+      for (int64_t t = 0; t < static_cast<int64_t>(order.size()); ++t) {
         HeadProblem p = problems[order[t].first];
         const int64_t q0 = order[t].second * kChunkTiles * kFlashBq, q1 = std::min(p.nq, q0 + kChunkTiles * kFlashBq);
         int64_t j0 = 0, j1 = 0;
@@ -378,11 +385,10 @@ void flash_problems(std::span<const HeadProblem> problems, int threads_wanted) {
   }
 
   // A few long problems: each packed once, then their query tiles shared out. Packed K and V are
-  // kept by the calling thread across calls: a fresh allocation each call would page-fault its way
-  // through tens of MB.
-  thread_local std::vector<PackedKV> kept;
-  if (static_cast<int64_t>(kept.size()) < count) kept.resize(count);
-  std::vector<PackedKV>& packed = kept;  // the caller's, also inside the parallel region
+  // kept by the calling thread across calls (until release_kept_buffers): a fresh allocation each
+  // call would page-fault its way through tens of MB.
+  if (static_cast<int64_t>(t_kept_kv.size()) < count) t_kept_kv.resize(count);
+  std::vector<PackedKV>& packed = t_kept_kv;  // the caller's, also inside the parallel region
   std::vector<int64_t> start(count + 1, 0);
   for (int64_t i = 0; i < count; ++i) start[i + 1] = start[i] + tiles_of(problems[i]);
 #pragma omp parallel num_threads(threads)

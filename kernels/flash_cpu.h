@@ -95,6 +95,9 @@ void flash_head(const HeadProblem& p, PackedKV& kv, FlashScratch& s);
 // sequence) are packed once and cut into query tiles, banded masks into runs of tiles packing only
 // the keys they see, and many short ones (LongNet segments) run one per task.
 void flash_problems(std::span<const HeadProblem> problems, int threads);
+// Gives back the buffers the CPU kernels keep from call to call (flash's packed heads, strided's
+// lanes), so that what one case holds is not counted in the next one's peak memory.
+void release_kept_buffers();
 
 // The `flash` kernel: every head of args, threads over batch x head x query tile.
 void flash_attention(const AttentionArgs& args);

@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include "kernels/dilated_cpu.h"
@@ -21,6 +22,15 @@
 
 namespace longattn {
 namespace {
+
+// Each thread's residue lanes are kept from call to call (until release_strided_lanes): fresh ones
+// page-faulted their way through MBs of transposed Q, K and V every call (strided(128)+causal on a
+// Zen 4 EPYC, 2 threads, B=1, H=8, d=64; kept and fresh alternated in one process, best of 30 each:
+// +15% at N = 8K, +8% at 4K). A task's lanes hold 3 x heads x (N / l + 4) x d x 16 floats; past
+// kMaxKeptLaneFloats (N = 64K at l = 128, 8 heads of d = 64) they are given back after the call.
+thread_local StridedLanes t_lanes;
+constexpr size_t kMaxKeptLaneFloats = size_t{16} << 20;  // 64 MB a thread
+std::atomic<int> g_lane_threads{0};                       // the largest team that has used t_lanes
 
 // Attends a view of queries to a view of keys (mask in its own coordinates, may be null) and
 // merges the result into the output rows out_row0 + t * out_step of batch b, head h.
@@ -89,6 +99,8 @@ void strided_attention(const AttentionArgs& args) {
   if (l == 1 || l >= sh.N) return;  // every key is in the band
   const Pattern &before = pieces.before, &after = pieces.after;
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+  for (int seen = g_lane_threads; seen < threads && !g_lane_threads.compare_exchange_weak(seen, threads);) {
+  }
   // Sixteen classes at a time in vector lanes, for a run of heads (tasks enough to keep every
   // thread busy); class by class where inputs are not finite.
   const int64_t groups = (l + kStridedLanes - 1) / kStridedLanes;
@@ -96,10 +108,7 @@ void strided_attention(const AttentionArgs& args) {
   const int64_t per_run = (sh.H + runs - 1) / runs;
 #pragma omp parallel num_threads(threads)
   {
-    // Each thread's lanes are kept from call to call: fresh ones page-faulted their way through MBs
-    // of transposed Q, K and V every call (strided(128)+causal, N = 8K, 8 heads on a Zen 4 EPYC:
-    // +15%, best of 30 alternating runs). Past kKeptFloats they are given back at the end.
-    thread_local StridedLanes lanes;
+    StridedLanes& lanes = t_lanes;
     DilatedScratch s;
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < sh.B * groups * runs; ++task) {
@@ -130,9 +139,15 @@ void strided_attention(const AttentionArgs& args) {
         }
       }
     }
-    constexpr size_t kKeptFloats = size_t{16} << 20;  // 64 MB a thread: N = 64K at 8 heads of d = 64
-    if (lanes.q.capacity() + lanes.k.capacity() + lanes.v.capacity() > kKeptFloats) lanes = StridedLanes{};
+    if (lanes.q.capacity() + lanes.k.capacity() + lanes.v.capacity() > kMaxKeptLaneFloats) lanes = StridedLanes{};
   }
+}
+
+void release_strided_lanes() {
+  // OpenMP reuses its pool threads in order: a team as large as any that ran strided reaches them all.
+  const int threads = std::max(1, g_lane_threads.load());
+#pragma omp parallel num_threads(threads)
+  t_lanes = StridedLanes{};
 }
 
 void fixed_attention(const AttentionArgs& args) {

@@ -36,5 +36,7 @@ struct StridedLanes {  // per-thread working memory
   std::vector<float> lse, row;
 };
 bool strided_residue_lanes(const AttentionArgs& a, int64_t b, int64_t rho0, int64_t h0, int64_t h1, StridedLanes& w);
+// Gives back every thread's kept lanes (release_kept_buffers calls it).
+void release_strided_lanes();
 
 }  // namespace longattn

@@ -6,6 +6,7 @@
 #include <limits>
 #include <tuple>
 
+#include "kernels/flash_cpu.h"
 #include "kernels/input_error.h"
 #include "kernels/merge.h"
 #include "kernels/registry.h"
@@ -74,6 +75,27 @@ TEST(Kernels, StridedWithLongResidueClasses) {
     const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
     EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
     EXPECT_LE(e.lse, test::kLseToleranceFp32);
+  }
+}
+
+TEST(Kernels, KeptBuffersServeTheNextShapeAndSurviveRelease) {
+  // strided's lanes and flash's packed heads are kept from call to call: a larger shape, a smaller
+  // one, and one after release_kept_buffers each match the oracle (nothing stale is read).
+  const Pattern strided = parse_pattern(json{{"kind", "strided"}, {"stride", 24}, {"causal", true}});
+  const Pattern full = parse_pattern(json{{"kind", "full"}});
+  int step = 0;
+  for (const Shape& s : {Shape{1, 700, 3, 17}, Shape{2, 333, 2, 64}, Shape{1, 700, 3, 17}}) {
+    if (step++ == 2) release_kept_buffers();
+    const test::Problem prob(s, 77 + s.N);
+    for (const Pattern& p : {strided, full}) {
+      SCOPED_TRACE(p.name() + " N=" + std::to_string(s.N));
+      std::vector<float> o_ref, lse_ref, o, lse;
+      reference_attention(prob.args(p, o_ref, lse_ref));
+      find_kernel("flash")->run(prob.args(p, o, lse));
+      const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
+      EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
+      EXPECT_LE(e.lse, test::kLseToleranceFp32);
+    }
   }
 }
 
