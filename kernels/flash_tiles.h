@@ -51,8 +51,11 @@ void force_tile_path_from_environment();
 
 // Rows of one head lie a token apart (its other heads between them), often a page or more, and the
 // hardware prefetcher does not cross pages: packing asks for the rows kPackAhead ahead itself.
-// 48, not 16: on a Zen 4 EPYC 16 rows ahead left strided and local bands waiting on memory
-// (local(512,0) 126-134 -> 137-152 GFLOP/s, strided(128) +5-15%, in alternating runs); 96 gained no more.
+// On a Zen 4 EPYC, 48 rows ahead first measured faster than 16 (local(512,0) 126-134 -> 137-152
+// GFLOP/s, strided(128) +5-15%, alternating harness runs, banded tasks head by head). Since the
+// banded tasks run chunk by chunk across heads, 0, 16 and 48 rows ahead measure within 2% of each
+// other there (local(127,0), local(511,0), strided(128); N = 4K, 8K; best of 30 in one process).
+// Kept for CPUs where it was not measured.
 constexpr int64_t kPackAhead = 48;
 inline void prefetch_row(const float* base, int64_t row, int64_t rows, int64_t stride, int64_t d) {
   if (row < rows)
