@@ -20,9 +20,10 @@ namespace {
 
 using simd::vf;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-thread_local std::vector<PackedKV> t_kept_kv;  // flash_problems' packed heads, the calling thread's
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+
+thread_local std::vector<PackedKV> t_kept_kv;  // flash_problems' packed heads, the calling thread's
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -361,7 +362,8 @@ void flash_problems(std::span<const HeadProblem> problems, int threads_wanted) {
     // orders alternated in one process, best of 30 each): local(127,0) +11% at N = 8K, +6% at 4K;
     // strided(128)+causal +5%.
     std::vector<std::pair<int64_t, int64_t>> order;  // (problem, chunk)
-    for (int64_t c = 0, more = 1; more; ++c) {
+    bool more = true;
+    for (int64_t c = 0; more; ++c) {
       more = false;
       for (int64_t i = 0; i < count; ++i)
         if (c * kChunkTiles < tiles_of(problems[i])) order.emplace_back(i, c), more = true;

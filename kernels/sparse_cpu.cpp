@@ -100,7 +100,7 @@ void strided_attention(const AttentionArgs& args) {
   const Pattern &before = pieces.before, &after = pieces.after;
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
   for (int seen = g_lane_threads; seen < threads && !g_lane_threads.compare_exchange_weak(seen, threads);) {
-  }
+  }  // g_lane_threads = max(g_lane_threads, threads)
   // Sixteen classes at a time in vector lanes, for a run of heads (tasks enough to keep every
   // thread busy); class by class where inputs are not finite.
   const int64_t groups = (l + kStridedLanes - 1) / kStridedLanes;
@@ -144,7 +144,8 @@ void strided_attention(const AttentionArgs& args) {
 }
 
 void release_strided_lanes() {
-  // OpenMP reuses its pool threads in order: a team as large as any that ran strided reaches them all.
+  // libgomp gives a team the threads of its pool in order: a team as large as any that ran strided
+  // reaches every thread that holds lanes.
   const int threads = std::max(1, g_lane_threads.load());
 #pragma omp parallel num_threads(threads)
   t_lanes = StridedLanes{};
