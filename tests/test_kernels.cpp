@@ -33,6 +33,16 @@ std::vector<Pattern> patterns() {
   });
 }
 
+// The flash kernel on p against the oracle, at SPEC §4's fp32 tolerances.
+void expect_flash_matches_oracle(const test::Problem& prob, const Pattern& p) {
+  std::vector<float> o_ref, lse_ref, o, lse;
+  reference_attention(prob.args(p, o_ref, lse_ref));
+  find_kernel("flash")->run(prob.args(p, o, lse));
+  const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
+  EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
+  EXPECT_LE(e.lse, test::kLseToleranceFp32);
+}
+
 // N = 1; N not a multiple of 64 (the flash blocks) nor of the segments; odd and large head dims;
 // one head and twelve (dilated offsets wrap around r).
 const Shape kShapes[] = {
@@ -69,12 +79,7 @@ TEST(Kernels, StridedWithLongResidueClasses) {
   for (const Pattern& p : test::with_and_without_causal({{{"kind", "strided"}, {"stride", 3}},
                                                          {{"kind", "strided"}, {"stride", 19}}})) {
     SCOPED_TRACE(p.name());
-    std::vector<float> o_ref, lse_ref, o, lse;
-    reference_attention(prob.args(p, o_ref, lse_ref));
-    find_kernel("flash")->run(prob.args(p, o, lse));
-    const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
-    EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
-    EXPECT_LE(e.lse, test::kLseToleranceFp32);
+    expect_flash_matches_oracle(prob, p);
   }
 }
 
@@ -89,12 +94,7 @@ TEST(Kernels, KeptBuffersServeTheNextShapeAndSurviveRelease) {
     const test::Problem prob(s, 77 + s.N);
     for (const Pattern& p : {strided, full}) {
       SCOPED_TRACE(p.name() + " N=" + std::to_string(s.N));
-      std::vector<float> o_ref, lse_ref, o, lse;
-      reference_attention(prob.args(p, o_ref, lse_ref));
-      find_kernel("flash")->run(prob.args(p, o, lse));
-      const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
-      EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
-      EXPECT_LE(e.lse, test::kLseToleranceFp32);
+      expect_flash_matches_oracle(prob, p);
     }
   }
 }
