@@ -10,6 +10,7 @@
 #include "kernels/checked.h"
 #include "kernels/cpu.h"
 #include "kernels/input_error.h"
+#include "suite/method.h"
 
 namespace longattn {
 namespace {
@@ -175,10 +176,13 @@ void expand(const json& j, const std::string& where, const Case& base, int world
 }  // namespace
 
 std::string Case::id(int world) const {
+  // dist-usp's degree as it runs, the default resolved: a suite that spells out the default names
+  // the same case as one that leaves it out (and the gate matches them).
+  const int u = method == "dist-usp" ? usp_degree(shape, world, ulysses) : ulysses;
   return method + " " + pattern.name() + " B=" + std::to_string(shape.B) + " N=" + std::to_string(shape.N) +
          " H=" + std::to_string(shape.H) + (shape.grouped() ? " H_kv=" + std::to_string(shape.H_kv) : "") +
          " d=" + std::to_string(shape.d) + " " + dtype + " " + device + " P=" + std::to_string(world) +
-         (ulysses > 0 ? " u=" + std::to_string(ulysses) : "") + (pass == "forward" ? "" : " " + pass);
+         (u > 0 ? " u=" + std::to_string(u) : "") + (pass == "forward" ? "" : " " + pass);
 }
 
 double pass_factor(const std::string& pass) {

@@ -65,6 +65,19 @@ TEST(SuiteFile, PassIsAnAxisAndCountsBackwardFlops) {
   EXPECT_EQ(pass_factor("forward+backward"), 3.5);
 }
 
+TEST(SuiteFile, DistUspCaseNamesCarryTheDegreeItRunsWith) {
+  // H_kv = 2 on 4 ranks: the default degree is gcd(4, 2) = 2, the same case as an explicit 2.
+  const Suite s = load_suite(write_temp("usp.json", R"({"name": "u", "methods": ["dist-usp", "dist-ring"],
+    "pattern": {"kind": "full"}, "B": 1, "H": 8, "H_kv": 2, "N": 64, "d": 16,
+    "cases": [{"method": "dist-usp", "ulysses": [2, 4]}]})"), 4);
+  ASSERT_EQ(s.cases.size(), 4u);  // dist-usp with its default, dist-ring, dist-usp with 2 and 4
+  EXPECT_EQ(s.cases[0].ulysses, 0);
+  EXPECT_EQ(s.cases[0].id(4), s.cases[2].id(4));
+  EXPECT_NE(s.cases[0].id(4).find(" P=4 u=2"), std::string::npos);
+  EXPECT_NE(s.cases[3].id(4).find(" P=4 u=4"), std::string::npos);
+  EXPECT_EQ(s.cases[1].id(4).find(" u="), std::string::npos);  // the other methods have no degree
+}
+
 TEST(SuiteFile, NamedSuitesInTheTreeAllLoad) {
   for (const auto& e : std::filesystem::directory_iterator(suite_dir())) {
     if (e.path().extension() != ".json") continue;
