@@ -1,6 +1,11 @@
 // Microbenchmarks of the CPU kernels with a fixed iteration count, GFLOP/s from exact pair counts
 // (SPEC §1), and an OpenBLAS sgemm in the same binary so every figure reads as a fraction of this
-// machine's BLAS peak. Arguments: N (sequence length); B=1, H=8, d=64, fp32.
+// machine's BLAS peak. Arguments: N (sequence length); B=1, H=8, d=64, fp32 unless named.
+//
+// strided/...: what bounds `flash` on strided(128)+causal, the `kernels` suite's sparse pattern:
+// the pattern, its band alone (local(127,0), 80% of its pairs) with each head's rows a token apart
+// as in [B, N, H, d], and the same band on contiguous rows (B=8, H=1: the same work). Read against
+// flash_full at the same N.
 //
 // tile/PATH/...: `flash` on one tile path (kernels/flash_tiles.h), forced, on that path's dtype,
 // with pct_peak against the path's own peak (its FLOP per cycle x cores x measured clock). A path
@@ -21,15 +26,15 @@ namespace {
 
 constexpr int64_t kH = 8, kD = 64;
 
-void attention(benchmark::State& st, const char* kernel, nlohmann::json pattern) {
-  const Shape s{1, st.range(0), kH, kD};
+void attention(benchmark::State& st, const char* kernel, nlohmann::json pattern, int64_t B = 1, int64_t H = kH) {
+  const Shape s{B, st.range(0), H, kD};
   const test::Problem prob(s, 1);
   const Pattern p = parse_pattern(pattern);
   std::vector<float> o, lse;
   AttentionArgs a = prob.args(p, o, lse);
   const Kernel* k = find_kernel(kernel);
   for (auto _ : st) k->run(a);
-  const double flops = 4.0 * kD * p.pairs_all_heads(kH, s.N);
+  const double flops = 4.0 * kD * B * p.pairs_all_heads(H, s.N);
   st.counters["GFLOPs"] = benchmark::Counter(flops * st.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
@@ -68,14 +73,19 @@ void sgemm(benchmark::State& st) {
 const nlohmann::json kFull = {{"kind", "full"}};
 const nlohmann::json kCausal = {{"kind", "full"}, {"causal", true}};
 const nlohmann::json kLongnet = {{"kind", "dilated"}, {"levels", "longnet"}};
+const nlohmann::json kStrided = {{"kind", "strided"}, {"stride", 128}, {"causal", true}};
+const nlohmann::json kBand = {{"kind", "local"}, {"left", 127}, {"right", 0}};
 
 }  // namespace
 
 BENCHMARK(sgemm)->Arg(2048)->Iterations(10)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(attention, vanilla_full, "vanilla", kFull)->Arg(4096)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(attention, flash_full, "flash", kFull)->Arg(4096)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(attention, flash_full, "flash", kFull)->Arg(4096)->Arg(8192)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(attention, flash_causal, "flash", kCausal)->Arg(4096)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(attention, dilated_longnet, "dilated", kLongnet)->Arg(16384)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(attention, strided/flash_strided128_causal, "flash", kStrided)->Arg(8192)->Iterations(20)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(attention, strided/flash_band_B1_H8, "flash", kBand)->Arg(8192)->Iterations(20)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(attention, strided/flash_band_B8_H1, "flash", kBand, 8, 1)->Arg(8192)->Iterations(20)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv) {
   ensure_blas_core(argv);  // OpenBLAS on the CPU's proper core, as in longattn itself
