@@ -9,7 +9,6 @@
 #include <limits>
 
 #include "kernels/flash_tiles.h"
-#include "kernels/gqa.h"
 #include "kernels/input_error.h"
 #include "kernels/merge.h"
 #include "kernels/simd.h"
@@ -276,8 +275,8 @@ void flash_attention(const AttentionArgs& a) {
   // Strided and fixed patterns are not banded: as disjoint dense pieces they cost their pairs,
   // as masked blocks they would cost dense attention. (The internal block-diagonal `fixed` with
   // no summary columns is banded and runs here directly.)
-  if (a.pattern.kind == PatternKind::strided) return run_with_kv_heads(a, strided_attention);
-  if (a.pattern.kind == PatternKind::fixed && a.pattern.summary > 0) return run_with_kv_heads(a, fixed_attention);
+  if (a.pattern.kind == PatternKind::strided) return strided_attention(a);
+  if (a.pattern.kind == PatternKind::fixed && a.pattern.summary > 0) return fixed_attention(a);
   flash_attention_at(a, a.k, a.v, a.shape.N, 0, 0, a.shape.N);
 }
 

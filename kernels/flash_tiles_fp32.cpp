@@ -200,13 +200,16 @@ PvGroup pv_group_for(int64_t dp) {
 }
 
 // P V for a V that holds NaN or inf: keys outside a row's set have p = 0, and 0 x NaN must not
-// reach that row (the oracle never reads them), so zero probabilities are skipped. Slow; only
-// inputs passed with --allow-nonfinite take it.
-void pv_nonfinite(const float* p, int64_t nk, const float* v, float* o, const float* alpha, int64_t dp) {
+// reach that row (the oracle never reads them), so zero probabilities are skipped, and so are the
+// keys outside a group's span, whose probabilities the softmax did not write. Slow; only inputs
+// passed with --allow-nonfinite take it.
+void pv_nonfinite(const float* p, const KeySpans* spans, int64_t nk, const float* v, float* o, const float* alpha,
+                  int64_t dp) {
   for (int64_t r = 0; r < kFlashBq; ++r) {
     float* orow = o + r * dp;
     for (int64_t c = 0; c < dp; ++c) orow[c] *= alpha[r];
-    for (int64_t j = 0; j < nk; ++j)
+    const int64_t j0 = spans ? spans->lo[r / kSpanRows] : 0, j1 = spans ? std::min(spans->hi[r / kSpanRows], nk) : nk;
+    for (int64_t j = j0; j < j1; ++j)
       if (const float pj = p[r * kFlashBk + j]; pj != 0.0f)
         for (int64_t c = 0; c < dp; ++c) orow[c] += pj * v[j * dp + c];
   }
@@ -261,7 +264,7 @@ float qk(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans* spans,
 
 void pv(FlashScratch& s, const PackedKV& kv, int64_t kb, const KeySpans* spans, int64_t cols) {
   const float* v = kv.v.data() + kb * kFlashBk * kv.dp;
-  if (kv.v_nonfinite) return pv_nonfinite(s.s.data(), cols, v, s.o.data(), s.alpha.data(), kv.dp);
+  if (kv.v_nonfinite) return pv_nonfinite(s.s.data(), spans, cols, v, s.o.data(), s.alpha.data(), kv.dp);
   const PvGroup group = pv_group_for(kv.dp);
   for (int64_t g = 0; g < kFlashBq / kSpanRows; ++g) {
     const int64_t j0 = spans ? spans->lo[g] : 0, j1 = spans ? std::min(spans->hi[g], cols) : cols;

@@ -7,7 +7,7 @@
 //              + same residue mod l, j < i - l + 1  (per residue class: a strided view, keys t' < t)
 //              + same residue mod l, j > i + l - 1  (non-causal only: keys t' > t)
 //   fixed(l,c) = own block                          (block-diagonal, off-diagonal blocks skipped)
-//              + summary columns of earlier blocks  (gathered once per head; dense, no mask)
+//              + summary columns of earlier blocks  (gathered once per KV head; dense, no mask)
 //              + summary columns of later blocks    (non-causal only)
 #include <omp.h>
 
@@ -93,7 +93,7 @@ std::vector<int64_t> summary_starts(const Pattern& p, int64_t N) {
 void strided_attention(const AttentionArgs& args) {
   const Shape sh = args.shape;
   const StridedPieces pieces = strided_pieces(args.pattern, sh.N);
-  const int64_t l = pieces.l, row = sh.H * sh.d;
+  const int64_t l = pieces.l, row = sh.H * sh.d, kv_row = sh.kv_heads() * sh.d, G = sh.group();
   std::vector<float> own_lse;
   const AttentionArgs a = first_piece(args, pieces.band, own_lse);
   if (l == 1 || l >= sh.N) return;  // every key is in the band
@@ -120,11 +120,12 @@ void strided_attention(const AttentionArgs& args) {
           const int64_t m = (sh.N - rho + l - 1) / l;
           if (m < 2) continue;
           HeadProblem p;
-          const int64_t at = (b * sh.N + rho) * row + h * sh.d;
-          p.q = a.q + at;
+          const int64_t at = (b * sh.N + rho) * kv_row + h / G * sh.d;  // GQA: the group's KV head, in place
+          p.q = a.q + (b * sh.N + rho) * row + h * sh.d;
           p.k = a.k + at;
           p.v = a.v + at;
-          p.q_stride = p.kv_stride = l * row;
+          p.q_stride = l * row;
+          p.kv_stride = l * kv_row;
           p.nq = p.nk = m;
           p.mask = &before;
           p.k_pos0 = 1;
@@ -154,6 +155,7 @@ void release_strided_lanes() {
 void fixed_attention(const AttentionArgs& args) {
   const Shape sh = args.shape;
   const int64_t l = args.pattern.block, c = args.pattern.summary, row = sh.H * sh.d, d = sh.d;
+  const int64_t Hkv = sh.kv_heads(), kv_row = Hkv * d, G = sh.group();
   Pattern own = args.pattern;  // the same blocks without summary columns: block-diagonal
   own.summary = 0;
   std::vector<float> own_lse;
@@ -161,19 +163,19 @@ void fixed_attention(const AttentionArgs& args) {
   const int64_t blocks = (sh.N + l - 1) / l;
   if (blocks < 2) return;  // no other block to summarise
 
-  // Summary rows of every block, gathered per (batch, head): block g's start at first[g].
+  // Summary rows of every block, gathered per (batch, KV head): block g's start at first[g].
   const std::vector<int64_t> first = summary_starts(args.pattern, sh.N);
   const int64_t S = first[blocks];
-  std::vector<float> ks(sh.B * sh.H * S * d), vs(ks.size());
+  std::vector<float> ks(sh.B * Hkv * S * d), vs(ks.size());
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t bh = 0; bh < sh.B * sh.H; ++bh) {
-    const int64_t b = bh / sh.H, h = bh % sh.H;
+  for (int64_t bk = 0; bk < sh.B * Hkv; ++bk) {
+    const int64_t b = bk / Hkv, hk = bk % Hkv;
     for (int64_t g = 0; g < blocks; ++g)
       for (int64_t t = 0; t < first[g + 1] - first[g]; ++t) {
         const int64_t j = g * l + l - c + t;
-        simd::copy(a.k + (b * sh.N + j) * row + h * d, d, ks.data() + (bh * S + first[g] + t) * d);
-        simd::copy(a.v + (b * sh.N + j) * row + h * d, d, vs.data() + (bh * S + first[g] + t) * d);
+        simd::copy(a.k + (b * sh.N + j) * kv_row + hk * d, d, ks.data() + (bk * S + first[g] + t) * d);
+        simd::copy(a.v + (b * sh.N + j) * kv_row + hk * d, d, vs.data() + (bk * S + first[g] + t) * d);
       }
   }
 #pragma omp parallel num_threads(threads)
@@ -182,6 +184,7 @@ void fixed_attention(const AttentionArgs& args) {
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < sh.B * sh.H * blocks; ++task) {
       const int64_t bh = task / blocks, b = bh / sh.H, h = bh % sh.H, g = task % blocks;
+      const int64_t bk = b * Hkv + h / G;  // GQA: the summaries of the group's KV head
       const int64_t i0 = g * l, rows = std::min(sh.N, i0 + l) - i0;
       HeadProblem p;
       p.q = a.q + (b * sh.N + i0) * row + h * d;
@@ -189,13 +192,13 @@ void fixed_attention(const AttentionArgs& args) {
       p.nq = rows;
       p.kv_stride = d;
       // Earlier blocks' summaries: all before the query (causal or not), no mask.
-      p.k = ks.data() + bh * S * d;
-      p.v = vs.data() + bh * S * d;
+      p.k = ks.data() + bk * S * d;
+      p.v = vs.data() + bk * S * d;
       p.nk = first[g];
       attend_piece(a, b, h, p, i0, 1, s);
       if (!a.pattern.causal) {  // later blocks' summaries
-        p.k = ks.data() + (bh * S + first[g + 1]) * d;
-        p.v = vs.data() + (bh * S + first[g + 1]) * d;
+        p.k = ks.data() + (bk * S + first[g + 1]) * d;
+        p.v = vs.data() + (bk * S + first[g + 1]) * d;
         p.nk = S - first[g + 1];
         attend_piece(a, b, h, p, i0, 1, s);
       }

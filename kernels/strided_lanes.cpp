@@ -163,13 +163,14 @@ void residue_head(const AttentionArgs& a, int64_t slabs, const vf& last_bias, fl
 
 bool strided_residue_lanes(const AttentionArgs& a, int64_t b, int64_t rho0, int64_t h0, int64_t h1, StridedLanes& w) {
   const Shape sh = a.shape;
-  const int64_t l = a.pattern.stride, d = sh.d, row = sh.H * d, n = sh.N;
+  const int64_t l = a.pattern.stride, d = sh.d, row = sh.H * d, kv_row = sh.kv_heads() * d, n = sh.N;
   const int64_t lanes = std::min(L, l - rho0), slabs = (n - rho0 + l - 1) / l, per_head = (slabs + kQueries) * d * L;
+  const int64_t G = sh.group(), g0 = h0 / G, g1 = (h1 - 1) / G + 1;  // the KV heads of heads [h0, h1) (GQA)
   const float* q = a.q + b * n * row;
   const float qscale = a.scale * 1.4426950408889634f;  // scores in the log2 domain
   if (!transpose_in(q, row, n, l, rho0, lanes, slabs, d, h0, h1, qscale, w.q) ||
-      !transpose_in(a.k + b * n * row, row, n, l, rho0, lanes, slabs, d, h0, h1, 1.0f, w.k) ||
-      !transpose_in(a.v + b * n * row, row, n, l, rho0, lanes, slabs, d, h0, h1, 1.0f, w.v))
+      !transpose_in(a.k + b * n * kv_row, kv_row, n, l, rho0, lanes, slabs, d, g0, g1, 1.0f, w.k) ||
+      !transpose_in(a.v + b * n * kv_row, kv_row, n, l, rho0, lanes, slabs, d, g0, g1, 1.0f, w.v))
     return false;
   w.s.resize(kQueries * kChunk * L);
   w.o.resize(kQueries * d * L);
@@ -180,8 +181,8 @@ bool strided_residue_lanes(const AttentionArgs& a, int64_t b, int64_t rho0, int6
     if ((slabs - 1) * l + rho0 + lane >= n) last_bias[lane] = kNegInf;
   w.lse.resize((h1 - h0) * slabs * L);
   for (int64_t h = h0; h < h1; ++h)
-    residue_head(a, slabs, last_bias, w.q.data() + (h - h0) * per_head, w.k.data() + (h - h0) * per_head,
-                 w.v.data() + (h - h0) * per_head, w.lse.data() + (h - h0) * slabs * L, w);
+    residue_head(a, slabs, last_bias, w.q.data() + (h - h0) * per_head, w.k.data() + (h / G - g0) * per_head,
+                 w.v.data() + (h / G - g0) * per_head, w.lse.data() + (h - h0) * slabs * L, w);
   // Into the band's rows: a slab's outputs of one head transposed back to 16 token rows (16 x 16
   // blocks in registers where d is a multiple of 16, else lane by lane), then merged row by row.
   for (int64_t t = 0; t < slabs; ++t)

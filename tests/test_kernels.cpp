@@ -83,6 +83,41 @@ TEST(Kernels, StridedWithLongResidueClasses) {
   }
 }
 
+TEST(Kernels, SparsePiecesReadGroupedKeysInPlaceEvenWhenNotFinite) {
+  // strided and fixed read a query head's KV head in place (GQA), in their vector lanes and, where
+  // an input is NaN or inf, class by class: the same rows as the oracle's go non-finite, the others
+  // match it. One thread too: strided's lane tasks then take runs of heads across two KV heads.
+  // (Also fp32 P V on a non-finite V, which once read probabilities outside a group's keys.)
+  const Shape s{1, 67, 6, 16, 2};
+  test::Problem clean(s, 99), prob(s, 99);
+  prob.k[(20 * s.H_kv + 1) * s.d + 3] = std::nanf("");                          // token 20, KV head 1
+  prob.v[(33 * s.H_kv + 0) * s.d + 5] = std::numeric_limits<float>::infinity();  // token 33, KV head 0
+  const auto patterns = test::with_and_without_causal(
+      {{{"kind", "strided"}, {"stride", 7}}, {{"kind", "fixed"}, {"block", 16}, {"summary", 3}}});
+  for (const Pattern& p : patterns)
+    for (const test::Problem* in : {&clean, &prob})
+      for (int threads : {1, 0}) {
+        SCOPED_TRACE(p.name() + (in == &prob ? " non-finite" : "") + " threads=" + std::to_string(threads));
+        std::vector<float> o, lse, o_ref, lse_ref;
+        AttentionArgs a = in->args(p, o, lse);
+        a.threads = threads;
+        find_kernel("flash")->run(a);
+        reference_attention(in->args(p, o_ref, lse_ref));
+        int64_t bad = 0;
+        for (size_t i = 0; i < o.size(); ++i) {
+          ASSERT_EQ(std::isfinite(o[i]), std::isfinite(o_ref[i])) << "element " << i;
+          if (std::isfinite(o_ref[i])) {
+            EXPECT_NEAR(o[i], o_ref[i], 1e-5) << "element " << i;
+          }
+          bad += !std::isfinite(o_ref[i]);
+        }
+        if (in == &prob) {
+          EXPECT_GT(bad, 0);                                   // the non-finite inputs reached some rows
+          EXPECT_LT(bad, static_cast<int64_t>(o.size()) / 2);  // and only those that see them
+        }
+      }
+}
+
 TEST(Kernels, KeptBuffersServeTheNextShapeAndSurviveRelease) {
   // strided's lanes and flash's packed heads are kept from call to call: a larger shape, a smaller
   // one, and one after release_kept_buffers each match the oracle (nothing stale is read).
