@@ -14,7 +14,8 @@ void fixed_attention(const AttentionArgs& a);
 // The pieces, shared by the forward and the backward (backward_cpu.cpp). strided(l) on N tokens:
 // the band |i - j| < l over the whole sequence; in a residue class (rows rho + t l) the keys t' < t
 // (`before`: causal, keys at positions shifted by +1) and, non-causal, t' > t (`after`: local(0,
-// inf), keys shifted by -1). l is the stride capped at N: l = 1 or N leaves only the band.
+// inf), keys shifted by -1). l is the stride capped at N: l = N leaves only the band, l = 1 one class
+// holding every key.
 struct StridedPieces {
   int64_t l = 1;
   Pattern band, before, after;

@@ -22,7 +22,9 @@ std::vector<Pattern> patterns() {
       {{"kind", "full"}},
       {{"kind", "local"}, {"left", 5}, {"right", 3}},
       {{"kind", "local"}, {"left", 70}, {"right", 0}},
-      {{"kind", "strided"}, {"stride", 4}},
+      {{"kind", "strided"}, {"stride", 1}},   // one residue class: every key (full attention)
+      {{"kind", "strided"}, {"stride", 4}},   // classes as dense tiles
+      {{"kind", "strided"}, {"stride", 50}},  // classes in vector lanes, a last group of 2
       {{"kind", "strided"}, {"stride", 70}},
       {{"kind", "fixed"}, {"block", 8}, {"summary", 2}},
       {{"kind", "fixed"}, {"block", 100}, {"summary", 7}},
@@ -71,29 +73,32 @@ TEST(Kernels, EveryKernelMatchesTheOracle) {
   }
 }
 
-// strided's residue classes run 16 to a vector (strided_lanes.cpp): classes with more than one
-// 64-key softmax step (N / stride > 64), a last group of 3 classes, a last slab that is partial.
+// strided's residue classes with more than one 64-key softmax step (N / stride > 64): as dense
+// tiles (stride 3), and 16 to a vector (strided_lanes.cpp; stride 51: a last group of 3 classes, a
+// last slab that is partial).
 TEST(Kernels, StridedWithLongResidueClasses) {
-  const Shape s{1, 400, 2, 20};
-  const test::Problem prob(s, 4321);
-  for (const Pattern& p : test::with_and_without_causal({{{"kind", "strided"}, {"stride", 3}},
-                                                         {{"kind", "strided"}, {"stride", 19}}})) {
-    SCOPED_TRACE(p.name());
-    expect_flash_matches_oracle(prob, p);
+  for (const auto& [s, stride] : {std::pair{Shape{1, 400, 2, 20}, 3}, std::pair{Shape{1, 3500, 2, 20}, 51}}) {
+    const test::Problem prob(s, 4321);
+    for (const Pattern& p : test::with_and_without_causal({{{"kind", "strided"}, {"stride", stride}}})) {
+      SCOPED_TRACE(p.name());
+      expect_flash_matches_oracle(prob, p);
+    }
   }
 }
 
 TEST(Kernels, SparsePiecesReadGroupedKeysInPlaceEvenWhenNotFinite) {
   // strided and fixed read a query head's KV head in place (GQA), in their vector lanes and, where
   // an input is NaN or inf, class by class: the same rows as the oracle's go non-finite, the others
-  // match it. One thread too: strided's lane tasks then take runs of heads across two KV heads.
-  // (Also fp32 P V on a non-finite V, which once read probabilities outside a group's keys.)
-  const Shape s{1, 67, 6, 16, 2};
+  // match it. One thread too: strided's lane tasks (stride 48) then take runs of three heads, across
+  // two KV heads. (Also fp32 P V on a non-finite V, which once read probabilities outside a group's
+  // keys.)
+  const Shape s{1, 67, 6, 16, 3};
   test::Problem clean(s, 99), prob(s, 99);
   prob.k[(20 * s.H_kv + 1) * s.d + 3] = std::nanf("");                          // token 20, KV head 1
   prob.v[(33 * s.H_kv + 0) * s.d + 5] = std::numeric_limits<float>::infinity();  // token 33, KV head 0
-  const auto patterns = test::with_and_without_causal(
-      {{{"kind", "strided"}, {"stride", 7}}, {{"kind", "fixed"}, {"block", 16}, {"summary", 3}}});
+  const auto patterns = test::with_and_without_causal({{{"kind", "strided"}, {"stride", 3}},
+                                                       {{"kind", "strided"}, {"stride", 48}},
+                                                       {{"kind", "fixed"}, {"block", 16}, {"summary", 3}}});
   for (const Pattern& p : patterns)
     for (const test::Problem* in : {&clean, &prob})
       for (int threads : {1, 0}) {
@@ -121,7 +126,7 @@ TEST(Kernels, SparsePiecesReadGroupedKeysInPlaceEvenWhenNotFinite) {
 TEST(Kernels, KeptBuffersServeTheNextShapeAndSurviveRelease) {
   // strided's lanes and flash's packed heads are kept from call to call: a larger shape, a smaller
   // one, and one after release_kept_buffers each match the oracle (nothing stale is read).
-  const Pattern strided = parse_pattern(json{{"kind", "strided"}, {"stride", 24}, {"causal", true}});
+  const Pattern strided = parse_pattern(json{{"kind", "strided"}, {"stride", 48}, {"causal", true}});
   const Pattern full = parse_pattern(json{{"kind", "full"}});
   int step = 0;
   for (const Shape& s : {Shape{1, 700, 3, 17}, Shape{2, 333, 2, 64}, Shape{1, 700, 3, 17}}) {
@@ -152,6 +157,7 @@ TEST(Kernels, BackwardMatchesTheOracle) {
     for (const Pattern& p : test::with_and_without_causal(
              {{{"kind", "full"}},
               {{"kind", "local"}, {"left", 5}, {"right", 3}},
+              {{"kind", "strided"}, {"stride", 1}},
               {{"kind", "strided"}, {"stride", 7}},
               {{"kind", "fixed"}, {"block", 16}, {"summary", 2}},
               {{"kind", "dilated"}, {"levels", {{8, 1}, {16, 2}}}},
@@ -175,7 +181,7 @@ TEST(Kernels, BackwardMatchesTheOracle) {
       }
     }
   }
-  EXPECT_GE(ran, 3 * 12 * 2);  // flash and vanilla on the single-level patterns, dilated and vanilla on dilated ones
+  EXPECT_GE(ran, 3 * 14 * 2);  // flash and vanilla on the single-level patterns, dilated and vanilla on dilated ones
 }
 
 TEST(Kernels, GroupedQueryAttentionMatchesTheOracle) {
@@ -200,6 +206,7 @@ TEST(Kernels, GroupedQueryAttentionMatchesTheOracle) {
     for (const Pattern& p : test::with_and_without_causal({{{"kind", "full"}},
                                                            {{"kind", "local"}, {"left", 5}, {"right", 3}},
                                                            {{"kind", "strided"}, {"stride", 7}},
+                                                           {{"kind", "strided"}, {"stride", 48}},
                                                            {{"kind", "fixed"}, {"block", 16}, {"summary", 2}},
                                                            {{"kind", "dilated"}, {"levels", {{8, 1}, {16, 3}}}}})) {
       SCOPED_TRACE(p.name() + " B=" + std::to_string(s.B) + " N=" + std::to_string(s.N) + " H=" + std::to_string(s.H) +
@@ -245,7 +252,7 @@ TEST(Kernels, GroupedQueryAttentionMatchesTheOracle) {
       }
     }
   }
-  EXPECT_GE(ran, 3 * 10 * 2);  // flash and vanilla on 8 single-level cases, dilated and vanilla on 2, per shape
+  EXPECT_GE(ran, 3 * 12 * 2);  // flash and vanilla on 10 single-level cases, dilated and vanilla on 2, per shape
   // H_kv not dividing H is refused by every kernel, with the field named.
   for (const Kernel& k : kernels())
     EXPECT_NE(k.unsupported(parse_pattern(nlohmann::json{{"kind", "full"}}), Shape{1, 8, 8, 4, 3}, DType::fp32)
@@ -262,6 +269,7 @@ TEST(Kernels, AttentionStepsOverSplitKeysMatchTheOracle) {
     for (const Pattern& p : test::with_and_without_causal({{{"kind", "full"}},
                                                            {{"kind", "local"}, {"left", 5}, {"right", 3}},
                                                            {{"kind", "strided"}, {"stride", 7}},
+                                                           {{"kind", "strided"}, {"stride", 48}},
                                                            {{"kind", "fixed"}, {"block", 16}, {"summary", 2}}})) {
       SCOPED_TRACE(p.name() + " N=" + std::to_string(s.N));
       std::vector<float> o_ref, lse_ref;
