@@ -106,6 +106,7 @@ void dilated_attention(const AttentionArgs& args) {
       }
     }
   }
+  weightless_rows_to_nan(a);
 }
 
 std::string dilated_unsupported(const Pattern& p, const Shape& s) {

@@ -271,13 +271,39 @@ std::string flash_unsupported(const Pattern& p, const Shape& s) {
   return {};
 }
 
-void flash_attention(const AttentionArgs& a) {
+void flash_attention(const AttentionArgs& args) {
+  AttentionArgs a = args;
+  std::vector<float> own_lse;  // the rows' check below reads every LSE, asked for or not
+  if (!a.lse) {
+    own_lse.resize(a.shape.B * a.shape.H * a.shape.N);
+    a.lse = own_lse.data();
+  }
   // Strided and fixed patterns are not banded: as disjoint dense pieces they cost their pairs,
   // as masked blocks they would cost dense attention. (The internal block-diagonal `fixed` with
   // no summary columns is banded and runs here directly.)
-  if (a.pattern.kind == PatternKind::strided) return strided_attention(a);
-  if (a.pattern.kind == PatternKind::fixed && a.pattern.summary > 0) return fixed_attention(a);
-  flash_attention_at(a, a.k, a.v, a.shape.N, 0, 0, a.shape.N);
+  if (a.pattern.kind == PatternKind::strided) {
+    strided_attention(a);
+  } else if (a.pattern.kind == PatternKind::fixed && a.pattern.summary > 0) {
+    fixed_attention(a);
+  } else {
+    flash_attention_at(a, a.k, a.v, a.shape.N, 0, 0, a.shape.N);
+  }
+  weightless_rows_to_nan(a);
+}
+
+void weightless_rows_to_nan(const AttentionArgs& a) {
+  const Shape sh = a.shape;
+  const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t t = 0; t < sh.B * sh.H * sh.N; ++t) {
+    if (a.lse[t] != kNegInf) continue;
+    const int64_t b = t / (sh.H * sh.N), h = t / sh.N % sh.H, i = t % sh.N;
+    std::vector<int64_t> keys;
+    for (int l = 0; l < a.pattern.level_count(sh.N) && keys.empty(); ++l) a.pattern.keys(l, a.head0 + h, i, sh.N, keys);
+    if (keys.empty()) continue;  // no key: empty, as it should be
+    std::fill_n(a.o + (b * sh.N + i) * sh.H * sh.d + h * sh.d, sh.d, std::numeric_limits<float>::quiet_NaN());
+    a.lse[t] = std::numeric_limits<float>::quiet_NaN();
+  }
 }
 
 void flash_attention_at(const AttentionArgs& a, const float* k, const float* v, int64_t nk, int64_t q_pos0,

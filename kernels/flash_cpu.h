@@ -101,6 +101,11 @@ void release_kept_buffers();
 
 // The `flash` kernel: every head of args, threads over batch x head x query tile.
 void flash_attention(const AttentionArgs& args);
+// Rows that have keys yet end with LSE -inf: every key scored -inf (an inf in Q or K, let through
+// by --allow-nonfinite). The online softmax leaves them empty, like rows without keys; the oracle's
+// softmax makes them NaN (max -inf, exp(-inf + inf)), and so does this, for O and LSE. The kernels
+// call it once on their whole output (a piece's -inf row may still get weight from another piece).
+void weightless_rows_to_nan(const AttentionArgs& a);
 // The same with keys from elsewhere: queries of `a` (a.shape.N rows, at global positions q_pos0 + i)
 // attend to nk keys k, v ([B, nk, H, d], at k_pos0 + j), masked by a.pattern in a sequence of n_mask
 // tokens. (The distributed methods go through the attention step, kernels/step.h, which runs the

@@ -348,3 +348,51 @@ TEST(Merge, MergingTwoHalvesEqualsTheWhole) {
   EXPECT_TRUE(std::isfinite(lse2));
   EXPECT_NEAR(lse2, 120.0f, 1e-3);
 }
+
+TEST(Kernels, RowsWhoseKeysAllScoreMinusInfinityAreNaNAsInTheOracle) {
+  // Keys 0-9 of head 0 score -inf for every query (K = -inf against Q > 0 in dim 0). A row that sees
+  // only them is NaN in the oracle (its softmax's max is -inf); a row that also sees another key
+  // gives them no weight, even where one of a kernel's pieces (a strided residue class, a dilated
+  // level) holds only them. Every CPU kernel: NaN in exactly the oracle's rows, the rest matching.
+  const Shape s{1, 100, 2, 16};
+  test::Problem prob(s, 5);
+  for (int64_t t = 0; t < s.N; ++t) prob.q[t * s.H * s.d] = std::abs(prob.q[t * s.H * s.d]) + 0.5f;
+  for (int64_t t = 0; t < 10; ++t) prob.k[t * s.H * s.d] = -std::numeric_limits<float>::infinity();
+  int ran = 0;
+  for (const Pattern& p : test::with_and_without_causal({{{"kind", "full"}},
+                                                         {{"kind", "local"}, {"left", 3}, {"right", 0}},
+                                                         {{"kind", "strided"}, {"stride", 4}},
+                                                         {{"kind", "strided"}, {"stride", 48}},
+                                                         {{"kind", "fixed"}, {"block", 8}, {"summary", 2}},
+                                                         {{"kind", "dilated"}, {"levels", {{8, 1}, {16, 2}}}}})) {
+    std::vector<float> o_ref, lse_ref;
+    reference_attention(prob.args(p, o_ref, lse_ref));
+    for (const Kernel& k : kernels()) {
+      if (k.device != Device::cpu || k.oracle || !k.unsupported(p, s, DType::fp32).empty()) continue;
+      SCOPED_TRACE(std::string(k.name) + " " + p.name());
+      std::vector<float> o, lse;
+      k.run(prob.args(p, o, lse));
+      int64_t nan_rows = 0;
+      for (int64_t r = 0; r < s.H * s.N; ++r) {  // lse rows are [h][i]
+        const int64_t h = r / s.N, i = r % s.N;
+        ASSERT_EQ(std::isnan(lse[r]), std::isnan(lse_ref[r])) << "head " << h << " row " << i;
+        nan_rows += std::isnan(lse_ref[r]);
+        if (!std::isnan(lse_ref[r])) {
+          EXPECT_NEAR(lse[r], lse_ref[r], test::kLseToleranceFp32) << "head " << h << " row " << i;
+        }
+        for (int64_t c = 0; c < s.d; ++c) {
+          const float x = o[(i * s.H + h) * s.d + c], y = o_ref[(i * s.H + h) * s.d + c];
+          ASSERT_EQ(std::isnan(x), std::isnan(y)) << "head " << h << " row " << i;
+          if (!std::isnan(y)) {
+            EXPECT_NEAR(x, y, 1e-5) << "head " << h << " row " << i;
+          }
+        }
+      }
+      if (p.causal) {
+        EXPECT_GT(nan_rows, 0);  // rows 0-9 see only keys 0-9
+      }
+      ++ran;
+    }
+  }
+  EXPECT_GE(ran, 12 * 2);  // flash or dilated, and vanilla, on every pattern
+}
