@@ -7,7 +7,6 @@
 // u = P is dist-ulysses (on zig-zag shards), u = 1 is dist-ring-zigzag.
 // Communication per rank: the Ulysses exchange in the group, (u-1) B m (H/u (2d+1) + 2 kvp d) with
 // m = N/P rows per rank, plus the ring's 2 B (N/R) kvp d, kvp = the KV heads a member holds.
-#include <numeric>
 
 #include "suite/ring.h"
 #include "suite/ulysses.h"
@@ -29,10 +28,6 @@ Grid grid(const MethodCall& c) {
 }
 
 }  // namespace
-
-int usp_degree(const Shape& s, int world, int requested) {
-  return requested > 0 ? requested : std::gcd(world, static_cast<int>(s.kv_heads()));
-}
 
 std::string dist_usp_unsupported(const Pattern& p, const Shape& s, int world, int ulysses) {
   const int u = usp_degree(s, world, ulysses);

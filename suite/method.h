@@ -2,6 +2,7 @@
 // A method under test: a single-device kernel, or a distributed algorithm composed of kernels and
 // a communicator. Like the kernel table, one entry answers both "does it run this case?" and "run".
 #include <cstdint>
+#include <numeric>
 #include <span>
 #include <string>
 #include <vector>
@@ -44,7 +45,10 @@ struct HeadSplit {
 };
 HeadSplit split_heads(const Shape& s, int world, int rank);
 // dist-usp's Ulysses degree: `requested`, or by default the largest that divides both P and H_kv.
-int usp_degree(const Shape& s, int world, int requested);
+// (Inline: case names use it, and the suite loader's fuzz target links no method.)
+inline int usp_degree(const Shape& s, int world, int requested) {
+  return requested > 0 ? requested : std::gcd(world, static_cast<int>(s.kv_heads()));
+}
 std::string heads_split_unsupported(const Shape& s, int world, const char* degree = "the world size");
 
 // One call. `global` is the whole problem; q/k/v/o/lse are this rank's part as `layout` says:
