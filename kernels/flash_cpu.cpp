@@ -293,14 +293,17 @@ void flash_attention(const AttentionArgs& args) {
 
 void weightless_rows_to_nan(const AttentionArgs& a) {
   const Shape sh = a.shape;
+  // A row has keys iff one level holds its own position: every single-level set holds it, and a
+  // dilated level holds it iff the level keeps the row.
+  std::vector<PatternLevel> levels;
+  for (int l = 0; l < a.pattern.level_count(sh.N); ++l) levels.push_back(a.pattern.level(l, sh.N));
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t t = 0; t < sh.B * sh.H * sh.N; ++t) {
     if (a.lse[t] != kNegInf) continue;
     const int64_t b = t / (sh.H * sh.N), h = t / sh.N % sh.H, i = t % sh.N;
-    std::vector<int64_t> keys;
-    for (int l = 0; l < a.pattern.level_count(sh.N) && keys.empty(); ++l) a.pattern.keys(l, a.head0 + h, i, sh.N, keys);
-    if (keys.empty()) continue;  // no key: empty, as it should be
+    if (std::none_of(levels.begin(), levels.end(), [&](const PatternLevel& lv) { return lv.contains(a.head0 + h, i, i, sh.N); }))
+      continue;  // no key: empty, as it should be
     std::fill_n(a.o + (b * sh.N + i) * sh.H * sh.d + h * sh.d, sh.d, std::numeric_limits<float>::quiet_NaN());
     a.lse[t] = std::numeric_limits<float>::quiet_NaN();
   }
