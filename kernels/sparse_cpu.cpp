@@ -77,18 +77,12 @@ HeadProblem class_piece(const AttentionArgs& a, const StridedPieces& pieces, int
   return piece(a, b, h, p, rho, l);
 }
 
-// Runs the first piece (banded, over the whole sequence) straight into o / lse, making sure an
-// lse exists to merge the other pieces through.
-AttentionArgs first_piece(const AttentionArgs& args, const Pattern& band, std::vector<float>& own_lse) {
-  AttentionArgs a = args;
-  if (!a.lse) {
-    own_lse.resize(a.shape.B * a.shape.H * a.shape.N);
-    a.lse = own_lse.data();
-  }
+// Runs the first piece (banded, over the whole sequence) straight into o / lse; the other pieces
+// merge into it.
+void first_piece(const AttentionArgs& a, const Pattern& band) {
   AttentionArgs first = a;
   first.pattern = band;
-  flash_attention_at(first, first.k, first.v, first.shape.N, 0, 0, first.shape.N);
-  return a;
+  flash_attention_at(first, a.k, a.v, a.shape.N, 0, 0, a.shape.N);
 }
 
 }  // namespace
@@ -118,12 +112,11 @@ std::vector<int64_t> summary_starts(const Pattern& p, int64_t N) {
   return first;
 }
 
-void strided_attention(const AttentionArgs& args) {
-  const Shape sh = args.shape;
-  const StridedPieces pieces = strided_pieces(args.pattern, sh.N);
+void strided_attention(const AttentionArgs& a) {
+  const Shape sh = a.shape;
+  const StridedPieces pieces = strided_pieces(a.pattern, sh.N);
   const int64_t l = pieces.l;
-  std::vector<float> own_lse;
-  const AttentionArgs a = first_piece(args, pieces.band, own_lse);
+  first_piece(a, pieces.band);
   if (l >= sh.N) return;  // every key is in the band
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();
   if (l < kMinLaneStride) {
@@ -176,19 +169,18 @@ void release_strided_lanes() {
   t_lanes = StridedLanes{};
 }
 
-void fixed_attention(const AttentionArgs& args) {
-  const Shape sh = args.shape;
-  const int64_t l = args.pattern.block, c = args.pattern.summary, row = sh.H * sh.d, d = sh.d;
+void fixed_attention(const AttentionArgs& a) {
+  const Shape sh = a.shape;
+  const int64_t l = a.pattern.block, c = a.pattern.summary, row = sh.H * sh.d, d = sh.d;
   const int64_t Hkv = sh.kv_heads(), kv_row = Hkv * d, G = sh.group();
-  Pattern own = args.pattern;  // the same blocks without summary columns: block-diagonal
+  Pattern own = a.pattern;  // the same blocks without summary columns: block-diagonal
   own.summary = 0;
-  std::vector<float> own_lse;
-  const AttentionArgs a = first_piece(args, own, own_lse);
+  first_piece(a, own);
   const int64_t blocks = (sh.N + l - 1) / l;
   if (blocks < 2) return;  // no other block to summarise
 
   // Summary rows of every block, gathered per (batch, KV head): block g's start at first[g].
-  const std::vector<int64_t> first = summary_starts(args.pattern, sh.N);
+  const std::vector<int64_t> first = summary_starts(a.pattern, sh.N);
   const int64_t S = first[blocks];
   std::vector<float> ks(sh.B * Hkv * S * d), vs(ks.size());
   const int threads = a.threads > 0 ? a.threads : omp_get_max_threads();

@@ -8,6 +8,7 @@
 
 namespace longattn {
 
+// a.lse must exist: the pieces merge through it (flash_attention makes one when not asked for).
 void strided_attention(const AttentionArgs& a);
 void fixed_attention(const AttentionArgs& a);
 
