@@ -35,6 +35,20 @@ std::vector<Pattern> patterns() {
   });
 }
 
+// A kernel's output x (O or LSE) against the oracle's on inputs that are not all finite: NaN or
+// inf in exactly the oracle's elements, the others within tol. Returns how many are not finite.
+int64_t expect_nonfinite_as_oracle(const std::vector<float>& x, const std::vector<float>& ref, double tol) {
+  int64_t nonfinite = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_EQ(std::isfinite(x[i]), std::isfinite(ref[i])) << "element " << i;
+    if (std::isfinite(ref[i])) {
+      EXPECT_NEAR(x[i], ref[i], tol) << "element " << i;
+    }
+    nonfinite += !std::isfinite(ref[i]);
+  }
+  return nonfinite;
+}
+
 // The flash kernel on p against the oracle, at SPEC §4's fp32 tolerances.
 void expect_flash_matches_oracle(const test::Problem& prob, const Pattern& p) {
   std::vector<float> o_ref, lse_ref, o, lse;
@@ -108,14 +122,7 @@ TEST(Kernels, SparsePiecesReadGroupedKeysInPlaceEvenWhenNotFinite) {
         a.threads = threads;
         find_kernel("flash")->run(a);
         reference_attention(in->args(p, o_ref, lse_ref));
-        int64_t bad = 0;
-        for (size_t i = 0; i < o.size(); ++i) {
-          ASSERT_EQ(std::isfinite(o[i]), std::isfinite(o_ref[i])) << "element " << i;
-          if (std::isfinite(o_ref[i])) {
-            EXPECT_NEAR(o[i], o_ref[i], 1e-5) << "element " << i;
-          }
-          bad += !std::isfinite(o_ref[i]);
-        }
+        const int64_t bad = expect_nonfinite_as_oracle(o, o_ref, 1e-5);
         if (in == &prob) {
           EXPECT_GT(bad, 0);                                   // the non-finite inputs reached some rows
           EXPECT_LT(bad, static_cast<int64_t>(o.size()) / 2);  // and only those that see them
@@ -372,22 +379,8 @@ TEST(Kernels, RowsWhoseKeysAllScoreMinusInfinityAreNaNAsInTheOracle) {
       SCOPED_TRACE(std::string(k.name) + " " + p.name());
       std::vector<float> o, lse;
       k.run(prob.args(p, o, lse));
-      int64_t nan_rows = 0;
-      for (int64_t r = 0; r < s.H * s.N; ++r) {  // lse rows are [h][i]
-        const int64_t h = r / s.N, i = r % s.N;
-        ASSERT_EQ(std::isnan(lse[r]), std::isnan(lse_ref[r])) << "head " << h << " row " << i;
-        nan_rows += std::isnan(lse_ref[r]);
-        if (!std::isnan(lse_ref[r])) {
-          EXPECT_NEAR(lse[r], lse_ref[r], test::kLseToleranceFp32) << "head " << h << " row " << i;
-        }
-        for (int64_t c = 0; c < s.d; ++c) {
-          const float x = o[(i * s.H + h) * s.d + c], y = o_ref[(i * s.H + h) * s.d + c];
-          ASSERT_EQ(std::isnan(x), std::isnan(y)) << "head " << h << " row " << i;
-          if (!std::isnan(y)) {
-            EXPECT_NEAR(x, y, 1e-5) << "head " << h << " row " << i;
-          }
-        }
-      }
+      expect_nonfinite_as_oracle(o, o_ref, 1e-5);
+      const int64_t nan_rows = expect_nonfinite_as_oracle(lse, lse_ref, test::kLseToleranceFp32);
       if (p.causal) {
         EXPECT_GT(nan_rows, 0);  // rows 0-9 see only keys 0-9
       }
