@@ -39,6 +39,9 @@ class Communicator {
   virtual std::string progress() const { return "not needed"; }
   // Whether buffers live on the GPU (nccl) or in host memory.
   virtual bool device_buffers() const { return false; }
+  // The device stream (a cudaStream_t) that compute feeding or reading exchanges runs on, ordered
+  // with them by the communicator; null for host communicators.
+  virtual void* compute_stream() const { return nullptr; }
 
   virtual void barrier() = 0;
   // recv[r * bytes .. (r+1) * bytes) <- rank r's send; every rank sends `bytes`.

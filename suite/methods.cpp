@@ -31,6 +31,7 @@ AttentionStep MethodCall::step() const {
   s.scale = scale;
   s.mask = pattern;
   s.threads = threads;
+  s.stream = comm->compute_stream();  // nccl: the stream its exchanges are ordered with
   return s;
 }
 
