@@ -123,6 +123,33 @@ def sync(device):
 # ---------------------------------------------------------------------------------- patterns
 
 
+def l2_flush_buffer(device):
+    """cuda: a buffer twice the L2 cache, zeroed before each timed run as longattn (and Triton's do_bench) do."""
+    if device != "cuda":
+        return None
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 64 << 20) or 64 << 20
+    return torch.empty(2 * l2, dtype=torch.uint8, device=device)
+
+
+def timed(device, flush, body):
+    """body()'s result and the seconds it took: CUDA events around it on the GPU (the L2 cache
+    overwritten first when flush is a buffer), the host clock between two syncs on the CPU."""
+    if device == "cuda":
+        if flush is not None:
+            flush.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = body()
+        end.record()
+        end.synchronize()
+        return out, start.elapsed_time(end) / 1e3
+    sync(device)
+    t0 = time.perf_counter()
+    out = body()
+    sync(device)
+    return out, time.perf_counter() - t0
+
+
 def pattern_mask(pattern, levels, N, H, device):
     """None (no mask), a bool [N, N] mask, or for dilated a float [H, N, N] additive mask log(m)."""
     kind, causal = pattern["kind"], pattern.get("causal", False)
@@ -300,6 +327,7 @@ class Runner:
             "pattern_name": c["pattern_name"], "world": 1, "ranks": 1, "threads_per_rank": self.args.threads,
             "warmup": c["warmup"], "iterations": c["iterations"], "flops": c["flops"],
             "flops_dense": c["flops_dense"], "pass": pass_of(c), "status": "ok",
+            **({"l2": c.get("l2", "flush")} if c["device"] == "cuda" else {}),
         }
 
     def cost_flops(self, peer, c):
@@ -358,18 +386,19 @@ class Runner:
             fn = self.peer_function(peer, c, q, k, v, mask)
             reset_peak_rss()
             samples, skipped, grads = [], None, None
-            if pass_of(c) == "backward":  # one untimed forward; each iteration is its backward
+            fwd = None  # the backward pass alone: one untimed forward, then each iteration is its backward
+            if pass_of(c) == "backward":
                 o, lse = fn()
-                lse = None if lse is None else lse.detach()
+                fwd = (o, None if lse is None else lse.detach())
+
+            def step():
+                o, lse = fn() if fwd is None else fwd
+                g = torch.autograd.grad(o, (q, k, v), dout, retain_graph=fwd is not None) if backward else None
+                return o, lse, g
+
+            flush = l2_flush_buffer(device) if c.get("l2", "flush") == "flush" else None
             for it in range(runs):
-                sync(device)
-                t0 = time.perf_counter()
-                if pass_of(c) != "backward":
-                    o, lse = fn()
-                if backward:
-                    grads = torch.autograd.grad(o, (q, k, v), dout, retain_graph=pass_of(c) == "backward")
-                sync(device)
-                t = time.perf_counter() - t0
+                (o, lse, grads), t = timed(device, flush, step)
                 if it == 0:
                     self.rates[key] = max(self.rates.get(key, 0.0), self.cost_flops(peer, c) / max(t, 1e-9))
                     if t * runs > c["budget_s"]:

@@ -304,6 +304,7 @@ class Runner {
             {"flops_dense", dense},
             {"pass", c.pass},
             {"status", "ok"}};
+    if (c.device == "cuda") j["l2"] = c.l2;
     if (c.method == "dist-usp") {  // both degrees of the 2-D grid, the default resolved
       const int u = usp_degree(s, comm_.size(), c.ulysses);
       j["ulysses"] = u;
@@ -436,14 +437,15 @@ class Runner {
       a.pattern = c.pattern, a.scale = c.scale > 0 ? c.scale : default_scale(g.d), a.dtype = dt;
       // A backward pass alone starts from the forward's O and LSE (its warm-up runs, untimed); a
       // forward+backward iteration is the sum of the two timed passes of the same index.
-      samples = kernel->time_on_device(a, c.warmup, forward ? c.iterations : 0);
+      const DeviceTiming timing{c.warmup, c.iterations, c.l2 == "flush"};
+      samples = kernel->time_on_device(a, {c.warmup, forward ? c.iterations : 0, timing.flush_l2});
       if (backward) {
         round_all(dt, o.data(), g.numel());  // O in the dtype, as the kernel's caller gets it
         dout.resize(g.numel()), dq.resize(g.numel()), dk.resize(g.kv_numel()), dv.resize(g.kv_numel());
         generate_slice(kDO, c.seed, g, 0, g.N, dout.data());
         round_all(dt, dout.data(), g.numel());
         const std::vector<double> back =
-            kernel->time_backward_on_device({a, dout.data(), dq.data(), dk.data(), dv.data()}, c.warmup, c.iterations);
+            kernel->time_backward_on_device({a, dout.data(), dq.data(), dk.data(), dv.data()}, timing);
         samples.resize(back.size(), 0.0);
         for (size_t i = 0; i < back.size(); ++i) samples[i] += back[i];
       }
@@ -535,6 +537,7 @@ json plan(const Suite& suite, int P) {
                      {"budget_s", c.budget_s},
                      {"scale", c.scale > 0 ? c.scale : default_scale(s.d)},
                      {"seed", c.seed},
+                     {"l2", c.l2},
                      {"flops", exact_flops(c)},
                      {"flops_dense", dense_flops(c)}});
     if (c.pattern.kind == PatternKind::dilated) {  // the levels this N resolves to (longnet: SPEC §2)

@@ -50,7 +50,7 @@ std::vector<std::string> string_axis(const json& j, const std::string& key, cons
 
 const std::set<std::string> kCaseKeys = {"method", "methods", "pattern", "patterns", "B", "H", "H_kv", "N",
                                          "N_per_rank", "d", "dtype", "device", "warmup", "iterations", "verify",
-                                         "budget_s", "scale", "seed", "pass", "ulysses"};
+                                         "budget_s", "scale", "seed", "pass", "ulysses", "l2"};
 
 // Expands one block (the suite's top level, or one entry of `cases`) into cases; `base` supplies
 // the defaults a block does not set.
@@ -61,7 +61,7 @@ void expand(const json& j, const std::string& where, const Case& base, int world
     if (!kCaseKeys.count(key) && key != "name" && key != "description")
       throw InputError(where + key.substr(0, 100) + ": unknown field; known fields: method(s), pattern(s), B, H, H_kv, "
                                                     "N, N_per_rank, d, dtype, device, pass, ulysses, warmup, iterations, "
-                                                    "verify, budget_s, scale, seed, cases");
+                                                    "verify, budget_s, scale, seed, l2, cases");
   }
   Case c = base;
   auto get_int = [&](const char* key, int& field, int min, int max) {
@@ -91,6 +91,12 @@ void expand(const json& j, const std::string& where, const Case& base, int world
     if (!j["scale"].is_number() || !(j["scale"].get<double>() > 0) || !std::isfinite(j["scale"].get<float>()))
       throw InputError(where + "scale: must be a positive finite number, got " + quote_value(j["scale"]));
     c.scale = j["scale"].get<float>();
+  }
+  if (j.contains("l2")) {
+    if (!j["l2"].is_string() || (j["l2"] != "flush" && j["l2"] != "warm"))
+      throw InputError(where + "l2: must be \"flush\" (evict the GPU's L2 cache before each timed iteration, the "
+                               "default) or \"warm\" (leave it), got " + quote_value(j["l2"]));
+    c.l2 = j["l2"].get<std::string>();
   }
   if (j.contains("seed")) {
     if (!j["seed"].is_number_unsigned()) throw InputError(where + "seed: must be a non-negative integer");
@@ -182,7 +188,8 @@ std::string Case::id(int world) const {
   return method + " " + pattern.name() + " B=" + std::to_string(shape.B) + " N=" + std::to_string(shape.N) +
          " H=" + std::to_string(shape.H) + (shape.grouped() ? " H_kv=" + std::to_string(shape.H_kv) : "") +
          " d=" + std::to_string(shape.d) + " " + dtype + " " + device + " P=" + std::to_string(world) +
-         (u > 0 ? " u=" + std::to_string(u) : "") + (pass == "forward" ? "" : " " + pass);
+         (u > 0 ? " u=" + std::to_string(u) : "") + (pass == "forward" ? "" : " " + pass) +
+         (device == "cuda" && l2 == "warm" ? " l2=warm" : "");
 }
 
 double pass_factor(const std::string& pass) {

@@ -25,6 +25,9 @@ struct Case {
   float scale = 0;       // 0: 1/sqrt(d)
   uint64_t seed = 1;
   int ulysses = 0;       // dist-usp's Ulysses degree (0: its default); other methods leave it 0
+  // cuda: "flush" (default) evicts the L2 cache before every timed iteration, as nvbench and
+  // Triton's do_bench do, so inputs that fit in it are not timed hot; "warm" leaves it.
+  std::string l2 = "flush";
   // Identity for comparisons across results files.
   std::string id(int world) const;
 };

@@ -35,20 +35,20 @@ std::string on_cuda(const Pattern& p, const Shape& s, DType t) {
 // GQA on the GPU: K and V expanded to H heads on the host before the upload (kernels/gqa.h).
 template <const cuda::GpuKernel* K, const char* Name>
 void cuda_run(const AttentionArgs& a) {
-  run_with_kv_heads(a, [](const AttentionArgs& e) { cuda_attention(*K, Name, e, e.dtype, 0, 0); });
+  run_with_kv_heads(a, [](const AttentionArgs& e) { cuda_attention(*K, Name, e, e.dtype, DeviceTiming{}); });
 }
 template <const cuda::GpuKernel* K, const char* Name>
-std::vector<double> cuda_timed(const AttentionArgs& a, int warmup, int iterations) {
+std::vector<double> cuda_timed(const AttentionArgs& a, const DeviceTiming& t) {
   std::vector<double> ms;
-  run_with_kv_heads(a, [&](const AttentionArgs& e) { ms = cuda_attention(*K, Name, e, e.dtype, warmup, iterations).ms_samples; });
+  run_with_kv_heads(a, [&](const AttentionArgs& e) { ms = cuda_attention(*K, Name, e, e.dtype, t).ms_samples; });
   return ms;
 }
 void cuda_backward_run(const BackwardArgs& a) {
-  backward_with_kv_heads(a, [](const BackwardArgs& e) { cuda_backward(e, 0, 0); });
+  backward_with_kv_heads(a, [](const BackwardArgs& e) { cuda_backward(e, DeviceTiming{}); });
 }
-std::vector<double> cuda_backward_timed(const BackwardArgs& a, int warmup, int iterations) {
+std::vector<double> cuda_backward_timed(const BackwardArgs& a, const DeviceTiming& t) {
   std::vector<double> ms;
-  backward_with_kv_heads(a, [&](const BackwardArgs& e) { ms = cuda_backward(e, warmup, iterations); });
+  backward_with_kv_heads(a, [&](const BackwardArgs& e) { ms = cuda_backward(e, t); });
   return ms;
 }
 constexpr char kDilated[] = "dilated", kFlash[] = "flash", kVanilla[] = "vanilla";

@@ -16,6 +16,15 @@ const char* device_name(Device d);  // "cpu", "cuda"
 // Throws InputError naming `field` for an unknown name.
 Device parse_device(const std::string& name, const std::string& field);
 
+// How a device kernel is timed: `warmup` untimed runs, then `iterations` timed ones, one
+// device-event time each; with flush_l2 the GPU's L2 cache is overwritten before each timed run
+// (outside its events), as nvbench and Triton's do_bench do, so inputs that fit in it are not timed
+// hot. At least one run happens, so there is always an output.
+struct DeviceTiming {
+  int warmup = 0, iterations = 0;
+  bool flush_l2 = true;
+};
+
 struct Kernel {
   const char* name;
   Device device;
@@ -28,14 +37,14 @@ struct Kernel {
   // O (and LSE when args.lse is set) from host fp32 containers holding values of args.dtype. cpu:
   // computed in place, timed by the caller. cuda: uploaded, run once, downloaded.
   void (*run)(const AttentionArgs&);
-  // cuda only (null on cpu, where the caller times run()): `warmup` untimed and `iterations` timed
-  // runs, one device-event time in ms per timed run; O and LSE of the last, as run() writes them.
-  std::vector<double> (*time_on_device)(const AttentionArgs&, int warmup, int iterations);
+  // cuda only (null on cpu, where the caller times run()): one device-event time in ms per timed
+  // run (DeviceTiming); O and LSE of the last, as run() writes them.
+  std::vector<double> (*time_on_device)(const AttentionArgs&, const DeviceTiming&);
   // The backward pass (SPEC §6) on host buffers, or null where the kernel has none (yet). cuda:
   // uploaded, run once, downloaded.
   void (*backward)(const BackwardArgs&);
   // cuda only, as time_on_device for the backward pass (null on cpu and where there is none).
-  std::vector<double> (*time_backward_on_device)(const BackwardArgs&, int warmup, int iterations);
+  std::vector<double> (*time_backward_on_device)(const BackwardArgs&, const DeviceTiming&);
 };
 
 std::span<const Kernel> kernels();  // every device, each device's rows fastest first

@@ -55,7 +55,7 @@ std::string unsupported(const std::string& name, const Pattern& p, const Shape& 
 }
 std::vector<double> timed(const std::string& name, AttentionArgs a, DType t, int warmup, int iterations) {
   a.dtype = t;
-  return gpu_kernel(name).time_on_device(a, warmup, iterations);
+  return gpu_kernel(name).time_on_device(a, {warmup, iterations, true});
 }
 
 std::vector<Pattern> patterns() {
@@ -411,9 +411,9 @@ TEST(Cuda, BackwardMatchesTheOracle) {
           std::vector<float> o, lse, dq(s.numel(), NAN), dk(s.numel(), NAN), dv(s.numel(), NAN);
           AttentionArgs a = prob.args(p, o, lse);
           a.dtype = t;
-          row.time_on_device(a, 0, 1);
+          row.time_on_device(a, {0, 1, true});
           round_all(t, o.data(), s.numel());
-          EXPECT_EQ(row.time_backward_on_device({a, grad.q.data(), dq.data(), dk.data(), dv.data()}, 1, 2).size(), 2u);
+          EXPECT_EQ(row.time_backward_on_device({a, grad.q.data(), dq.data(), dk.data(), dv.data()}, {1, 2, false}).size(), 2u);
           const double bound = grad_tolerance(t, std::max({test::max_abs(dq_ref), test::max_abs(dk_ref),
                                                             test::max_abs(dv_ref)}));
           for (auto [x, r, name] : {std::tuple{&dq, &dq_ref, "dQ"}, std::tuple{&dk, &dk_ref, "dK"},

@@ -78,6 +78,17 @@ TEST(SuiteFile, DistUspCaseNamesCarryTheDegreeItRunsWith) {
   EXPECT_EQ(s.cases[1].id(4).find(" u="), std::string::npos);  // the other methods have no degree
 }
 
+TEST(SuiteFile, L2IsFlushedUnlessTheSuiteKeepsItWarm) {
+  const Suite s = load_suite(write_temp("l2.json", R"({"name": "l", "method": "flash", "pattern": {"kind": "full"},
+    "B": 1, "H": 2, "N": 64, "d": 16, "device": ["cuda", "cpu"], "cases": [{"l2": "warm"}]})"), 1);
+  ASSERT_EQ(s.cases.size(), 4u);  // the top level's two devices, then the case's
+  EXPECT_EQ(s.cases[0].l2, "flush");  // the default
+  EXPECT_EQ(s.cases[2].l2, "warm");
+  EXPECT_EQ(s.cases[0].id(1).find("l2"), std::string::npos);
+  EXPECT_NE(s.cases[2].id(1).find(" l2=warm"), std::string::npos);  // a different measurement, a different case
+  EXPECT_EQ(s.cases[3].id(1).find("l2"), std::string::npos);        // the CPU has no L2 switch
+}
+
 TEST(SuiteFile, NamedSuitesInTheTreeAllLoad) {
   for (const auto& e : std::filesystem::directory_iterator(suite_dir())) {
     if (e.path().extension() != ".json") continue;
@@ -94,6 +105,7 @@ TEST(SuiteFile, BadFilesNameTheField) {
             std::string::npos);
   EXPECT_NE(error_of("{" + ok + R"(, "N": 64, "device": "tpu"})").find("device: unknown device \"tpu\""),
             std::string::npos);
+  EXPECT_NE(error_of("{" + ok + R"(, "N": 64, "l2": "cold"})").find("l2: must be \"flush\""), std::string::npos);
   EXPECT_NE(error_of("{" + ok + R"(, "N": 64, "N_per_rank": 64})").find("give either N or N_per_rank"),
             std::string::npos);
   EXPECT_NE(error_of("{" + ok + R"(, "N": 64, "cases": [{"pattern": {"kind": "local"}}]})").find("cases[0].pattern.left: missing"),

@@ -10,6 +10,7 @@
 #include "kernels/attention.h"
 #include "kernels/backward.h"
 #include "kernels/dtype.h"
+#include "kernels/registry.h"
 
 namespace longattn {
 namespace cuda {
@@ -34,21 +35,21 @@ struct CudaRunResult {
   std::vector<double> ms_samples;  // one per timed iteration, cudaEvent time on the device
 };
 
-// Uploads host fp32 Q, K, V (converted to dtype), runs `warmup` untimed and `iterations` timed
-// launches of kernel k on one device (cudaEvents around each), then downloads O (fp32,
-// [B, N, H, d]) into host_args.o and, when host_args.lse is set, LSE (fp32, [B, H, N]). The output
-// is that of the last iteration; at least one run always happens. Device memory is allocated and
-// freed around the runs, never inside the timed region.
+// Uploads host fp32 Q, K, V (converted to dtype), runs kernel k on one device as `timing` says
+// (cudaEvents around each timed launch, L2 flushed before it unless timing.flush_l2 is false), then
+// downloads O (fp32, [B, N, H, d]) into host_args.o and, when host_args.lse is set, LSE (fp32,
+// [B, H, N]). The output is that of the last run; at least one run always happens. Device memory is
+// allocated and freed around the runs, never inside the timed region.
 // Throws InputError when cuda_unsupported is non-empty, std::runtime_error on a CUDA failure.
 CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const AttentionArgs& host_args, DType dtype,
-                             int warmup, int iterations);
+                             const DeviceTiming& timing);
 
 // The backward pass of `flash` and `dilated` on the device (kernels/cuda/backward.cu, SPEC §6):
-// uploads the forward's Q, K, V, O, LSE and dO (host fp32 holding the dtype's values), runs
-// `warmup` untimed and `iterations` timed passes (one cudaEvent time in ms each; at least one pass
-// runs), downloads dQ, dK, dV. Throws InputError when cuda_backward_unsupported is non-empty or no
+// uploads the forward's Q, K, V, O, LSE and dO (host fp32 holding the dtype's values), runs the
+// passes `timing` asks for (one cudaEvent time in ms each; at least one pass runs), downloads dQ,
+// dK, dV. Throws InputError when cuda_backward_unsupported is non-empty or no
 // device is present, std::runtime_error on a CUDA failure.
-std::vector<double> cuda_backward(const BackwardArgs& a, int warmup, int iterations);
+std::vector<double> cuda_backward(const BackwardArgs& a, const DeviceTiming& timing);
 std::string cuda_backward_unsupported(const Pattern& p, const Shape& s);  // d <= 128, levels <= 32
 
 }  // namespace longattn

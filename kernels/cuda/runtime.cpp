@@ -64,6 +64,45 @@ struct Cublas {
   }
 };
 
+// Overwrites the device's L2 cache before a timed run (nvbench's and Triton's do_bench's way): a
+// memset of twice its size, queued on the run's stream before the start event.
+struct L2Flush {
+  DeviceBuffer buf;
+  explicit L2Flush(bool wanted) {
+    if (!wanted) return;
+    int dev = 0, l2 = 0;
+    LONGATTN_CUDA_CHECK(cudaGetDevice(&dev));
+    LONGATTN_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+    buf = DeviceBuffer(2 * size_t(l2 > 0 ? l2 : 64 << 20));
+  }
+  void run(cudaStream_t s) const {
+    if (buf.bytes()) LONGATTN_CUDA_CHECK(cudaMemsetAsync(buf.get(), 0, buf.bytes(), s));
+  }
+};
+
+// Runs `once` on `stream` as `t` says: warm-up runs, then timed runs with a cudaEvent pair around
+// each (the L2 flush before the first event); returns each timed run's milliseconds.
+template <typename Once>
+std::vector<double> time_runs(cudaStream_t stream, const DeviceTiming& t, Once once) {
+  const L2Flush flush(t.flush_l2 && t.iterations > 0);  // allocated here, outside every timed region
+  for (int i = 0; i < t.warmup; ++i) once();
+  if (t.warmup <= 0 && t.iterations <= 0) once();  // the output must come from somewhere
+  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<double> samples;
+  Event start, stop;
+  for (int i = 0; i < t.iterations; ++i) {
+    flush.run(stream);
+    LONGATTN_CUDA_CHECK(cudaEventRecord(start.e, stream));
+    once();
+    LONGATTN_CUDA_CHECK(cudaEventRecord(stop.e, stream));
+    LONGATTN_CUDA_CHECK(cudaEventSynchronize(stop.e));
+    float ms = 0;
+    LONGATTN_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, stop.e));
+    samples.push_back(ms);
+  }
+  return samples;
+}
+
 // The NVIDIA driver's own version string ("580.65.06") from NVML, loaded only if present, so a
 // machine without a driver still loads this library.
 std::string nvml_driver_version() {
@@ -151,7 +190,7 @@ std::string cuda_unsupported(const cuda::GpuKernel& k, const char* name, const P
 }
 
 CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const AttentionArgs& host_args, DType dtype,
-                             int warmup, int iterations) {
+                             const DeviceTiming& timing) {
   const Shape sh = host_args.shape;
   if (std::string why = cuda_unsupported(k, name, host_args.pattern, sh, dtype); !why.empty())
     throw InputError(std::string("CUDA kernel ") + name + " (" + dtype_name(dtype) + "), pattern " +
@@ -190,21 +229,8 @@ CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const A
   a.stream = stream.s;
   const GpuScratch ws{scratch.get(), scratch.bytes(), cublas.h};
 
-  for (int i = 0; i < warmup; ++i) k.run(a, ws);
-  if (warmup <= 0 && iterations <= 0) k.run(a, ws);  // the output must come from somewhere
-  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream.s));
-
   CudaRunResult result;
-  Event start, stop;
-  for (int i = 0; i < iterations; ++i) {
-    LONGATTN_CUDA_CHECK(cudaEventRecord(start.e, stream.s));
-    k.run(a, ws);
-    LONGATTN_CUDA_CHECK(cudaEventRecord(stop.e, stream.s));
-    LONGATTN_CUDA_CHECK(cudaEventSynchronize(stop.e));
-    float ms = 0;
-    LONGATTN_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, stop.e));
-    result.ms_samples.push_back(ms);
-  }
+  result.ms_samples = time_runs(stream.s, timing, [&] { k.run(a, ws); });
 
   LONGATTN_CUDA_CHECK(cudaMemcpyAsync(host_args.o, o.get(), n * sizeof(float), cudaMemcpyDeviceToHost, stream.s));
   if (host_args.lse)
@@ -220,7 +246,7 @@ std::string cuda_backward_unsupported(const Pattern& p, const Shape& s) {
   return {};
 }
 
-std::vector<double> cuda_backward(const BackwardArgs& ba, int warmup, int iterations) {
+std::vector<double> cuda_backward(const BackwardArgs& ba, const DeviceTiming& timing) {
   using namespace cuda;
   const AttentionArgs& a = ba.fwd;
   const Shape sh = a.shape;
@@ -260,20 +286,7 @@ std::vector<double> cuda_backward(const BackwardArgs& ba, int warmup, int iterat
     launch_row_deltas(dout.get<float>(), o.get<float>(), delta.get<float>(), sh.B, sh.N, sh.H, sh.d, stream);
     for (const BackwardParams& view : views) launch_backward(view, stream);
   };
-  for (int i = 0; i < warmup; ++i) once();
-  if (warmup <= 0 && iterations <= 0) once();
-  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::vector<double> samples;
-  Event start, stop;
-  for (int i = 0; i < iterations; ++i) {
-    LONGATTN_CUDA_CHECK(cudaEventRecord(start.e, stream));
-    once();
-    LONGATTN_CUDA_CHECK(cudaEventRecord(stop.e, stream));
-    LONGATTN_CUDA_CHECK(cudaEventSynchronize(stop.e));
-    float ms = 0;
-    LONGATTN_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, stop.e));
-    samples.push_back(ms);
-  }
+  const std::vector<double> samples = time_runs(stream, timing, once);
   for (auto [dst, src] : {std::pair{ba.dq, &dq}, std::pair{ba.dk, &dk}, std::pair{ba.dv, &dv}})
     LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst, src->get(), bytes, cudaMemcpyDeviceToHost, stream));
   LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
