@@ -68,7 +68,10 @@ def proc_value(path, key):
     return None
 
 
-def available_bytes():
+def available_bytes(device="cpu"):
+    """Free memory where the peer's tensors live: the GPU's on cuda, the host's otherwise."""
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.mem_get_info()[0]
     v = proc_value("/proc/meminfo", "MemAvailable")
     return int(v.split()[0]) * 1024 if v else 8 << 30
 
@@ -121,6 +124,14 @@ def sync(device):
 
 
 # ---------------------------------------------------------------------------------- patterns
+
+
+def refusal(peer, error, device):
+    """Why a peer did not run: a pinned SDPA backend that does not take the case (flash with a
+    mask, cuDNN on an older GPU), or out of memory; PyTorch's first line of the reason."""
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return f"{peer}: " + (str(error).strip().splitlines() or ["error"])[0][:300]
 
 
 def l2_flush_buffer(device):
@@ -368,9 +379,9 @@ class Runner:
         for peer in peers:
             j = self.describe(peer, c)
             need = self.memory_need(peer, c)
-            if need > 0.8 * available_bytes():
+            if need > 0.8 * available_bytes(device):
                 records.append(dict(j, status="skipped", reason=f"memory: needs about {need / 1e9:.1f} GB, "
-                                    f"{available_bytes() / 1e9:.1f} GB available"))
+                                    f"{available_bytes(device) / 1e9:.1f} GB available"))
                 continue
             key = (peer, c["pattern"]["kind"], c["pattern"].get("causal", False), c["d"], c["dtype"], device, pass_of(c))
             runs = c["warmup"] + c["iterations"]
@@ -388,7 +399,11 @@ class Runner:
             samples, skipped, grads = [], None, None
             fwd = None  # the backward pass alone: one untimed forward, then each iteration is its backward
             if pass_of(c) == "backward":
-                o, lse = fn()
+                try:
+                    o, lse = fn()
+                except (RuntimeError, NotImplementedError) as e:
+                    records.append(dict(j, status="skipped", reason=refusal(peer, e, device)))
+                    continue
                 fwd = (o, None if lse is None else lse.detach())
 
             def step():
@@ -398,7 +413,11 @@ class Runner:
 
             flush = l2_flush_buffer(device) if c.get("l2", "flush") == "flush" else None
             for it in range(runs):
-                (o, lse, grads), t = timed(device, flush, step)
+                try:
+                    (o, lse, grads), t = timed(device, flush, step)
+                except (RuntimeError, NotImplementedError) as e:
+                    skipped, o, lse, grads = refusal(peer, e, device), None, None, None
+                    break
                 if it == 0:
                     self.rates[key] = max(self.rates.get(key, 0.0), self.cost_flops(peer, c) / max(t, 1e-9))
                     if t * runs > c["budget_s"]:
@@ -473,7 +492,7 @@ class Runner:
             return (k, v) if group == 1 else (k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2))
         if peer == "torch-vanilla":
             N, H = c["N"], c["H"]
-            chunk = max(1, min(H, int(0.25 * available_bytes() // (3 * c["B"] * N * N * 4))))
+            chunk = max(1, min(H, int(0.25 * available_bytes(q.device.type) // (3 * c["B"] * N * N * 4))))
             return lambda: run_vanilla(q, *kv(), scale, mask, chunk)
         if peer == "torch-dilated":
             return lambda: run_dilated(q, *kv(), scale, c["levels"], c["pattern"].get("causal", False))
