@@ -16,7 +16,7 @@ namespace longattn {
 
 struct AttentionStep {
   Device device = Device::cpu;
-  DType dtype = DType::fp32;  // the values' type (CPU: fp32 containers holding them)
+  DType dtype = DType::fp32;  // the values' type (fp32 containers hold them on every device)
   int64_t d = 0;
   float scale = 0;
   Pattern mask;  // single-level

@@ -8,7 +8,8 @@ namespace longattn {
 // One head: nq query rows against nk key and value rows, each a strided view (rows `*_stride`
 // elements apart). Row i of the queries sits at position q_pos0 + i of the mask, key j at k_pos0 + j,
 // in a sequence of n_mask; `head` is the mask's head (dilated offsets: the global head index).
-// Q, K, V hold the step's dtype (cpu: fp32 containers of its values); O and LSE are fp32.
+// Q, K, V are fp32 containers holding values of the step's dtype, on every device (the CUDA tile
+// kernel rounds them to bf16/fp16 as it loads them, which changes nothing); O and LSE are fp32.
 struct StepBlock {
   const void* q = nullptr;
   int64_t q_stride = 0, nq = 0, q_pos0 = 0;

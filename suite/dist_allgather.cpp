@@ -23,19 +23,19 @@ void dist_allgather(const MethodCall& c) {
   auto& kv = c.buffers->buf[2];        // [K; V], each [B, N, H_kv, d]
   auto& lse_own = c.buffers->buf[3];
   send.resize(2 * shard), gathered.resize(2 * shard * P), kv.resize(2 * whole);
-  std::copy_n(c.k, shard, send.data());
-  std::copy_n(c.v, shard, send.data() + shard);
+  const Place at = c.place();  // host, or the GPU's compute stream
+  copy_floats(at, send.data(), c.k, shard);
+  copy_floats(at, send.data() + shard, c.v, shard);
   c.comm->all_gather(send.data(), 2 * shard * sizeof(float), gathered.data());
   for (int r = 0; r < P; ++r)  // rank r's shard holds tokens [r n, (r+1) n) of every batch
     for (int t = 0; t < 2; ++t)
-      for (int64_t b = 0; b < g.B; ++b)
-        std::copy_n(gathered.data() + (2 * r + t) * shard + b * n * kv_row(g), n * kv_row(g),
-                    kv.data() + t * whole + (b * g.N + r * n) * kv_row(g));
+      copy_rows(at, kv.data() + t * whole + r * n * kv_row(g), g.N * kv_row(g), gathered.data() + (2 * r + t) * shard,
+                n * kv_row(g), n * kv_row(g), g.B);
 
   float* lse = c.lse;
   if (!lse) lse_own.resize(g.B * g.H * n), lse = lse_own.data();
-  std::fill_n(c.o, g.B * n * row, 0.0f);
-  std::fill_n(lse, g.B * g.H * n, -std::numeric_limits<float>::infinity());
+  fill_floats(at, c.o, g.B * n * row, 0.0f);
+  fill_floats(at, lse, g.B * g.H * n, -std::numeric_limits<float>::infinity());
   AttentionStep step = c.step();
   for (int64_t b = 0; b < g.B; ++b)
     for (int64_t h = 0; h < g.H; ++h) {

@@ -64,8 +64,8 @@ struct Level {
 
 // Plans level lv and gathers its multi-rank segments' kept K/V rows into `gathered` (send and recv
 // are the exchange's buffers).
-Level gather_level(const MethodCall& c, const DilatedLevel& lv, std::vector<float>& send, std::vector<float>& recv,
-                   std::vector<float>& gathered) {
+Level gather_level(const MethodCall& c, const DilatedLevel& lv, FloatBuffer& send, FloatBuffer& recv,
+                   FloatBuffer& gathered) {
   const Shape g = c.global;
   const int P = c.comm->size(), p = c.comm->rank();
   const int64_t n = c.shard(), my0 = p * n, my1 = my0 + n, d = g.d, kv_row = g.kv_heads() * d, G = g.group();

@@ -27,10 +27,11 @@ void ring_forward(const MethodCall& c, Layout layout, const RingView& ring) {
   held.resize(2 * kv_shard), next.resize(2 * kv_shard);
   float* lse = c.lse;
   if (!lse) lse_own.resize(rows), lse = lse_own.data();
-  std::copy_n(c.k, kv_shard, held.data());
-  std::copy_n(c.v, kv_shard, held.data() + kv_shard);
-  std::fill_n(c.o, shard, 0.0f);
-  std::fill_n(lse, rows, -std::numeric_limits<float>::infinity());
+  const Place at = c.place();  // host, or the GPU's compute stream
+  copy_floats(at, held.data(), c.k, kv_shard);
+  copy_floats(at, held.data() + kv_shard, c.v, kv_shard);
+  fill_floats(at, c.o, shard, 0.0f);
+  fill_floats(at, lse, rows, -std::numeric_limits<float>::infinity());
   const std::vector<TokenRange> mine = held_tokens(layout, g.N, p, P);
   AttentionStep step = c.step();
 
@@ -62,7 +63,7 @@ void ring_forward(const MethodCall& c, Layout layout, const RingView& ring) {
     }
     if (ex) {
       ex->wait();
-      std::swap(held, next);
+      swap(held, next);
     }
   }
 }

@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "kernels/attention.h"
+#include "kernels/memory.h"
 #include "kernels/step.h"
 
 namespace longattn {
@@ -30,9 +31,13 @@ struct TokenRange {
 // The token ranges rank `rank` of `world` holds under a layout, in the order of its local rows.
 std::vector<TokenRange> held_tokens(Layout layout, int64_t N, int rank, int world);
 
-// Buffers a method reuses across iterations, so allocation is not timed.
+// Buffers a method reuses across iterations, so allocation is not timed; on the device of the
+// call's communicator (host memory, or the GPU under nccl).
 struct MethodBuffers {
-  std::vector<float> buf[12];  // dist-usp: 0-5 its ring's, 6-11 its own
+  explicit MethodBuffers(Device device = Device::cpu) {
+    for (FloatBuffer& b : buf) b = FloatBuffer(device);
+  }
+  FloatBuffer buf[12];  // dist-usp: 0-5 its ring's, 6-11 its own
 };
 
 // Heads spread over `world` ranks (dist-heads, dist-ulysses, dist-usp's Ulysses groups): rank `rank`
@@ -75,6 +80,8 @@ struct MethodCall {
   AttentionArgs local_args(int64_t rows) const;
   // Where the buffers live and the work runs: the communicator's device.
   Device device() const { return comm->device_buffers() ? Device::cuda : Device::cpu; }
+  // Where the method's own moves run: that device, on the communicator's compute stream.
+  Place place() const { return {device(), comm->compute_stream()}; }
   // An attention step (kernels/step.h) on that device, with no blocks yet.
   AttentionStep step() const;
 };
@@ -107,6 +114,9 @@ struct Method {
   // SPEC §3: the bytes rank `rank` of `world` receives in one forward call (fp32 elements x 4), as
   // the communicator must count them; null for single-device methods and microbenchmarks.
   uint64_t (*spec_bytes)(const Pattern&, const Shape&, int world, int rank, int ulysses) = nullptr;
+  // Its forward runs on device buffers under a GPU communicator (nccl): it moves its data with
+  // kernels/memory.h and computes with attention steps. False: host buffers only, so far.
+  bool gpu = false;
 };
 
 std::span<const Method> methods();

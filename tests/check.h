@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/memory.h"
 #include "kernels/reference.h"
 #include "kernels/step.h"
 #include "kernels/tolerance.h"
@@ -103,5 +104,25 @@ inline AttentionStep split_step(const Shape& s, const Pattern& p, const void* q,
 // SPEC §4 (kernels/tolerance.h) for fp32 outputs against the double-precision oracle.
 inline double o_tolerance_fp32(const std::vector<float>& v) { return o_tolerance(DType::fp32, max_abs(v)); }
 constexpr double kLseToleranceFp32 = lse_tolerance(DType::fp32);
+
+// kernels/memory.h's moves on one place, in a script whose answer is memory_script_expected: the
+// same on every device (tests/test_kernels.cpp on the CPU, tests/test_cuda.cpp on a GPU).
+inline std::vector<float> memory_script(const Place& at) {
+  FloatBuffer a(at.device), b(at.device);
+  a.resize(10);
+  const std::vector<float> ten = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  upload(at, a.data(), ten.data(), 10);
+  a.resize(14);  // keeps the ten, zeroes four more
+  b.resize(20);
+  fill_floats(at, b.data(), 20, -1.0f);
+  copy_rows(at, b.data() + 1, 5, a.data(), 4, 3, 3);   // b[1 + 5r + i] = a[4r + i], r, i < 3
+  copy_floats(at, b.data() + 16, a.data() + 10, 4);    // the zeroed four
+  swap(a, b);
+  std::vector<float> out(a.size());
+  download(at, out.data(), a.data(), out.size());
+  return out;
+}
+inline const std::vector<float> memory_script_expected = {-1, 0, 1, 2, -1, -1, 4, 5, 6, -1,
+                                                          -1, 8, 9, 0, -1, -1, 0, 0, 0, 0};
 
 }  // namespace longattn::test

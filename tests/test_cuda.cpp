@@ -323,11 +323,13 @@ TEST(Cuda, AttentionStepsOverSplitKeysMatchTheOracle) {
       reference_attention(prob.args(p, o_ref, lse_ref));
       for (DType t : {DType::bf16, DType::fp16}) {
         SCOPED_TRACE(label("step", t, p, s));
-        cuda::DeviceBuffer staging(n * sizeof(float)), q(n * 2), k(n * 2), v(n * 2), o(n * sizeof(float)),
+        // fp32 containers of the dtype's values, as the distributed methods hold them
+        cuda::DeviceBuffer q(n * sizeof(float)), k(n * sizeof(float)), v(n * sizeof(float)), o(n * sizeof(float)),
             lse(n_lse * sizeof(float));
         for (auto [dst, src] : {std::pair{&q, &prob.q}, std::pair{&k, &prob.k}, std::pair{&v, &prob.v}}) {
-          LONGATTN_CUDA_CHECK(cudaMemcpy(staging.get(), src->data(), n * sizeof(float), cudaMemcpyHostToDevice));
-          cuda::launch_convert(staging.get<float>(), dst->get(), int64_t(n), t, nullptr);
+          std::vector<float> rounded = *src;
+          round_all(t, rounded.data(), rounded.size());
+          LONGATTN_CUDA_CHECK(cudaMemcpy(dst->get(), rounded.data(), n * sizeof(float), cudaMemcpyHostToDevice));
         }
         LONGATTN_CUDA_CHECK(cudaMemset(o.get(), 0, o.bytes()));
         cuda::launch_fill(lse.get<float>(), int64_t(n_lse), -INFINITY, nullptr);
@@ -429,6 +431,14 @@ TEST(Cuda, BackwardMatchesTheOracle) {
     }
   }
   EXPECT_GT(ran, 100);  // flash on the single-level patterns, dilated on the dilated ones, two dtypes, three shapes
+}
+
+TEST(Cuda, MemoryMovesMatchTheHosts) {
+  SKIP_WITHOUT_GPU();
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  EXPECT_EQ(test::memory_script({Device::cuda, stream}), test::memory_script_expected);
+  cudaStreamDestroy(stream);
 }
 
 TEST(Cuda, NcclCommunicatorOnOneRank) {

@@ -389,3 +389,9 @@ TEST(Kernels, RowsWhoseKeysAllScoreMinusInfinityAreNaNAsInTheOracle) {
   }
   EXPECT_GE(ran, 12 * 2);  // flash or dilated, and vanilla, on every pattern
 }
+
+TEST(Memory, MovesAndBuffersOnTheHost) {
+  // The moves the distributed methods make on any device (kernels/memory.h); test_cuda.cpp runs the
+  // same script on a GPU.
+  EXPECT_EQ(test::memory_script({Device::cpu, nullptr}), test::memory_script_expected);
+}

@@ -15,6 +15,7 @@
 #include <climits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/tile_attention.h"
@@ -59,16 +60,33 @@ __device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bf
 template <>
 __device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
 
+// Eight elements of T (16 bytes) from global memory of type Src: a plain 16-byte load when Src is
+// T; two 16-byte float loads rounded to T when Src is float (the attention step's fp32 containers,
+// which hold values of T exactly, so the rounding changes nothing).
+template <typename T, typename Src>
+__device__ __forceinline__ uint4 load8(const Src* src) {
+  if constexpr (sizeof(Src) == sizeof(T)) {
+    return *reinterpret_cast<const uint4*>(src);
+  } else {
+    const float4 a = reinterpret_cast<const float4*>(src)[0], b = reinterpret_cast<const float4*>(src)[1];
+    uint4 x;
+    T* t = reinterpret_cast<T*>(&x);
+    t[0] = from_float<T>(a.x), t[1] = from_float<T>(a.y), t[2] = from_float<T>(a.z), t[3] = from_float<T>(a.w);
+    t[4] = from_float<T>(b.x), t[5] = from_float<T>(b.y), t[6] = from_float<T>(b.z), t[7] = from_float<T>(b.w);
+    return x;
+  }
+}
+
 // dst[row][0, D) <- src[row * stride + (0, D)] for row < valid; zeros for valid <= row < rows
-// (padding keys must be finite: P = 0 there, and 0 * NaN would poison P V). 16-byte vectors.
-template <typename T, int D>
-__device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, int64_t stride, int rows, int valid) {
+// (padding keys must be finite: P = 0 there, and 0 * NaN would poison P V). 16-byte stores.
+template <typename T, int D, typename Src>
+__device__ __forceinline__ void load_rows(T* dst, int ld, const Src* src, int64_t stride, int rows, int valid) {
   constexpr int kVec = 16 / sizeof(T);
   constexpr int kPerRow = D / kVec;
   for (int c = threadIdx.x; c < rows * kPerRow; c += kThreads) {
     const int row = c / kPerRow, col = (c % kPerRow) * kVec;
     uint4 x = make_uint4(0, 0, 0, 0);
-    if (row < valid) x = *reinterpret_cast<const uint4*>(src + row * stride + col);
+    if (row < valid) x = load8<T>(src + row * stride + col);
     *reinterpret_cast<uint4*>(dst + row * ld + col) = x;
   }
 }
@@ -107,7 +125,8 @@ __device__ __forceinline__ bool tile_job(const StepTileParams& p, int64_t block,
   return true;
 }
 
-template <typename T, int D, typename Params>
+// Src: the element type Q, K and V are stored in (T for views; float for attention steps).
+template <typename T, int D, typename Params, typename Src>
 __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p) {
   using S = Smem<T, D>;
   using FragA = wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, T, wmma::row_major>;
@@ -123,9 +142,9 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row = lane / 2, half = lane % 2;  // this lane's row in the warp, and its column parity
 
-  const T* q = static_cast<const T*>(job.q);
-  const T* k = static_cast<const T*>(job.k);
-  const T* v = static_cast<const T*>(job.v);
+  const Src* q = static_cast<const Src*>(job.q);
+  const Src* k = static_cast<const Src*>(job.k);
+  const Src* v = static_cast<const Src*>(job.v);
   const int q_valid = static_cast<int>(job.nq - t0 < kTileRows ? job.nq - t0 : kTileRows);
   const int64_t q_end = t0 + q_valid;
 
@@ -249,7 +268,7 @@ __global__ void __launch_bounds__(kThreads) tile_attention_kernel(const Params p
   if (half == 0) *lse_at = w.lse;
 }
 
-template <typename T, int D, typename Params>
+template <typename T, int D, typename Params, typename Src>
 void launch(const Params& p, int64_t blocks, cudaStream_t stream) {
   if (blocks == 0) return;
   if (blocks > INT_MAX)
@@ -259,21 +278,25 @@ void launch(const Params& p, int64_t blocks, cudaStream_t stream) {
   // would otherwise sit inside every event-timed region.
   static const bool attribute_set = [smem] {
     LONGATTN_CUDA_CHECK(
-        cudaFuncSetAttribute(tile_attention_kernel<T, D, Params>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        cudaFuncSetAttribute(tile_attention_kernel<T, D, Params, Src>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return true;
   }();
   (void)attribute_set;
-  tile_attention_kernel<T, D, Params><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p);
+  tile_attention_kernel<T, D, Params, Src><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p);
   LONGATTN_CUDA_CHECK_LAUNCH();
 }
 
-// The one place where the runtime dtype and head dim become template parameters.
+// The one place where the runtime dtype and head dim become template parameters. Views read their
+// inputs in the dtype; steps read fp32 containers of its values (StepBlock, as on the CPU).
 template <typename Params>
 void dispatch(const Params& p, int64_t blocks, int64_t d, DType dtype, cudaStream_t stream) {
-  if (dtype == DType::bf16 && d == 64) return launch<__nv_bfloat16, 64>(p, blocks, stream);
-  if (dtype == DType::bf16 && d == 128) return launch<__nv_bfloat16, 128>(p, blocks, stream);
-  if (dtype == DType::fp16 && d == 64) return launch<__half, 64>(p, blocks, stream);
-  if (dtype == DType::fp16 && d == 128) return launch<__half, 128>(p, blocks, stream);
+  constexpr bool kStep = std::is_same_v<Params, StepTileParams>;
+  using Bf16Src = std::conditional_t<kStep, float, __nv_bfloat16>;
+  using Fp16Src = std::conditional_t<kStep, float, __half>;
+  if (dtype == DType::bf16 && d == 64) return launch<__nv_bfloat16, 64, Params, Bf16Src>(p, blocks, stream);
+  if (dtype == DType::bf16 && d == 128) return launch<__nv_bfloat16, 128, Params, Bf16Src>(p, blocks, stream);
+  if (dtype == DType::fp16 && d == 64) return launch<__half, 64, Params, Fp16Src>(p, blocks, stream);
+  if (dtype == DType::fp16 && d == 128) return launch<__half, 128, Params, Fp16Src>(p, blocks, stream);
   throw std::invalid_argument(std::string("tile attention is built for bf16/fp16 and d in {64, 128}, got ") +
                               dtype_name(dtype) + " d=" + std::to_string(d));
 }

@@ -66,7 +66,8 @@ struct TileParams {
 };
 
 // What one thread block attends, whichever way the launch was described: a view's segment, or a
-// step's block (kernels/step_block.h; its pointers in device memory, of the launch's dtype).
+// step's block (kernels/step_block.h; its pointers in device memory: a view's of the launch's dtype,
+// a step's fp32 containers of its values).
 using TileJob = StepBlock;
 
 // An attention step on the device: thread block i computes query rows [tiles[i].t0, + kTileQ) of

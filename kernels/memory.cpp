@@ -1,0 +1,119 @@
+// kernels/memory.h on each device: the host's std::copy / std::fill, CUDA's async copies (2-D for
+// strided rows) and fill kernel on the place's stream.
+#include "kernels/memory.h"
+
+#include <algorithm>
+
+#include "kernels/input_error.h"
+#ifdef LONGATTN_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/elementwise.h"
+#endif
+
+namespace longattn {
+namespace {
+
+#ifdef LONGATTN_HAVE_CUDA
+cudaStream_t stream_of(const Place& at) { return static_cast<cudaStream_t>(at.stream); }
+#else
+[[noreturn]] void no_cuda() { throw InputError("device cuda needs a build with CUDA"); }
+#endif
+
+}  // namespace
+
+void copy_floats(const Place& at, float* dst, const float* src, size_t n) {
+  if (n == 0 || dst == src) return;
+  if (at.device == Device::cpu) return void(std::copy_n(src, n, dst));
+#ifdef LONGATTN_HAVE_CUDA
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_of(at)));
+#else
+  no_cuda();
+#endif
+}
+
+void copy_rows(const Place& at, float* dst, size_t dst_stride, const float* src, size_t src_stride, size_t width,
+               size_t rows) {
+  if (width == 0 || rows == 0) return;
+  if (at.device == Device::cpu) {
+    for (size_t r = 0; r < rows; ++r) std::copy_n(src + r * src_stride, width, dst + r * dst_stride);
+    return;
+  }
+#ifdef LONGATTN_HAVE_CUDA
+  LONGATTN_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * sizeof(float), src, src_stride * sizeof(float),
+                                        width * sizeof(float), rows, cudaMemcpyDeviceToDevice, stream_of(at)));
+#else
+  no_cuda();
+#endif
+}
+
+void fill_floats(const Place& at, float* dst, size_t n, float value) {
+  if (n == 0) return;
+  if (at.device == Device::cpu) return void(std::fill_n(dst, n, value));
+#ifdef LONGATTN_HAVE_CUDA
+  cuda::launch_fill(dst, static_cast<int64_t>(n), value, stream_of(at));
+#else
+  no_cuda();
+#endif
+}
+
+void upload(const Place& at, float* dst, const float* host, size_t n) {
+  if (n == 0) return;
+  if (at.device == Device::cpu) return void(std::copy_n(host, n, dst));
+#ifdef LONGATTN_HAVE_CUDA
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_of(at)));
+  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream_of(at)));
+#else
+  no_cuda();
+#endif
+}
+
+void download(const Place& at, float* host, const float* src, size_t n) {
+  if (n == 0) return;
+  if (at.device == Device::cpu) return void(std::copy_n(src, n, host));
+#ifdef LONGATTN_HAVE_CUDA
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_of(at)));
+  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream_of(at)));
+#else
+  no_cuda();
+#endif
+}
+
+FloatBuffer::~FloatBuffer() {
+#ifdef LONGATTN_HAVE_CUDA
+  if (dev_) cudaFree(dev_);  // no throw from a destructor
+#endif
+}
+
+void FloatBuffer::resize(size_t n) {
+  if (device_ == Device::cpu) {
+    host_.resize(n);
+    n_ = n;
+    return;
+  }
+#ifdef LONGATTN_HAVE_CUDA
+  if (n <= n_) {
+    n_ = n;
+    return;
+  }
+  // Growing waits for every stream (work queued on the compute stream may still use the buffer),
+  // then copies what was there and zeroes the rest: slow, and done in warm-up calls only.
+  LONGATTN_CUDA_CHECK(cudaDeviceSynchronize());
+  if (n > capacity_) {
+    float* grown = nullptr;
+    LONGATTN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&grown), n * sizeof(float)));
+    if (n_) LONGATTN_CUDA_CHECK(cudaMemcpy(grown, dev_, n_ * sizeof(float), cudaMemcpyDeviceToDevice));
+    LONGATTN_CUDA_CHECK(cudaMemset(grown + n_, 0, (n - n_) * sizeof(float)));
+    if (dev_) cudaFree(dev_);
+    dev_ = grown, capacity_ = n;
+  } else {
+    LONGATTN_CUDA_CHECK(cudaMemset(dev_ + n_, 0, (n - n_) * sizeof(float)));
+  }
+  n_ = n;
+#else
+  no_cuda();
+#endif
+}
+
+}  // namespace longattn
