@@ -21,11 +21,15 @@
 #include "kernels/flash_cpu.h"
 #include "kernels/flash_tiles.h"
 #include "kernels/input_error.h"
+#include "kernels/memory.h"
 #include "kernels/reference.h"
 #include "kernels/registry.h"
 #include "suite/method.h"
 #ifdef LONGATTN_HAVE_CUDA
 #include "kernels/cuda/cuda_attention.h"
+#endif
+#ifdef LONGATTN_HAVE_NCCL
+#include "comm/nccl_comm.h"
 #endif
 
 namespace longattn {
@@ -135,15 +139,24 @@ class Runner {
 
   CaseResult run(const Case& c) {
     const Method& m = *find_method(c.method);
-    const int P = comm_.size(), rank = comm_.rank();
-    const Shape g = c.shape;
     json j = describe(c, m);
-    if (auto why = m.unsupported(c.pattern, g, P, c.ulysses); !why.empty()) return {skipped(j, why)};
-    const bool forward = c.pass != "backward", backward = c.pass != "forward";
-    if (backward && !m.backward)
+    if (auto why = m.unsupported(c.pattern, c.shape, comm_.size(), c.ulysses); !why.empty()) return {skipped(j, why)};
+    if (c.pass != "forward" && !m.backward)
       return {skipped(j, "pass: " + c.method + " has no backward pass yet (SPEC §6); the CPU kernels (flash, vanilla, "
                          "dilated) and the dist-* methods have one")};
     if (c.device == "cuda") return run_cuda(c, m, j);
+    return run_on(comm_, c, m, j);
+  }
+
+ private:
+  // The case on `comm`'s device: the world's host buffers, or (nccl) GPU buffers, every rank
+  // uploading its part of the inputs first and downloading its outputs after timing.
+  CaseResult run_on(Communicator& comm, const Case& c, const Method& m, json j) {
+    const int P = comm.size(), rank = comm.rank();
+    const Shape g = c.shape;
+    const bool forward = c.pass != "backward", backward = c.pass != "forward";
+    const Place at{comm.device_buffers() ? Device::cuda : Device::cpu, comm.compute_stream()};
+    const bool gpu = at.device == Device::cuda;
     const int runs = c.warmup + c.iterations;
     // Skipped before it starts only when the estimate passes the budget twice over (a rate from a
     // smaller N carries more overhead); closer calls are decided by the first iteration.
@@ -164,7 +177,7 @@ class Runner {
     for (std::vector<float>* t : {&q, &k, &v}) round_all(dtype, t->data(), t->size());  // exact values of the dtype
     std::vector<float> dout(backward ? local : 0), dq(dout.size()), dk(backward ? kv_local : 0), dv(dk.size());
     if (backward) hold.generate(kDO, c.seed, g, dout.data()), round_all(dtype, dout.data(), local);
-    MethodBuffers buffers;
+    MethodBuffers buffers(at.device);
     MethodCall call;
     call.global = g;
     call.pattern = c.pattern;
@@ -174,8 +187,24 @@ class Runner {
     call.ulysses = c.ulysses;
     call.q = q.data(), call.k = k.data(), call.v = v.data(), call.o = o.data();
     call.lse = m.returns_lse ? lse.data() : nullptr;
-    call.comm = &comm_;
+    call.comm = &comm;
     call.buffers = &buffers;
+    FloatBuffer on_device[5];  // gpu: Q, K, V, O, LSE of this rank
+    if (gpu) {
+      float* host[5] = {q.data(), k.data(), v.data(), o.data(), lse.data()};
+      const size_t sizes[5] = {q.size(), k.size(), v.size(), o.size(), lse.size()};
+      for (int t = 0; t < 5; ++t) {
+        on_device[t] = FloatBuffer(Device::cuda);
+        on_device[t].resize(sizes[t]);
+        if (t < 3) upload(at, on_device[t].data(), host[t], sizes[t]);
+      }
+      call.q = on_device[0].data(), call.k = on_device[1].data(), call.v = on_device[2].data();
+      call.o = on_device[3].data(), call.lse = m.returns_lse ? on_device[4].data() : nullptr;
+    }
+    // gpu: overwritten before each iteration unless the suite keeps the L2 cache warm.
+    FloatBuffer flush(at.device);
+    if (gpu && c.l2 == "flush") flush.resize(cache_flush_bytes(at) / sizeof(float));
+    PlaceTimer timer(at);
 
     // Fault injection for the tests: LONGATTN_FAULT_RANK=r makes rank r fail inside its first case,
     // while the other ranks wait in a collective; the job must abort with the message, not hang.
@@ -186,13 +215,15 @@ class Runner {
     // A backward pass alone starts from a forward's O and LSE, made once, untimed.
     auto forward_once = [&] {
       m.run(call);
-      if (!m.microbenchmark) round_all(dtype, o.data(), local);  // O in the dtype, as the kernel's caller gets it
+      // O in the dtype, as the kernel's caller gets it (gpu: after it comes back, untimed)
+      if (!m.microbenchmark && !gpu) round_all(dtype, o.data(), local);
     };
     if (!forward) forward_once();
     auto iterate = [&](double* comm_seconds) {
-      comm_.barrier();
-      const double c0 = comm_.counters.seconds;
-      const auto t0 = Clock::now();
+      comm.barrier();
+      fill_floats(at, flush.data(), flush.size(), 0.0f);  // queued before the timer starts
+      const double c0 = comm.counters.seconds;
+      timer.start();
       for (int r = 0; r < repeat; ++r) {
         if (forward) forward_once();
         if (backward) {
@@ -200,8 +231,8 @@ class Runner {
           for (std::vector<float>* t : {&dq, &dk, &dv}) round_all(dtype, t->data(), t->size());
         }
       }
-      const double t = seconds_since(t0);
-      if (comm_seconds) *comm_seconds = comm_.counters.seconds - c0;
+      const double t = timer.stop_ms() * 1e-3;  // gpu: cudaEvents around the method on its stream
+      if (comm_seconds) *comm_seconds = comm.counters.seconds - c0;
       return t;
     };
     // The first iteration (warm-up or timed) decides the budget on its own measured time. The
@@ -215,28 +246,33 @@ class Runner {
       return "budget: one iteration took " + fmt(t) + " s; " + std::to_string(runs) + " exceed budget_s " + fmt(c.budget_s);
     };
     for (int w = 0; w < c.warmup; ++w) {
-      const double t = comm_.max(iterate(nullptr));
+      const double t = comm.max(iterate(nullptr));
       if (w == 0 && over_budget(t)) return {skipped(j, budget_reason(t))};
     }
-    comm_.reset_counters();
+    comm.reset_counters();
     std::vector<double> samples(c.iterations), comm_samples(c.iterations);
     for (int it = 0; it < c.iterations; ++it) {
       samples[it] = iterate(&comm_samples[it]);
       if (it == 0 && c.warmup == 0)
-        if (const double t = comm_.max(samples[0]); over_budget(t)) return {skipped(j, budget_reason(t))};
+        if (const double t = comm.max(samples[0]); over_budget(t)) return {skipped(j, budget_reason(t))};
     }
-    comm_.max(samples.data(), samples.size());
-    comm_.max(comm_samples.data(), comm_samples.size());
+    comm.max(samples.data(), samples.size());
+    comm.max(comm_samples.data(), comm_samples.size());
+    if (gpu && !m.microbenchmark) {
+      download(at, o.data(), call.o, o.size());
+      if (call.lse) download(at, lse.data(), call.lse, lse.size());
+      round_all(dtype, o.data(), local);
+    }
     for (double& s : samples) s *= 1e3;
     for (double& s : comm_samples) s *= 1e3;
 
     // Bytes per iteration; the heaviest rank's.
     double bytes[2 + 2 * static_cast<int>(CommOp::count_)] = {
-        double(comm_.counters.total_received()) / c.iterations, double(comm_.counters.total_sent()) / c.iterations};
+        double(comm.counters.total_received()) / c.iterations, double(comm.counters.total_sent()) / c.iterations};
     for (int op = 0; op < static_cast<int>(CommOp::count_); ++op)
-      bytes[2 + op] = double(comm_.counters.bytes_received[op]) / c.iterations;
-    comm_.max(bytes, 2 + static_cast<int>(CommOp::count_));
-    const double peak = comm_.max(static_cast<double>(peak_rss_bytes()));
+      bytes[2 + op] = double(comm.counters.bytes_received[op]) / c.iterations;
+    comm.max(bytes, 2 + static_cast<int>(CommOp::count_));
+    const double peak = comm.max(static_cast<double>(peak_rss_bytes()));
 
     const Stats st = summarize(samples);
     rates_.record(c, m, st.median * 1e-3 / repeat);
@@ -403,14 +439,48 @@ class Runner {
     std::string why;
     const bool here = cuda_available(&why);
     if (comm_.max(here ? 0.0 : 1.0) > 0) return {skipped(j, "no GPU: " + (here ? "on another rank" : why))};
-    if (m.layout != Layout::single)
-      return {skipped(j, "the distributed methods run on CPU buffers; the NCCL path is not wired into them yet")};
-    // ... GPU single-device cases are run by run_cuda_single (rank 0).
-    return run_cuda_single(c, m, j);
+    // GPU single-device cases are run by run_cuda_single (rank 0); distributed ones through NCCL.
+    if (m.layout == Layout::single) return run_cuda_single(c, m, j);
+    if (!m.gpu) return {skipped(j, c.method + " runs on host buffers only so far; on GPUs through NCCL: " + gpu_method_names())};
+    if (c.pass != "forward")
+      return {skipped(j, "pass: the distributed methods' backward runs on host buffers only so far (device cpu)")};
+    if (!m.microbenchmark)
+      if (std::string no = attention_step_unsupported(Device::cuda, parse_dtype(c.dtype, "dtype"), c.shape.d); !no.empty())
+        return {skipped(j, no)};
+    Communicator* nccl = nccl_communicator(&why);
+    if (!nccl) return {skipped(j, why)};
+    return run_on(*nccl, c, m, j);
 #else
     (void)c;
     (void)m;
     return {skipped(j, "no GPU: built without CUDA")};
+#endif
+  }
+
+  static std::string gpu_method_names() {
+    std::string names;
+    for (const Method& x : methods())
+      if (x.gpu) names += (names.empty() ? "" : ", ") + std::string(x.name);
+    return names;
+  }
+
+  // The NCCL communicator over the world's ranks, made by the first GPU case that needs it (every
+  // rank reaches it at the same case); null, with the reason, where it cannot be made.
+  Communicator* nccl_communicator(std::string* why) {
+#ifdef LONGATTN_HAVE_NCCL
+    if (!nccl_ && nccl_error_.empty()) {
+      try {
+        nccl_ = make_nccl_communicator();
+      } catch (const std::exception& e) {  // thrown on every rank alike (nccl_comm.h)
+        nccl_error_ = e.what();
+      }
+    }
+    if (!nccl_) *why = "nccl: " + nccl_error_;
+    return nccl_.get();
+#else
+    *why = "the distributed methods on GPUs need the NCCL communicator; this build has none (nccl.h and libnccl at "
+           "configure time)";
+    return nullptr;
 #endif
   }
 
@@ -470,6 +540,8 @@ class Runner {
 #endif
 
   Communicator& comm_;
+  std::unique_ptr<Communicator> nccl_;  // GPU cases of the distributed methods
+  std::string nccl_error_;
   const RunEnvironment& env_;
   const InjectedSlowdown slowdown_;
   MeasuredRates rates_;

@@ -3,6 +3,7 @@
 #include "kernels/memory.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "kernels/input_error.h"
 #ifdef LONGATTN_HAVE_CUDA
@@ -75,6 +76,57 @@ void download(const Place& at, float* host, const float* src, size_t n) {
 #ifdef LONGATTN_HAVE_CUDA
   LONGATTN_CUDA_CHECK(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_of(at)));
   LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream_of(at)));
+#else
+  no_cuda();
+#endif
+}
+
+PlaceTimer::PlaceTimer(const Place& at) : at_(at) {
+  if (at.device == Device::cpu) return;
+#ifdef LONGATTN_HAVE_CUDA
+  for (void*& e : events_) LONGATTN_CUDA_CHECK(cudaEventCreate(reinterpret_cast<cudaEvent_t*>(&e)));
+#else
+  no_cuda();
+#endif
+}
+
+PlaceTimer::~PlaceTimer() {
+#ifdef LONGATTN_HAVE_CUDA
+  for (void* e : events_)
+    if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+#endif
+}
+
+static double host_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void PlaceTimer::start() {
+  if (at_.device == Device::cpu) return void(t0_ = host_seconds());
+#ifdef LONGATTN_HAVE_CUDA
+  LONGATTN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(events_[0]), stream_of(at_)));
+#endif
+}
+
+double PlaceTimer::stop_ms() {
+  if (at_.device == Device::cpu) return (host_seconds() - t0_) * 1e3;
+  float ms = 0;
+#ifdef LONGATTN_HAVE_CUDA
+  const auto start = static_cast<cudaEvent_t>(events_[0]), stop = static_cast<cudaEvent_t>(events_[1]);
+  LONGATTN_CUDA_CHECK(cudaEventRecord(stop, stream_of(at_)));
+  LONGATTN_CUDA_CHECK(cudaEventSynchronize(stop));
+  LONGATTN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+#endif
+  return ms;
+}
+
+size_t cache_flush_bytes(const Place& at) {
+  if (at.device == Device::cpu) return 0;
+#ifdef LONGATTN_HAVE_CUDA
+  int dev = 0, l2 = 0;
+  LONGATTN_CUDA_CHECK(cudaGetDevice(&dev));
+  LONGATTN_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+  return 2 * size_t(l2 > 0 ? l2 : 64 << 20);
 #else
   no_cuda();
 #endif

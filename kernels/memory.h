@@ -27,6 +27,27 @@ void fill_floats(const Place& at, float* dst, size_t n, float value);
 void upload(const Place& at, float* dst, const float* host, size_t n);
 void download(const Place& at, float* host, const float* src, size_t n);
 
+// Milliseconds of the work a place runs between start() and stop_ms(): the host clock on the CPU,
+// a pair of CUDA events on the place's stream on a GPU (stop_ms() waits for the second).
+class PlaceTimer {
+ public:
+  explicit PlaceTimer(const Place& at);
+  ~PlaceTimer();
+  PlaceTimer(const PlaceTimer&) = delete;
+  PlaceTimer& operator=(const PlaceTimer&) = delete;
+  void start();
+  double stop_ms();
+
+ private:
+  Place at_;
+  void* events_[2] = {};  // cudaEvent_t
+  double t0_ = 0;         // host clock, seconds
+};
+
+// Bytes to overwrite before a timed run so that its inputs are not read from cache: twice the GPU's
+// L2 on cuda (as nvbench and Triton's do_bench flush it); 0 on the CPU, whose runs are not flushed.
+size_t cache_flush_bytes(const Place& at);
+
 // A growable float array on one device. resize() keeps the contents up to the old size and zeroes
 // what it adds, as std::vector does; it reallocates only to grow, so a method's buffers are
 // allocated in its first (warm-up) call and never inside a timed one.

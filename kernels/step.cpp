@@ -6,6 +6,7 @@
 #include "kernels/flash_cpu.h"
 #include "kernels/input_error.h"
 #ifdef LONGATTN_HAVE_CUDA
+#include "kernels/cuda/gpu_kernels.h"
 #include "kernels/cuda/step_cuda.h"
 #endif
 
@@ -38,9 +39,22 @@ void attention_step_backward(const AttentionStep& step, std::span<const StepGrad
   step_backward_cpu(blocks, step.d, step.scale, step.dtype, step.mask, step.threads);
 }
 
+std::string attention_step_unsupported(Device device, DType dtype, int64_t d) {
+  if (device == Device::cpu) return {};
+#ifdef LONGATTN_HAVE_CUDA
+  Shape s;
+  s.d = d;
+  return cuda::tile_unsupported("an attention step on cuda", s, dtype);
+#else
+  (void)dtype, (void)d;
+  return "an attention step on device cuda needs a build with CUDA";
+#endif
+}
+
 void attention_step(const AttentionStep& step) {
   if (step.mask.kind == PatternKind::dilated)
     throw InputError("an attention step takes a single-level mask; run dilated levels one step each");
+  if (std::string why = attention_step_unsupported(step.device, step.dtype, step.d); !why.empty()) throw InputError(why);
   switch (step.device) {
     case Device::cpu: return attention_step_cpu(step);
     case Device::cuda:

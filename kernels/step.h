@@ -29,6 +29,10 @@ struct AttentionStep {
 // neither dQ rows nor dK/dV rows. CPU only for now; cuda throws InputError.
 void attention_step_backward(const AttentionStep& step, std::span<const StepGradBlock> blocks);
 
+// Empty when an attention step on `device` runs values of `dtype` with head dim d; otherwise why not
+// (cuda: the tile kernel's bf16/fp16 and d = 64 or 128; a build without CUDA).
+std::string attention_step_unsupported(Device device, DType dtype, int64_t d);
+
 // Runs every block of the step on its device and returns when the accumulators hold the result.
 // Throws InputError for what the device cannot run (a dilated mask anywhere; on cuda, fp32 or a head
 // dim other than 64 and 128; a build without CUDA).

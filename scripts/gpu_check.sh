@@ -129,6 +129,12 @@ for (p, n), r in sorted(rows.items()):
     ratio = lambda a, b: f"{a / b:10.2f}" if a and b else f"{'-':>10}"
     print(f"{p[:26]:26} {n:>6} " + " ".join(cell(m) for m in cols) +
           f" {ratio(min(sdpa) if sdpa else None, ms(r, 'flash'))} {ratio(ms(r, 'torch-dilated'), ms(r, 'dilated'))}")
+print("\ndistributed methods through NCCL (efficiency: rate as % of the single-GPU kernel's on the same case)")
+for c in cases:
+    if c["method"].startswith("dist-"):
+        t = f"{c['time_ms']['median']:10.3f} ms" if c["status"] == "ok" else f"{c['status']}: {c.get('reason', '')[:70]}"
+        eff = f"  {c['efficiency']['pct']:.0f}%" if "efficiency" in c else ""
+        print(f"  {c['name'][:64]:64} {t}{eff}")
 EOF
 say "done: $([ $status = 0 ] && echo 'every stage passed' || echo 'some stage FAILED (above)'); results/gpu/, plots/gpu/"
 exit $status

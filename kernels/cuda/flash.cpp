@@ -8,7 +8,7 @@
 namespace longattn::cuda {
 
 std::string tile_unsupported(const std::string& name, const Shape& s, DType t) {
-  if (t == DType::fp32) return name + " runs bf16/fp16 inputs on tensor cores; fp32 runs on `vanilla`";
+  if (t == DType::fp32) return name + " runs bf16/fp16 inputs on tensor cores (fp32: vanilla, or device cpu)";
   if (!tile_supports_d(s.d)) return name + " is built for head dims 64 and 128, got d = " + std::to_string(s.d);
   return {};
 }

@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/cuda_attention.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gpu_kernels.h"
 #include "kernels/cuda/tile_attention.h"
 #include "kernels/input_error.h"
 
@@ -13,9 +14,9 @@ namespace longattn::cuda {
 
 void attention_step_cuda(const AttentionStep& step) {
   if (std::string why; !cuda_available(&why)) throw InputError("attention step on cuda: " + why);  // also picks the device
-  if (step.dtype == DType::fp32 || !tile_supports_d(step.d))
-    throw InputError(std::string("an attention step on cuda runs bf16/fp16 with head dim 64 or 128, got ") +
-                     dtype_name(step.dtype) + " d = " + std::to_string(step.d));
+  Shape s;
+  s.d = step.d;
+  if (std::string why = tile_unsupported("an attention step on cuda", s, step.dtype); !why.empty()) throw InputError(why);
   std::vector<TileJob> jobs;
   std::vector<TileRef> tiles;
   for (const StepBlock& b : step.blocks) {
