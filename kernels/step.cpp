@@ -2,7 +2,11 @@
 // all of them scheduled by flash_problems (kernels/flash_cpu.h). CUDA: kernels/cuda/step_cuda.cpp.
 #include "kernels/step.h"
 
+#include <limits>
+
 #include "kernels/backward.h"
+#include "kernels/dilated_cpu.h"
+#include "kernels/memory.h"
 #include "kernels/flash_cpu.h"
 #include "kernels/input_error.h"
 #ifdef LONGATTN_HAVE_CUDA
@@ -49,6 +53,38 @@ std::string attention_step_unsupported(Device device, DType dtype, int64_t d) {
   (void)dtype, (void)d;
   return "an attention step on device cuda needs a build with CUDA";
 #endif
+}
+
+void attention_by_steps(const AttentionArgs& a, const AttentionStep& like) {
+  const Shape s = a.shape;
+  const int64_t row = s.H * s.d, kv_row = s.kv_heads() * s.d, G = s.group();
+  const Place at{like.device, like.stream};
+  fill_floats(at, a.o, size_t(s.numel()), 0.0f);
+  fill_floats(at, a.lse, size_t(s.B * s.H * s.N), -std::numeric_limits<float>::infinity());
+  AttentionStep step = like;
+  step.d = s.d, step.scale = a.scale, step.dtype = a.dtype;
+  auto block = [&](int64_t b, int64_t h, int64_t first, int64_t stride, int64_t count) {
+    const int64_t q_at = (b * s.N + first) * row + h * s.d, kv_at = (b * s.N + first) * kv_row + h / G * s.d;
+    return StepBlock{a.q + q_at, stride * row, count, 0, a.k + kv_at, a.v + kv_at, stride * kv_row, count, 0, count,
+                     a.head0 + h, a.o + q_at, stride * row, a.lse + (b * s.H + h) * s.N + first, stride};
+  };
+  if (a.pattern.kind != PatternKind::dilated) {
+    step.mask = a.pattern;
+    step.blocks.clear();
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.H; ++h) step.blocks.push_back(block(b, h, 0, 1, s.N));
+    return attention_step(step);
+  }
+  step.mask = Pattern{};  // inside a segment the kept rows attend densely, causal by kept index
+  step.mask.causal = a.pattern.causal;
+  for (const DilatedLevel& lv : a.pattern.dilated_levels(s.N)) {  // a query is in one segment per level
+    step.blocks.clear();
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.H; ++h)
+        for (const DilatedSegment& seg : dilated_segments(lv, a.head0 + h, 0, s.N, s.N))
+          if (seg.count > 0) step.blocks.push_back(block(b, h, seg.first, lv.r, seg.count));
+    attention_step(step);
+  }
 }
 
 void attention_step(const AttentionStep& step) {

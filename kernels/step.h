@@ -29,6 +29,14 @@ struct AttentionStep {
 // neither dQ rows nor dK/dV rows. CPU only for now; cuda throws InputError.
 void attention_step_backward(const AttentionStep& step, std::span<const StepGradBlock> blocks);
 
+// Attention of args' whole problem (any pattern, GQA, head0) as attention steps on like's device,
+// stream and threads: one step for a single-level pattern, one per dilated level whose blocks are
+// each segment's kept rows (strided views, dense within the segment, causal by kept index). O and
+// LSE are set first (0, -inf) and merged into (SPEC §1); Q, K, V, O, LSE live on that device. What
+// the distributed methods run on their head shards on GPU buffers; on the CPU they run the tuned
+// kernels of the table instead.
+void attention_by_steps(const AttentionArgs& args, const AttentionStep& like);
+
 // Empty when an attention step on `device` runs values of `dtype` with head dim d; otherwise why not
 // (cuda: the tile kernel's bf16/fp16 and d = 64 or 128; a build without CUDA).
 std::string attention_step_unsupported(Device device, DType dtype, int64_t d);

@@ -395,3 +395,27 @@ TEST(Memory, MovesAndBuffersOnTheHost) {
   // same script on a GPU.
   EXPECT_EQ(test::memory_script({Device::cpu, nullptr}), test::memory_script_expected);
 }
+
+TEST(Kernels, AttentionByStepsMatchesTheOracle) {
+  // What the distributed methods run on their head shards on GPU buffers (kernels/step.h), here on
+  // the CPU's step: every pattern, GQA, and heads of a larger model (dilated offsets by global head).
+  int ran = 0;
+  for (Shape s : {Shape{1, 67, 12, 64}, Shape{2, 130, 3, 80}, Shape{1, 129, 2, 3}, Shape{1, 90, 4, 16, 2}}) {
+    const test::Problem prob(s, 55 + s.N);
+    for (const Pattern& p : patterns())
+      for (int64_t head0 : {0, 5}) {
+        SCOPED_TRACE(p.name() + " N=" + std::to_string(s.N) + " H=" + std::to_string(s.H) + " H_kv=" +
+                     std::to_string(s.kv_heads()) + " head0=" + std::to_string(head0));
+        std::vector<float> o_ref, lse_ref, o, lse;
+        AttentionArgs ref = prob.args(p, o_ref, lse_ref), a = prob.args(p, o, lse);
+        ref.head0 = a.head0 = head0;
+        reference_attention(ref);
+        attention_by_steps(a, AttentionStep{});
+        const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
+        EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
+        EXPECT_LE(e.lse, test::kLseToleranceFp32);
+        ++ran;
+      }
+  }
+  EXPECT_EQ(ran, 4 * 26 * 2);  // four shapes, 13 patterns with and without causal, two head0
+}
