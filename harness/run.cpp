@@ -441,7 +441,6 @@ class Runner {
     if (comm_.max(here ? 0.0 : 1.0) > 0) return {skipped(j, "no GPU: " + (here ? "on another rank" : why))};
     // GPU single-device cases are run by run_cuda_single (rank 0); distributed ones through NCCL.
     if (m.layout == Layout::single) return run_cuda_single(c, m, j);
-    if (!m.gpu) return {skipped(j, c.method + " runs on host buffers only so far; on GPUs through NCCL: " + gpu_method_names())};
     if (c.pass != "forward")
       return {skipped(j, "pass: the distributed methods' backward runs on host buffers only so far (device cpu)")};
     if (!m.microbenchmark)
@@ -455,13 +454,6 @@ class Runner {
     (void)m;
     return {skipped(j, "no GPU: built without CUDA")};
 #endif
-  }
-
-  static std::string gpu_method_names() {
-    std::string names;
-    for (const Method& x : methods())
-      if (x.gpu) names += (names.empty() ? "" : ", ") + std::string(x.name);
-    return names;
   }
 
   // The NCCL communicator over the world's ranks, made by the first GPU case that needs it (every

@@ -2,6 +2,8 @@
 // strided rows) and fill kernel on the place's stream.
 #include "kernels/memory.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -22,11 +24,28 @@ cudaStream_t stream_of(const Place& at) { return static_cast<cudaStream_t>(at.st
 [[noreturn]] void no_cuda() { throw InputError("device cuda needs a build with CUDA"); }
 #endif
 
+// Host moves of this many floats or more share the threads (a memory-bound copy runs faster on
+// several cores); smaller ones stay on the calling thread.
+constexpr size_t kParallelFloats = size_t{1} << 16;
+constexpr size_t kChunk = size_t{1} << 14;  // a contiguous move's share, in floats
+
+int threads_of(const Place& at) { return at.threads > 0 ? at.threads : omp_get_max_threads(); }
+
+template <class Row>
+void host_rows(const Place& at, size_t rows, size_t width, Row row) {
+  const bool parallel = rows > 1 && rows * width >= kParallelFloats;
+#pragma omp parallel for num_threads(threads_of(at)) if (parallel) schedule(static)
+  for (size_t r = 0; r < rows; ++r) row(r);
+}
+
 }  // namespace
 
 void copy_floats(const Place& at, float* dst, const float* src, size_t n) {
   if (n == 0 || dst == src) return;
-  if (at.device == Device::cpu) return void(std::copy_n(src, n, dst));
+  if (at.device == Device::cpu)
+    return host_rows(at, (n + kChunk - 1) / kChunk, kChunk, [&](size_t c) {
+      std::copy_n(src + c * kChunk, std::min(kChunk, n - c * kChunk), dst + c * kChunk);
+    });
 #ifdef LONGATTN_HAVE_CUDA
   LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_of(at)));
 #else
@@ -37,10 +56,8 @@ void copy_floats(const Place& at, float* dst, const float* src, size_t n) {
 void copy_rows(const Place& at, float* dst, size_t dst_stride, const float* src, size_t src_stride, size_t width,
                size_t rows) {
   if (width == 0 || rows == 0) return;
-  if (at.device == Device::cpu) {
-    for (size_t r = 0; r < rows; ++r) std::copy_n(src + r * src_stride, width, dst + r * dst_stride);
-    return;
-  }
+  if (at.device == Device::cpu)
+    return host_rows(at, rows, width, [&](size_t r) { std::copy_n(src + r * src_stride, width, dst + r * dst_stride); });
 #ifdef LONGATTN_HAVE_CUDA
   LONGATTN_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * sizeof(float), src, src_stride * sizeof(float),
                                         width * sizeof(float), rows, cudaMemcpyDeviceToDevice, stream_of(at)));
@@ -51,7 +68,9 @@ void copy_rows(const Place& at, float* dst, size_t dst_stride, const float* src,
 
 void fill_floats(const Place& at, float* dst, size_t n, float value) {
   if (n == 0) return;
-  if (at.device == Device::cpu) return void(std::fill_n(dst, n, value));
+  if (at.device == Device::cpu)
+    return host_rows(at, (n + kChunk - 1) / kChunk, kChunk,
+                     [&](size_t c) { std::fill_n(dst + c * kChunk, std::min(kChunk, n - c * kChunk), value); });
 #ifdef LONGATTN_HAVE_CUDA
   cuda::launch_fill(dst, static_cast<int64_t>(n), value, stream_of(at));
 #else

@@ -14,6 +14,7 @@ namespace longattn {
 struct Place {
   Device device = Device::cpu;
   void* stream = nullptr;
+  int threads = 0;  // cpu: threads for large moves (0: OpenMP's default)
 };
 
 // dst[i] = src[i] for i < n. Throws InputError on cuda in a build without CUDA.

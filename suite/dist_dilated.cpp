@@ -70,6 +70,7 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, FloatBuffer& sen
   const int P = c.comm->size(), p = c.comm->rank();
   const int64_t n = c.shard(), my0 = p * n, my1 = my0 + n, d = g.d, kv_row = g.kv_heads() * d, G = g.group();
   const std::vector<int64_t> unit = kv_units(g, lv);
+  const Place at = c.place();
   auto kv_at = [&](int64_t b, int64_t pos, int64_t h) { return (b * n + pos - my0) * kv_row + h / G * d; };
   Level L;
   std::vector<Task>& tasks = L.tasks;
@@ -82,8 +83,8 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, FloatBuffer& sen
         for (int64_t h = 0; h < g.H; ++h) {
           const DilatedSegment seg = dilated_segment(lv, h, s0, g.N, my0, my1);
           if (seg.t0 == seg.t1) continue;
-          const int64_t at = kv_at(b, seg.first, h);
-          tasks.push_back({b, h, seg, c.k + at, c.v + at, lv.r * kv_row, seg.first - my0, true});
+          const int64_t kv = kv_at(b, seg.first, h);
+          tasks.push_back({b, h, seg, c.k + kv, c.v + kv, lv.r * kv_row, seg.first - my0, true});
         }
       continue;
     }
@@ -134,11 +135,9 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, FloatBuffer& sen
           const int64_t m = mine.t1 - mine.t0;
           float* kdst = self ? gathered.data() + s.offset[b * g.H + h] + mine.t0 * d : out;
           float* vdst = self ? kdst + mine.count * d : out + m * d;
-          for (int64_t t = 0; t < m; ++t) {
-            const int64_t at = kv_at(b, mine.first + (mine.t0 + t) * lv.r, h);
-            std::copy_n(c.k + at, d, kdst + t * d);
-            std::copy_n(c.v + at, d, vdst + t * d);
-          }
+          const int64_t from = kv_at(b, mine.first + mine.t0 * lv.r, h);  // kept rows, r apart
+          copy_rows(at, kdst, d, c.k + from, lv.r * kv_row, d, m);
+          copy_rows(at, vdst, d, c.v + from, lv.r * kv_row, d, m);
           if (!self) out += 2 * m * d;
         }
     }
@@ -157,8 +156,8 @@ Level gather_level(const MethodCall& c, const DilatedLevel& lv, FloatBuffer& sen
           const DilatedSegment& theirs = s.part[(q - s.r0) * g.H + h];
           const int64_t m = theirs.t1 - theirs.t0;
           float* kdst = gathered.data() + s.offset[b * g.H + h] + theirs.t0 * d;
-          std::copy_n(in, m * d, kdst);
-          std::copy_n(in + m * d, m * d, kdst + theirs.count * d);
+          copy_floats(at, kdst, in, m * d);
+          copy_floats(at, kdst + theirs.count * d, in + m * d, m * d);
           in += 2 * m * d;
         }
     }
@@ -198,8 +197,8 @@ void dist_dilated(const MethodCall& c) {
   AttentionArgs a = c.local_args(n);
   auto& lse_own = c.buffers->buf[0];
   if (!a.lse) lse_own.resize(g.B * g.H * n), a.lse = lse_own.data();
-  std::fill_n(a.o, g.B * n * row, 0.0f);
-  std::fill_n(a.lse, g.B * g.H * n, -std::numeric_limits<float>::infinity());
+  fill_floats(c.place(), a.o, g.B * n * row, 0.0f);
+  fill_floats(c.place(), a.lse, g.B * g.H * n, -std::numeric_limits<float>::infinity());
   for (const DilatedLevel& lv : c.pattern.dilated_levels(g.N)) {
     const Level L = gather_level(c, lv, c.buffers->buf[1], c.buffers->buf[2], c.buffers->buf[3]);
     // One attention step per level: a query row belongs to one segment of a level, so the blocks

@@ -13,11 +13,9 @@
 namespace longattn {
 
 // Copy heads [h0, h0 + hp) of a [B, N, H, d] tensor to or from a [B, N, hp, d] one.
-static void copy_heads(const float* src, int64_t src_heads, float* dst, int64_t dst_heads, int64_t rows,
-                       int64_t hp, int64_t src_h0, int64_t dst_h0, int64_t d, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t t = 0; t < rows; ++t)
-    std::copy_n(src + (t * src_heads + src_h0) * d, hp * d, dst + (t * dst_heads + dst_h0) * d);
+static void copy_heads(const Place& at, const float* src, int64_t src_heads, float* dst, int64_t dst_heads,
+                       int64_t rows, int64_t hp, int64_t src_h0, int64_t dst_h0, int64_t d) {
+  copy_rows(at, dst + dst_h0 * d, dst_heads * d, src + src_h0 * d, src_heads * d, hp * d, rows);
 }
 
 void dist_heads(const MethodCall& c) {
@@ -25,7 +23,6 @@ void dist_heads(const MethodCall& c) {
   const int P = c.comm->size(), p = c.comm->rank();
   const HeadSplit x = split_heads(g, P, p);
   const int64_t hp = x.hp, hk = g.kv_heads(), rows = g.B * g.N, slab = rows * hp * g.d, lslab = rows * hp;
-  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
   auto& q = c.buffers->buf[0];
   auto& k = c.buffers->buf[1];
   auto& v = c.buffers->buf[2];
@@ -33,23 +30,26 @@ void dist_heads(const MethodCall& c) {
   auto& gathered = c.buffers->buf[4];
   // o: this rank's O heads, then their LSE [B, hp, N]: one all-gather carries both.
   q.resize(slab), k.resize(rows * x.kvp * g.d), v.resize(k.size()), o.resize(slab + lslab), gathered.resize((slab + lslab) * P);
-  copy_heads(c.q, g.H, q.data(), hp, rows, hp, x.h0, 0, g.d, threads);
-  copy_heads(c.k, hk, k.data(), x.kvp, rows, x.kvp, x.kv0, 0, g.d, threads);
-  copy_heads(c.v, hk, v.data(), x.kvp, rows, x.kvp, x.kv0, 0, g.d, threads);
+  const Place at = c.place();
+  copy_heads(at, c.q, g.H, q.data(), hp, rows, hp, x.h0, 0, g.d);
+  copy_heads(at, c.k, hk, k.data(), x.kvp, rows, x.kvp, x.kv0, 0, g.d);
+  copy_heads(at, c.v, hk, v.data(), x.kvp, rows, x.kvp, x.kv0, 0, g.d);
 
   AttentionArgs a = c.local_args(g.N);
   a.shape.H = hp, a.shape.H_kv = x.kvp;
   a.head0 = c.head0 + x.h0;
   a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = o.data() + slab;
-  auto_kernel(a.pattern, a.shape, a.dtype, c.device()).run(a);  // the device's fastest kernel
+  if (at.device == Device::cpu)
+    auto_kernel(a.pattern, a.shape, a.dtype).run(a);  // the CPU's fastest kernel
+  else
+    attention_by_steps(a, c.step());  // GPU buffers: the tile kernel, through attention steps
 
   c.comm->all_gather(o.data(), (slab + lslab) * sizeof(float), gathered.data());
   for (int r = 0; r < P; ++r) {
     const float* part = gathered.data() + r * (slab + lslab);
-    copy_heads(part, hp, c.o, g.H, rows, hp, 0, r * hp, g.d, threads);
+    copy_heads(at, part, hp, c.o, g.H, rows, hp, 0, r * hp, g.d);
     if (c.lse)  // [B, hp, N] of heads r hp .. into [B, H, N]
-      for (int64_t b = 0; b < g.B; ++b)
-        std::copy_n(part + slab + b * hp * g.N, hp * g.N, c.lse + (b * g.H + r * hp) * g.N);
+      copy_rows(at, c.lse + r * hp * g.N, g.H * g.N, part + slab, hp * g.N, hp * g.N, g.B);
   }
 }
 
@@ -71,7 +71,8 @@ void dist_heads_backward(const MethodCall& c, const float* dout, float* dq, floa
   auto& gathered = c.buffers->buf[4];
   auto& grads = c.buffers->buf[5];     // dO, then dQ, dK, dV of this rank's heads
   grads.resize(slab + part), gathered.resize(part * P);
-  copy_heads(dout, g.H, grads.data(), hp, rows, hp, x.h0, 0, g.d, threads);
+  const Place host{Device::cpu, nullptr, threads};  // the backward runs on host buffers
+  copy_heads(host, dout, g.H, grads.data(), hp, rows, hp, x.h0, 0, g.d);
   AttentionArgs a = c.local_args(g.N);
   a.shape.H = hp, a.shape.H_kv = x.kvp;
   a.head0 = c.head0 + x.h0;
@@ -84,12 +85,12 @@ void dist_heads_backward(const MethodCall& c, const float* dout, float* dq, floa
   for (int r = 0; r < P; ++r) {
     const float* in = gathered.data() + r * part;
     const HeadSplit y = split_heads(g, P, r);
-    copy_heads(in, hp, dq, g.H, rows, hp, 0, y.h0, g.d, threads);
+    copy_heads(host, in, hp, dq, g.H, rows, hp, 0, y.h0, g.d);
     float* const out[2] = {dk, dv};
     for (int t = 0; t < 2; ++t) {
       const float* src = in + slab + t * kv_slab;
       if (!x.replicated) {
-        copy_heads(src, x.kvp, out[t], hk, rows, x.kvp, 0, y.kv0, g.d, threads);
+        copy_heads(host, src, x.kvp, out[t], hk, rows, x.kvp, 0, y.kv0, g.d);
         continue;
       }
 #pragma omp parallel for num_threads(threads) schedule(static)

@@ -80,30 +80,27 @@ void to_heads(const MethodCall& c, Plan& x, std::initializer_list<const float*> 
               First first, std::initializer_list<float*> out) {
   const Shape g = c.global;
   const int64_t nt = static_cast<int64_t>(in.size()), part = g.B * x.m * count * g.d, block = nt * part;
-  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  const int64_t w = count * g.d;  // one token's share of heads
+  const Place at = c.place();
   auto& send = c.buffers->buf[6];
   auto& recv = c.buffers->buf[7];
   send.resize(block * x.grp.size), recv.resize(block * x.grp.size);
   const float* const* src = in.begin();
   float* const* dst = out.begin();
-#pragma omp parallel for collapse(2) num_threads(threads)
   for (int r = 0; r < x.grp.size; ++r)
-    for (int64_t bi = 0; bi < g.B * x.m; ++bi)
-      for (int64_t t = 0; t < nt; ++t)
-        std::copy_n(src[t] + (bi * heads + first(r)) * g.d, count * g.d, send.data() + r * block + t * part + bi * count * g.d);
+    for (int64_t t = 0; t < nt; ++t)
+      copy_rows(at, send.data() + r * block + t * part, w, src[t] + first(r) * g.d, heads * g.d, w, g.B * x.m);
   x.size_blocks(c.comm->size(), block);
   c.comm->all_to_all_v(send.data(), x.counts, x.offsets, recv.data(), x.counts, x.offsets);
-#pragma omp parallel for collapse(2) num_threads(threads)
   for (int r = 0; r < x.grp.size; ++r)
-    for (int64_t b = 0; b < g.B; ++b)
-      for (int64_t t = 0; t < nt; ++t) {
-        int64_t i = 0;
-        for (const TokenRange& run : x.runs[r]) {
-          std::copy_n(recv.data() + r * block + t * part + (b * x.m + i) * count * g.d, run.rows * count * g.d,
-                      dst[t] + (b * x.T + run.pos0) * count * g.d);
-          i += run.rows;
-        }
+    for (int64_t t = 0; t < nt; ++t) {
+      int64_t i = 0;
+      for (const TokenRange& run : x.runs[r]) {  // each batch's rows of the run
+        copy_rows(at, dst[t] + run.pos0 * w, x.T * w, recv.data() + r * block + t * part + i * w, x.m * w,
+                  run.rows * w, g.B);
+        i += run.rows;
       }
+    }
 }
 
 }  // namespace
@@ -122,34 +119,26 @@ void ulysses_forward(const MethodCall& c, Layout layout, const UlyssesGroup& grp
 
   // Back, per member r: its rows of O [b][i][hh], then LSE [b][hh][i]; received from r: this
   // rank's rows of r's heads.
-  const int64_t block = g.B * x.m * hp * (d + 1), olen = g.B * x.m * hp * d;
-  const int threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+  const int64_t block = g.B * x.m * hp * (d + 1), olen = g.B * x.m * hp * d, w = hp * d;
+  const Place at = c.place();
   auto& send = c.buffers->buf[6];
   auto& recv = c.buffers->buf[7];
   send.resize(block * grp.size), recv.resize(block * grp.size);
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int r = 0; r < grp.size; ++r)
-    for (int64_t b = 0; b < g.B; ++b) {
-      int64_t i = 0;
-      for (const TokenRange& run : x.runs[r]) {
-        std::copy_n(ic.o + (b * x.T + run.pos0) * hp * d, run.rows * hp * d, send.data() + r * block + (b * x.m + i) * hp * d);
-        for (int64_t hh = 0; hh < hp; ++hh)
-          std::copy_n(ic.lse + (b * hp + hh) * x.T + run.pos0, run.rows,
-                      send.data() + r * block + olen + (b * hp + hh) * x.m + i);
-        i += run.rows;
-      }
+  for (int r = 0; r < grp.size; ++r) {
+    int64_t i = 0;
+    for (const TokenRange& run : x.runs[r]) {  // O rows [b][i][hh], then LSE [b][hh][i]
+      copy_rows(at, send.data() + r * block + i * w, x.m * w, ic.o + run.pos0 * w, x.T * w, run.rows * w, g.B);
+      copy_rows(at, send.data() + r * block + olen + i, x.m, ic.lse + run.pos0, x.T, run.rows, g.B * hp);
+      i += run.rows;
     }
+  }
   x.size_blocks(c.comm->size(), block);
   c.comm->all_to_all_v(send.data(), x.counts, x.offsets, recv.data(), x.counts, x.offsets);
-#pragma omp parallel for collapse(2) num_threads(threads)
-  for (int r = 0; r < grp.size; ++r)
-    for (int64_t bi = 0; bi < g.B * x.m; ++bi)
-      std::copy_n(recv.data() + r * block + bi * hp * d, hp * d, c.o + (bi * g.H + q_first(r)) * d);
-  if (c.lse)  // [B, H, m]
-    for (int r = 0; r < grp.size; ++r)
-      for (int64_t b = 0; b < g.B; ++b)
-        for (int64_t hh = 0; hh < hp; ++hh)
-          std::copy_n(recv.data() + r * block + olen + (b * hp + hh) * x.m, x.m, c.lse + (b * g.H + q_first(r) + hh) * x.m);
+  for (int r = 0; r < grp.size; ++r) {
+    copy_rows(at, c.o + q_first(r) * d, g.H * d, recv.data() + r * block, w, w, g.B * x.m);
+    if (c.lse)  // [B, H, m]: heads q_first(r) .. of each batch
+      copy_rows(at, c.lse + q_first(r) * x.m, g.H * x.m, recv.data() + r * block + olen, hp * x.m, hp * x.m, g.B);
+  }
 }
 
 void ulysses_backward(const MethodCall& c, Layout layout, const UlyssesGroup& grp, const std::vector<TokenRange>& target,
@@ -222,7 +211,10 @@ void dist_ulysses(const MethodCall& c) {
   const UlyssesGroup all{c.comm->size(), c.comm->rank(), 0};
   ulysses_forward(c, Layout::sharded, all, whole_sequence(c), [](const MethodCall& ic) {
     const AttentionArgs a = ic.local_args(ic.global.N);
-    auto_kernel(a.pattern, a.shape, a.dtype, ic.device()).run(a);  // the device's fastest kernel
+    if (ic.device() == Device::cpu)
+      auto_kernel(a.pattern, a.shape, a.dtype).run(a);  // the CPU's fastest kernel
+    else
+      attention_by_steps(a, ic.step());  // GPU buffers: the tile kernel, through attention steps
   });
 }
 

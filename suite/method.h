@@ -81,7 +81,7 @@ struct MethodCall {
   // Where the buffers live and the work runs: the communicator's device.
   Device device() const { return comm->device_buffers() ? Device::cuda : Device::cpu; }
   // Where the method's own moves run: that device, on the communicator's compute stream.
-  Place place() const { return {device(), comm->compute_stream()}; }
+  Place place() const { return {device(), comm->compute_stream(), threads}; }
   // An attention step (kernels/step.h) on that device, with no blocks yet.
   AttentionStep step() const;
 };
@@ -114,9 +114,6 @@ struct Method {
   // SPEC §3: the bytes rank `rank` of `world` receives in one forward call (fp32 elements x 4), as
   // the communicator must count them; null for single-device methods and microbenchmarks.
   uint64_t (*spec_bytes)(const Pattern&, const Shape&, int world, int rank, int ulysses) = nullptr;
-  // Its forward runs on device buffers under a GPU communicator (nccl): it moves its data with
-  // kernels/memory.h and computes with attention steps. False: host buffers only, so far.
-  bool gpu = false;
 };
 
 std::span<const Method> methods();
