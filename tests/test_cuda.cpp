@@ -25,6 +25,7 @@
 #include "kernels/dilated_cpu.h"
 #include "kernels/input_error.h"
 #include "kernels/registry.h"
+#include "suite/method.h"
 #include "tests/check.h"
 
 #ifdef LONGATTN_HAVE_NCCL
@@ -502,5 +503,66 @@ TEST(Cuda, NcclCommunicatorOnOneRank) {
   }
   cudaFree(send);
   cudaFree(recv);
+#endif
+}
+
+// Every distributed method's forward on one rank of `comm`, on its device's buffers (bf16 values in
+// fp32 containers, as the harness uploads them), against the oracle; how many ran.
+int expect_distributed_methods_match_oracle(Communicator& comm) {
+  const Place at{comm.device_buffers() ? Device::cuda : Device::cpu, comm.compute_stream()};
+  int ran = 0;
+  for (const Shape& s : {Shape{1, 256, 4, 64}, Shape{2, 200, 2, 128, 1}}) {
+    test::Problem prob(s, 71 + s.N);
+    for (std::vector<float>* t : {&prob.q, &prob.k, &prob.v}) round_all(DType::bf16, t->data(), t->size());
+    for (const Method& m : methods()) {
+      if (m.layout == Layout::single || m.microbenchmark) continue;
+      const Pattern p = parse_pattern(m.name == std::string("dist-dilated")
+                                          ? json{{"kind", "dilated"}, {"levels", {{64, 1}, {128, 2}}}, {"causal", true}}
+                                          : json{{"kind", "local"}, {"left", 90}, {"right", 0}});
+      if (!m.unsupported(p, s, 1, 0).empty()) continue;
+      SCOPED_TRACE(label(m.name, DType::bf16, p, s) + " on " + comm.kind());
+      std::vector<float> o_ref, lse_ref;
+      reference_attention(prob.args(p, o_ref, lse_ref));
+      FloatBuffer q(at.device), k(at.device), v(at.device), o(at.device), lse(at.device);
+      for (auto [buf, host] : {std::pair{&q, &prob.q}, std::pair{&k, &prob.k}, std::pair{&v, &prob.v}}) {
+        buf->resize(host->size());
+        upload(at, buf->data(), host->data(), host->size());
+      }
+      o.resize(o_ref.size()), lse.resize(lse_ref.size());
+      MethodBuffers buffers(at.device);
+      MethodCall c;
+      c.global = s, c.pattern = p, c.scale = default_scale(s.d), c.dtype = DType::bf16;
+      c.q = q.data(), c.k = k.data(), c.v = v.data(), c.o = o.data(), c.lse = lse.data();
+      c.comm = &comm, c.buffers = &buffers;
+      for (int call = 0; call < 2; ++call) m.run(c);  // the second with its buffers kept
+      std::vector<float> oh(o_ref.size()), lh(lse_ref.size());
+      download(at, oh.data(), o.data(), oh.size());
+      download(at, lh.data(), lse.data(), lh.size());
+      const test::Errors e = test::compare(oh, lh, o_ref, lse_ref);
+      const Bounds b = bounds(DType::bf16, prob.v);
+      EXPECT_LE(e.o, b.o);
+      if (m.returns_lse) {
+        EXPECT_LE(e.lse, b.lse);
+      }
+      ++ran;
+    }
+  }
+  return ran;
+}
+
+TEST(CudaHostSide, DistributedMethodsOnHostBuffersMatchTheOracle) {
+  // The GPU test's own logic, on the self communicator's host buffers: every build runs it.
+  auto self = make_self_communicator();
+  EXPECT_EQ(expect_distributed_methods_match_oracle(*self), 2 * 7);  // 7 methods, two shapes
+}
+
+TEST(Cuda, DistributedMethodsThroughNcclMatchTheOracle) {
+  // The same through NCCL on one rank: GPU buffers, exchanges as copies to self.
+  SKIP_WITHOUT_GPU();
+#ifndef LONGATTN_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL (needs nccl.h and libnccl at configure time)";
+#else
+  auto comm = make_nccl_communicator();
+  EXPECT_EQ(expect_distributed_methods_match_oracle(*comm), 2 * 7);
 #endif
 }
