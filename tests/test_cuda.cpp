@@ -217,6 +217,59 @@ TEST(CudaHostSide, TileViewCoversEveryKeptQueryOnce) {
   for (int x : seen) ASSERT_EQ(x, 1);
 }
 
+// A view launch as the tile kernel runs it, on the CPU: each thread block's job (view_job) cut to
+// its 64-query tile, as an attention step block over the problem's fp32 tensors under the
+// launch's mask, merged into o and lse.
+void emulate(const cuda::ViewLaunch& l, const test::Problem& prob, std::vector<float>& o, std::vector<float>& lse) {
+  AttentionStep step;
+  step.d = prob.shape.d;
+  step.scale = default_scale(prob.shape.d);
+  static_cast<PatternParams&>(step.mask) = l.mask;
+  for (int64_t blk = 0; blk < l.view.blocks(); ++blk) {
+    StepBlock j;
+    int64_t t0 = 0;
+    if (!cuda::view_job(l.view, prob.q.data(), prob.k.data(), prob.v.data(), o.data(), lse.data(), blk, j, t0)) continue;
+    j.q = static_cast<const float*>(j.q) + t0 * j.q_stride;
+    j.nq = std::min(cuda::kTileQ, j.nq - t0);
+    j.q_pos0 += t0;
+    j.o += t0 * j.o_stride;
+    j.lse += t0 * j.lse_stride;
+    step.blocks.push_back(j);
+  }
+  attention_step(step);
+}
+
+TEST(CudaHostSide, FlashLaunchesComputeThePattern) {
+  // flash's launches on the GPU (one view, or strided's band and residue classes), run block by
+  // block on the CPU's attention step: together they are the pattern, each pair once.
+  int ran = 0;
+  for (const Shape& s : {Shape{2, 130, 3, 64}, Shape{1, 200, 2, 128}}) {
+    const test::Problem prob(s, 5 + s.N);
+    for (const Pattern& p : test::with_and_without_causal({{{"kind", "full"}},
+                                                           {{"kind", "local"}, {"left", 70}, {"right", 5}},
+                                                           {{"kind", "strided"}, {"stride", 1}},
+                                                           {{"kind", "strided"}, {"stride", 4}},
+                                                           {{"kind", "strided"}, {"stride", 50}},
+                                                           {{"kind", "strided"}, {"stride", 64}},
+                                                           {{"kind", "strided"}, {"stride", 300}}})) {
+      SCOPED_TRACE(p.name() + " N=" + std::to_string(s.N));
+      std::vector<float> o_ref, lse_ref, o(s.numel(), 0.0f), lse(s.B * s.H * s.N, -INFINITY);
+      reference_attention(prob.args(p, o_ref, lse_ref));
+      const auto launches = cuda::flash_launches(s.B, s.N, s.H, s.d, p, 0);
+      for (size_t i = 0; i < launches.size(); ++i) {
+        EXPECT_EQ(launches[i].merge, i > 0);  // the first writes, the rest merge
+        emulate(launches[i], prob, o, lse);
+      }
+      EXPECT_EQ(launches.size(), p.kind != PatternKind::strided ? 1u : p.causal ? 2u : 3u);
+      const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
+      EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
+      EXPECT_LE(e.lse, test::kLseToleranceFp32);
+      ++ran;
+    }
+  }
+  EXPECT_EQ(ran, 2 * 14);
+}
+
 TEST(CudaHostSide, UnsupportedNamesTheReasonBeforeLookingForADevice) {
   const Pattern full = parse_pattern(json{{"kind", "full"}});
   const Pattern dil = parse_pattern(json{{"kind", "dilated"}, {"levels", "longnet"}});

@@ -30,17 +30,52 @@ namespace {
 
 std::string flash_unsupported(const Pattern& p, const Shape& s, DType t) {
   if (p.kind == PatternKind::dilated) return "flash runs single-level patterns; dilated patterns run on `dilated`";
-  if (TileView{s.B, s.H, s.N, s.d, s.N, 1, 0}.blocks() > INT_MAX) return "flash: more than 2^31 thread blocks";
+  for (const ViewLaunch& l : flash_launches(s.B, s.N, s.H, s.d, p, 0))
+    if (l.view.blocks() > INT_MAX) return "flash: more than 2^31 thread blocks";
   return tile_unsupported("flash", s, t);
 }
 
 void flash_cuda(const DeviceArgs& a, const GpuScratch&) {
-  TileParams p = tile_params(a, a.pattern, /*merge=*/false);
-  p.view = TileView{a.shape.B, a.shape.H, a.shape.N, a.shape.d, /*w=*/a.shape.N, /*r=*/1, a.head0};
-  launch_tile_attention(p, a.dtype, a.stream);
+  const Shape s = a.shape;
+  for (const ViewLaunch& l : flash_launches(s.B, s.N, s.H, s.d, a.pattern.base, a.head0)) {
+    DevicePattern mask;
+    mask.base = l.mask;
+    TileParams p = tile_params(a, mask, l.merge);
+    p.view = l.view;
+    launch_tile_attention(p, a.dtype, a.stream);
+  }
 }
 
 }  // namespace
+
+std::vector<ViewLaunch> flash_launches(int64_t B, int64_t N, int64_t H, int64_t d, const PatternParams& p,
+                                       int64_t head0) {
+  const TileView whole{B, H, N, d, /*w=*/N, /*r=*/1, head0};
+  PatternLevel mask;
+  static_cast<PatternParams&>(mask) = p;
+  if (p.kind != PatternKind::strided) return {{whole, mask, false}};
+  // Masking strided's partial blocks would cost dense attention (no block is empty); its pieces
+  // cost its pairs. The band |i - j| < l first, written:
+  const int64_t l = p.stride;
+  PatternLevel band;
+  band.kind = PatternKind::local, band.causal = p.causal, band.left = l - 1, band.right = p.causal ? 0 : l - 1;
+  std::vector<ViewLaunch> out = {{whole, band, false}};
+  // then each residue class mod l (queries t of the class), merged: keys t' < t by a causal mask
+  // with keys shifted one place, and without causal keys t' > t by local(0, N) shifted back one.
+  TileView classes{B, H, N, d, N, l, 0};
+  classes.classes = true;
+  classes.key_shift = 1;
+  PatternLevel before;
+  before.kind = PatternKind::full, before.causal = true;
+  out.push_back({classes, before, true});
+  if (!p.causal) {
+    classes.key_shift = -1;
+    PatternLevel after;
+    after.kind = PatternKind::local, after.left = 0, after.right = N;
+    out.push_back({classes, after, true});
+  }
+  return out;
+}
 
 const GpuKernel kFlashCuda{flash_unsupported, nullptr, flash_cuda, false};
 

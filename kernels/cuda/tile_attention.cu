@@ -91,29 +91,11 @@ __device__ __forceinline__ void load_rows(T* dst, int ld, const Src* src, int64_
   }
 }
 
-// The job of thread block `block` of a view launch: kept queries [t0, t0 + kTileRows) of one segment of one
-// head, rows r apart in place (no gather); queries and keys are the segment's kept rows, the mask in
-// kept-index coordinates with head 0 (a view's mask is never dilated). False: a segment shorter
-// than the longest leaves this block nothing to do.
+// The job of thread block `block` of a view launch (view_job, tile_attention.h).
 template <typename T>
 __device__ __forceinline__ bool tile_job(const TileParams& p, int64_t block, TileJob& j, int64_t& t0) {
-  const TileTask task = tile_task(p.view, block);
-  if (!task.valid) return false;
-  const TileView& view = p.view;
-  const int64_t token = view.H * view.d;
-  const int64_t at = (task.b * view.N + task.first) * token + task.h * view.d;
-  j.q = static_cast<const T*>(p.q) + at;
-  j.k = static_cast<const T*>(p.k) + at;
-  j.v = static_cast<const T*>(p.v) + at;
-  j.q_stride = j.kv_stride = view.r * token;
-  j.nq = j.nk = j.n_mask = task.count;
-  j.q_pos0 = j.k_pos0 = j.head = 0;
-  j.o = p.o + at;
-  j.o_stride = view.r * token;
-  j.lse = p.lse + (task.b * view.H + task.h) * view.N + task.first;
-  j.lse_stride = view.r;
-  t0 = task.t0;
-  return true;
+  return view_job(p.view, static_cast<const T*>(p.q), static_cast<const T*>(p.k), static_cast<const T*>(p.v), p.o,
+                  p.lse, block, j, t0);
 }
 
 // The job of thread block `block` of a step launch: read from the tile table.

@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cuda/device_pattern.h"
 #include "kernels/step_block.h"
@@ -24,9 +25,15 @@ struct TileView {
   int64_t d = 64;               // head dim; a token's row is H*d elements
   int64_t w = 1, r = 1;         // segment length and dilation rate
   int64_t head0 = 0;            // global index of head 0: offsets are (head0 + h) mod r
-  LONGATTN_HD int64_t segments() const { return (N + w - 1) / w; }
+  // Residue classes instead of segments (strided's pieces): segment g, g < r, is the whole
+  // sequence's positions g, g + r, ... for every head (w and head0 unused).
+  bool classes = false;
+  // Key t' of a segment sits at mask position t' + key_shift (queries at t): +1 with a causal mask
+  // keeps keys t' < t, -1 with local(0, N) keys t' > t. The mask's length is count + max(shift, 0).
+  int64_t key_shift = 0;
+  LONGATTN_HD int64_t segments() const { return classes ? r : (N + w - 1) / w; }
   // Most kept rows any segment has: ceil(min(w, N) / r); query tiles per segment cover them.
-  LONGATTN_HD int64_t kept_max() const { return ((w < N ? w : N) + r - 1) / r; }
+  LONGATTN_HD int64_t kept_max() const { return ((classes || w >= N ? N : w) + r - 1) / r; }
   LONGATTN_HD int64_t tiles() const { return (kept_max() + kTileQ - 1) / kTileQ; }
   LONGATTN_HD int64_t blocks() const { return B * H * segments() * tiles(); }
 };
@@ -45,12 +52,40 @@ LONGATTN_HD TileTask tile_task(const TileView& v, int64_t block) {
   const int64_t g = (block / tiles) % segs;
   t.h = (block / (tiles * segs)) % v.H;
   t.b = block / (tiles * segs * v.H);
-  const int64_t begin = g * v.w, end = begin + v.w < v.N ? begin + v.w : v.N;
-  t.first = begin + (v.head0 + t.h) % v.r;
+  const int64_t begin = v.classes ? 0 : g * v.w, end = v.classes || begin + v.w >= v.N ? v.N : begin + v.w;
+  t.first = v.classes ? g : begin + (v.head0 + t.h) % v.r;
   t.count = t.first < end ? (end - t.first + v.r - 1) / v.r : 0;
   t.t0 = tile * kTileQ;
   t.valid = t.t0 < t.count;
   return t;
+}
+
+// The job of thread block `block` of a view launch over tensors of element type Elem ([B, N, H, d];
+// o, lse fp32): the kept queries [t0, t0 + kTileQ) of one segment of one head against the segment's
+// kept keys, rows r apart in place (no gather), positions in kept indices (keys shifted by
+// key_shift), the mask's head 0 (a view's mask is never dilated). False: a segment shorter than the
+// longest leaves this block nothing to do. Host code (tests) decodes launches with it too.
+template <typename Elem>
+LONGATTN_HD bool view_job(const TileView& view, const Elem* q, const Elem* k, const Elem* v, float* o, float* lse,
+                          int64_t block, StepBlock& j, int64_t& t0) {
+  const TileTask task = tile_task(view, block);
+  if (!task.valid) return false;
+  const int64_t token = view.H * view.d;
+  const int64_t at = (task.b * view.N + task.first) * token + task.h * view.d;
+  j.q = q + at;
+  j.k = k + at;
+  j.v = v + at;
+  j.q_stride = j.kv_stride = view.r * token;
+  j.nq = j.nk = task.count;
+  j.q_pos0 = j.head = 0;
+  j.k_pos0 = view.key_shift;
+  j.n_mask = task.count + (view.key_shift > 0 ? view.key_shift : 0);
+  j.o = o + at;
+  j.o_stride = view.r * token;
+  j.lse = lse + (task.b * view.H + task.h) * view.N + task.first;
+  j.lse_stride = view.r;
+  t0 = task.t0;
+  return true;
 }
 
 struct TileParams {
@@ -83,6 +118,20 @@ struct StepTileParams {
   float scale = 0;
   bool merge = true;
 };
+
+// One launch of the tile kernel over a view: its single-level mask, and whether it merges into O
+// and LSE (false: writes them).
+struct ViewLaunch {
+  TileView view;
+  PatternLevel mask;
+  bool merge = false;
+};
+// `flash`'s launches for a single-level pattern on [B, N, H, d] (kernels/cuda/flash.cpp): one over
+// the whole sequence under the pattern itself, or, for strided(l), its disjoint dense pieces as
+// the CPU runs them (kernels/sparse_cpu.cpp): the band |i - j| < l, then each residue class mod l
+// with its keys before the query (and, without causal, after it). Host tests run the same list.
+std::vector<ViewLaunch> flash_launches(int64_t B, int64_t N, int64_t H, int64_t d, const PatternParams& p,
+                                       int64_t head0);
 
 // Head dims the tile kernel is built for.
 inline bool tile_supports_d(int64_t d) { return d == 64 || d == 128; }
