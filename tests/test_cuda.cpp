@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <tuple>
 #include <map>
@@ -239,6 +240,36 @@ void emulate(const cuda::ViewLaunch& l, const test::Problem& prob, std::vector<f
   attention_step(step);
 }
 
+// fixed's summary launches as the tile kernel runs them, on the CPU: the gather's copies on host
+// memory, then each thread block's job (summary_job) as an unmasked attention step block.
+void emulate(const std::vector<cuda::SummaryView>& views, const test::Problem& prob, std::vector<float>& o,
+             std::vector<float>& lse) {
+  if (views.empty()) return;
+  const int64_t S = views[0].summary_count(), row = prob.shape.H * prob.shape.d;
+  std::vector<float> ks(prob.shape.B * S * row, std::nanf("")), vs(ks.size(), std::nanf(""));
+  for (const cuda::Copy2D& x : cuda::summary_gather(views[0], sizeof(float)))
+    for (auto [src, dst] : {std::pair{&prob.k, &ks}, std::pair{&prob.v, &vs}})
+      for (size_t r = 0; r < x.rows; ++r)
+        std::memcpy(reinterpret_cast<char*>(dst->data()) + x.dst + r * x.dst_pitch,
+                    reinterpret_cast<const char*>(src->data()) + x.src + r * x.src_pitch, x.width);
+  for (const cuda::SummaryView& v : views) {
+    AttentionStep step;
+    step.d = prob.shape.d;
+    step.scale = default_scale(prob.shape.d);  // mask: full, not causal
+    for (int64_t blk = 0; blk < v.blocks(); ++blk) {
+      StepBlock j;
+      int64_t t0 = 0;
+      if (!cuda::summary_job(v, prob.q.data(), ks.data(), vs.data(), o.data(), lse.data(), blk, j, t0)) continue;
+      j.q = static_cast<const float*>(j.q) + t0 * j.q_stride;
+      j.nq = std::min(cuda::kTileQ, j.nq - t0);
+      j.o += t0 * j.o_stride;
+      j.lse += t0 * j.lse_stride;
+      step.blocks.push_back(j);
+    }
+    attention_step(step);
+  }
+}
+
 TEST(CudaHostSide, FlashLaunchesComputeThePattern) {
   // flash's launches on the GPU (one view, or strided's band and residue classes), run block by
   // block on the CPU's attention step: together they are the pattern, each pair once.
@@ -251,7 +282,10 @@ TEST(CudaHostSide, FlashLaunchesComputeThePattern) {
                                                            {{"kind", "strided"}, {"stride", 4}},
                                                            {{"kind", "strided"}, {"stride", 50}},
                                                            {{"kind", "strided"}, {"stride", 64}},
-                                                           {{"kind", "strided"}, {"stride", 300}}})) {
+                                                           {{"kind", "strided"}, {"stride", 300}},
+                                                           {{"kind", "fixed"}, {"block", 8}, {"summary", 2}},
+                                                           {{"kind", "fixed"}, {"block", 100}, {"summary", 7}},
+                                                           {{"kind", "fixed"}, {"block", 64}, {"summary", 64}}})) {
       SCOPED_TRACE(p.name() + " N=" + std::to_string(s.N));
       std::vector<float> o_ref, lse_ref, o(s.numel(), 0.0f), lse(s.B * s.H * s.N, -INFINITY);
       reference_attention(prob.args(p, o_ref, lse_ref));
@@ -260,6 +294,7 @@ TEST(CudaHostSide, FlashLaunchesComputeThePattern) {
         EXPECT_EQ(launches[i].merge, i > 0);  // the first writes, the rest merge
         emulate(launches[i], prob, o, lse);
       }
+      emulate(cuda::summary_views(s.B, s.N, s.H, s.d, p), prob, o, lse);
       EXPECT_EQ(launches.size(), p.kind != PatternKind::strided ? 1u : p.causal ? 2u : 3u);
       const test::Errors e = test::compare(o, lse, o_ref, lse_ref);
       EXPECT_LE(e.o, test::o_tolerance_fp32(prob.v));
@@ -267,7 +302,7 @@ TEST(CudaHostSide, FlashLaunchesComputeThePattern) {
       ++ran;
     }
   }
-  EXPECT_EQ(ran, 2 * 14);
+  EXPECT_EQ(ran, 2 * 20);
 }
 
 TEST(CudaHostSide, UnsupportedNamesTheReasonBeforeLookingForADevice) {

@@ -41,7 +41,7 @@ struct GpuScratch {
 // device memory it needs beside its inputs and outputs, and the launch.
 struct GpuKernel {
   std::string (*unsupported)(const Pattern&, const Shape&, DType);
-  size_t (*scratch_bytes)(const Shape&, DType);  // null: none
+  size_t (*scratch_bytes)(const Pattern&, const Shape&, DType);  // null: none
   void (*run)(const DeviceArgs&, const GpuScratch&);
   bool uses_cublas;
 };

@@ -25,10 +25,10 @@ namespace {
 using namespace cuda;
 
 // Device bytes one run holds: inputs, fp32 staging for the conversion, O, LSE, scratch.
-size_t device_bytes(const GpuKernel& k, const Shape& s, DType t) {
+size_t device_bytes(const GpuKernel& k, const Pattern& p, const Shape& s, DType t) {
   const size_t n = s.numel();
   return 3 * n * dtype_bytes(t) + (t == DType::fp32 ? 0 : n * sizeof(float)) + n * sizeof(float) +
-         size_t(s.B * s.H * s.N) * sizeof(float) + (k.scratch_bytes ? k.scratch_bytes(s, t) : 0);
+         size_t(s.B * s.H * s.N) * sizeof(float) + (k.scratch_bytes ? k.scratch_bytes(p, s, t) : 0);
 }
 
 std::string gib(size_t bytes) {
@@ -183,7 +183,7 @@ std::string cuda_unsupported(const cuda::GpuKernel& k, const char* name, const P
   size_t free = 0, total = 0;
   if (const cudaError_t e = cudaMemGetInfo(&free, &total); e != cudaSuccess)
     return std::string("cannot query device memory: ") + cudaGetErrorString(e);
-  if (const size_t need = device_bytes(k, s, dtype); need > free)
+  if (const size_t need = device_bytes(k, p, s, dtype); need > free)
     return std::string(name) + " needs " + gib(need) + " of device memory for this case; " + gib(free) + " of " +
            gib(total) + " is free";
   return {};
@@ -199,7 +199,7 @@ CudaRunResult cuda_attention(const cuda::GpuKernel& k, const char* name, const A
 
   Stream stream;
   DeviceBuffer q(n * elem), kk(n * elem), v(n * elem), o(n * sizeof(float)), lse(n_lse * sizeof(float));
-  DeviceBuffer scratch(k.scratch_bytes ? k.scratch_bytes(sh, dtype) : 0);
+  DeviceBuffer scratch(k.scratch_bytes ? k.scratch_bytes(host_args.pattern, sh, dtype) : 0);
   {  // upload, converting through an fp32 staging buffer
     DeviceBuffer staging(dtype == DType::fp32 ? 0 : n * sizeof(float));
     for (auto [dst, src] : {std::pair{&q, host_args.q}, std::pair{&kk, host_args.k}, std::pair{&v, host_args.v}}) {

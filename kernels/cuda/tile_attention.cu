@@ -98,6 +98,13 @@ __device__ __forceinline__ bool tile_job(const TileParams& p, int64_t block, Til
                   p.lse, block, j, t0);
 }
 
+// The job of thread block `block` of a summary launch (summary_job, tile_attention.h).
+template <typename T>
+__device__ __forceinline__ bool tile_job(const SummaryParams& p, int64_t block, TileJob& j, int64_t& t0) {
+  return summary_job(p.view, static_cast<const T*>(p.q), static_cast<const T*>(p.ks), static_cast<const T*>(p.vs), p.o,
+                     p.lse, block, j, t0);
+}
+
 // The job of thread block `block` of a step launch: read from the tile table.
 template <typename T>
 __device__ __forceinline__ bool tile_job(const StepTileParams& p, int64_t block, TileJob& j, int64_t& t0) {
@@ -291,6 +298,10 @@ void launch_tile_attention(const TileParams& p, DType dtype, cudaStream_t stream
 
 void launch_tile_step(const StepTileParams& p, int64_t d, DType dtype, cudaStream_t stream) {
   dispatch(p, p.tile_count, d, dtype, stream);
+}
+
+void launch_tile_summary(const SummaryParams& p, DType dtype, cudaStream_t stream) {
+  dispatch(p, p.view.blocks(), p.view.d, dtype, stream);
 }
 
 }  // namespace longattn::cuda

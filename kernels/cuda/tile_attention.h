@@ -119,6 +119,57 @@ struct StepTileParams {
   bool merge = true;
 };
 
+// fixed(block, c)'s summary columns outside each query block, gathered in position order into
+// [B, S, H, d] K and V (S = summary_count(); summary position j lands at row summary_before(j)).
+// Thread blocks take 64 queries of one block of one head against the summaries of the blocks
+// before theirs (or, with `after`, after theirs), unmasked: its own block's are the block piece's.
+struct SummaryView {
+  int64_t B = 1, H = 1, N = 1, d = 64;
+  PatternLevel fixed;  // kind fixed: block, summary
+  bool after = false;
+  LONGATTN_HD int64_t query_blocks() const { return (N + fixed.block - 1) / fixed.block; }
+  LONGATTN_HD int64_t summary_count() const { return fixed.summary_before(N); }
+  LONGATTN_HD int64_t tiles() const { return (fixed.block + kTileQ - 1) / kTileQ; }
+  LONGATTN_HD int64_t blocks() const { return B * H * query_blocks() * tiles(); }
+};
+
+// The job of thread block `block` of a summary launch (queries of element type Elem in [B, N, H, d],
+// gathered ks, vs in [B, S, H, d]), as view_job's; positions are plain indices (an unmasked launch).
+template <typename Elem>
+LONGATTN_HD bool summary_job(const SummaryView& v, const Elem* q, const Elem* ks, const Elem* vs, float* o, float* lse,
+                             int64_t block, StepBlock& j, int64_t& t0) {
+  const int64_t tiles = v.tiles(), nb = v.query_blocks(), S = v.summary_count(), bl = v.fixed.block;
+  const int64_t qb = (block / tiles) % nb, h = (block / (tiles * nb)) % v.H, b = block / (tiles * nb * v.H);
+  const int64_t i0 = qb * bl, i1 = i0 + bl < v.N ? i0 + bl : v.N;
+  t0 = (block % tiles) * kTileQ;
+  const int64_t k0 = v.after ? v.fixed.summary_before(i1) : 0, k1 = v.after ? S : v.fixed.summary_before(i0);
+  if (t0 >= i1 - i0 || k0 >= k1) return false;
+  const int64_t row = v.H * v.d;
+  j.q = q + (b * v.N + i0) * row + h * v.d;
+  j.k = ks + (b * S + k0) * row + h * v.d;
+  j.v = vs + (b * S + k0) * row + h * v.d;
+  j.q_stride = j.kv_stride = j.o_stride = row;
+  j.nq = i1 - i0;
+  j.nk = k1 - k0;
+  j.q_pos0 = j.k_pos0 = j.head = 0;
+  j.n_mask = j.nq > j.nk ? j.nq : j.nk;
+  j.o = o + (b * v.N + i0) * row + h * v.d;
+  j.lse = lse + (b * v.H + h) * v.N + i0;
+  j.lse_stride = 1;
+  return true;
+}
+struct SummaryParams {
+  const void* q = nullptr;  // [B, N, H, d] of the element type
+  const void* ks = nullptr;  // [B, S, H, d], gathered
+  const void* vs = nullptr;
+  float* o = nullptr;
+  float* lse = nullptr;
+  SummaryView view;
+  DevicePattern mask;  // full, not causal
+  float scale = 0;
+  bool merge = true;
+};
+
 // One launch of the tile kernel over a view: its single-level mask, and whether it merges into O
 // and LSE (false: writes them).
 struct ViewLaunch {
@@ -133,6 +184,17 @@ struct ViewLaunch {
 std::vector<ViewLaunch> flash_launches(int64_t B, int64_t N, int64_t H, int64_t d, const PatternParams& p,
                                        int64_t head0);
 
+// fixed's summary launches (before; after too without causal), to run after flash_launches'.
+std::vector<SummaryView> summary_views(int64_t B, int64_t N, int64_t H, int64_t d, const PatternParams& p);
+// A copy of `rows` rows of `width` bytes: dst + r * dst_pitch <- src + r * src_pitch (byte offsets
+// from the two tensors' starts).
+struct Copy2D {
+  size_t dst, dst_pitch, src, src_pitch, width, rows;
+};
+// The gather of a summary view's K (or V) rows of `elem`-byte elements: per batch and summary
+// column o, every block's row o, block rows apart, to rows kb * c + o - (block - c).
+std::vector<Copy2D> summary_gather(const SummaryView& v, size_t elem);
+
 // Head dims the tile kernel is built for.
 inline bool tile_supports_d(int64_t d) { return d == 64 || d == 128; }
 
@@ -140,5 +202,7 @@ inline bool tile_supports_d(int64_t d) { return d == 64 || d == 128; }
 void launch_tile_attention(const TileParams& p, DType dtype, cudaStream_t stream);
 // The same kernel over a step's tiles; head dim d (64 or 128).
 void launch_tile_step(const StepTileParams& p, int64_t d, DType dtype, cudaStream_t stream);
+// The same kernel over fixed's gathered summaries.
+void launch_tile_summary(const SummaryParams& p, DType dtype, cudaStream_t stream);
 
 }  // namespace longattn::cuda

@@ -45,7 +45,7 @@ std::string vanilla_unsupported(const Pattern& p, const Shape& s, DType) {
   return device_pattern_unsupported(p, s.N);
 }
 
-size_t vanilla_scratch_bytes(const Shape& s, DType dtype) {
+size_t vanilla_scratch_bytes(const Pattern&, const Shape& s, DType dtype) {
   const size_t per_head = bytes_per_head(s, dtype);
   size_t heads = kScoreBudget / per_head;
   heads = heads < 1 ? 1 : heads > size_t(s.H) ? size_t(s.H) : heads;
