@@ -26,9 +26,14 @@ void attention_step_cuda(const AttentionStep& step) {
   }
   if (tiles.empty()) return;
   const auto stream = static_cast<cudaStream_t>(step.stream);
-  DeviceBuffer job_table(jobs.size() * sizeof(TileJob)), tile_table(tiles.size() * sizeof(TileRef));
-  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(job_table.get(), jobs.data(), job_table.bytes(), cudaMemcpyHostToDevice, stream));
-  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(tile_table.get(), tiles.data(), tile_table.bytes(), cudaMemcpyHostToDevice, stream));
+  // The tables' device memory is kept from step to step (grown, never shrunk): cudaMalloc and
+  // cudaFree synchronise the device, and a distributed method's steps sit in its timed iterations.
+  static DeviceBuffer job_table, tile_table;
+  const size_t job_bytes = jobs.size() * sizeof(TileJob), tile_bytes = tiles.size() * sizeof(TileRef);
+  if (job_table.bytes() < job_bytes) job_table = DeviceBuffer(job_bytes);
+  if (tile_table.bytes() < tile_bytes) tile_table = DeviceBuffer(tile_bytes);
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(job_table.get(), jobs.data(), job_bytes, cudaMemcpyHostToDevice, stream));
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(tile_table.get(), tiles.data(), tile_bytes, cudaMemcpyHostToDevice, stream));
   StepTileParams p;
   p.jobs = job_table.get<TileJob>();
   p.tiles = tile_table.get<TileRef>();
@@ -37,7 +42,7 @@ void attention_step_cuda(const AttentionStep& step) {
   p.scale = step.scale;
   p.merge = true;
   launch_tile_step(p, step.d, step.dtype, stream);
-  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));  // the tables are freed on return
+  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));  // the tables and `jobs` are reused by the next step
 }
 
 }  // namespace longattn::cuda
