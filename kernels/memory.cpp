@@ -78,27 +78,23 @@ void fill_floats(const Place& at, float* dst, size_t n, float value) {
 #endif
 }
 
-void upload(const Place& at, float* dst, const float* host, size_t n) {
+// Between the host and a place: a plain copy on the CPU; on a GPU an async copy on the place's
+// stream, waited for.
+static void transfer(const Place& at, float* dst, const float* src, size_t n, bool to_device) {
   if (n == 0) return;
-  if (at.device == Device::cpu) return void(std::copy_n(host, n, dst));
+  if (at.device == Device::cpu) return void(std::copy_n(src, n, dst));
 #ifdef LONGATTN_HAVE_CUDA
-  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_of(at)));
+  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+                                      stream_of(at)));
   LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream_of(at)));
 #else
+  (void)to_device;
   no_cuda();
 #endif
 }
 
-void download(const Place& at, float* host, const float* src, size_t n) {
-  if (n == 0) return;
-  if (at.device == Device::cpu) return void(std::copy_n(src, n, host));
-#ifdef LONGATTN_HAVE_CUDA
-  LONGATTN_CUDA_CHECK(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_of(at)));
-  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream_of(at)));
-#else
-  no_cuda();
-#endif
-}
+void upload(const Place& at, float* dst, const float* host, size_t n) { transfer(at, dst, host, n, true); }
+void download(const Place& at, float* host, const float* src, size_t n) { transfer(at, host, src, n, false); }
 
 PlaceTimer::PlaceTimer(const Place& at) : at_(at) {
   if (at.device == Device::cpu) return;
