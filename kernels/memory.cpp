@@ -160,24 +160,19 @@ void FloatBuffer::resize(size_t n) {
     return;
   }
 #ifdef LONGATTN_HAVE_CUDA
-  if (n <= n_) {
+  if (n <= capacity_) {  // no allocation, no wait: a method may resize a buffer per phase of a call
     n_ = n;
     return;
   }
   // Growing waits for every stream (work queued on the compute stream may still use the buffer),
   // then copies what was there and zeroes the rest: slow, and done in warm-up calls only.
   LONGATTN_CUDA_CHECK(cudaDeviceSynchronize());
-  if (n > capacity_) {
-    float* grown = nullptr;
-    LONGATTN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&grown), n * sizeof(float)));
-    if (n_) LONGATTN_CUDA_CHECK(cudaMemcpy(grown, dev_, n_ * sizeof(float), cudaMemcpyDeviceToDevice));
-    LONGATTN_CUDA_CHECK(cudaMemset(grown + n_, 0, (n - n_) * sizeof(float)));
-    if (dev_) cudaFree(dev_);
-    dev_ = grown, capacity_ = n;
-  } else {
-    LONGATTN_CUDA_CHECK(cudaMemset(dev_ + n_, 0, (n - n_) * sizeof(float)));
-  }
-  n_ = n;
+  float* grown = nullptr;
+  LONGATTN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&grown), n * sizeof(float)));
+  if (n_) LONGATTN_CUDA_CHECK(cudaMemcpy(grown, dev_, n_ * sizeof(float), cudaMemcpyDeviceToDevice));
+  LONGATTN_CUDA_CHECK(cudaMemset(grown + n_, 0, (n - n_) * sizeof(float)));
+  if (dev_) cudaFree(dev_);
+  dev_ = grown, capacity_ = n, n_ = n;
 #else
   no_cuda();
 #endif

@@ -49,9 +49,11 @@ class PlaceTimer {
 // L2 on cuda (as nvbench and Triton's do_bench flush it); 0 on the CPU, whose runs are not flushed.
 size_t cache_flush_bytes(const Place& at);
 
-// A growable float array on one device. resize() keeps the contents up to the old size and zeroes
-// what it adds, as std::vector does; it reallocates only to grow, so a method's buffers are
-// allocated in its first (warm-up) call and never inside a timed one.
+// A growable float array on one device. resize() keeps the contents up to the old size; what it
+// adds is zeroed on the host (std::vector) and, on a GPU, where it allocates, while a GPU buffer
+// resized within its capacity keeps what it held there (no wait, no memset: methods write what they
+// read, and may resize a buffer per phase of a call). It reallocates only to grow, so a method's
+// buffers are allocated in its first (warm-up) call and never inside a timed one.
 class FloatBuffer {
  public:
   explicit FloatBuffer(Device device = Device::cpu) : device_(device) {}
