@@ -63,6 +63,8 @@ def case(method, n, ranks, ms, pattern=None, status="ok", share=0.1, device="cpu
          "layout": LAYOUT[method], "device": device, "dtype": dtype, "B": 1, "H": 2, "N": n, "d": 16,
          "pattern": pattern, "pattern_name": name, "world": world, "ranks": ranks, "threads_per_rank": threads,
          "warmup": 1, "iterations": 3, "flops": flops, "flops_dense": flops, "status": status}
+    if device == "cuda":
+        c["l2"] = "flush"
     if status == "skipped":
         c["reason"] = "budget: estimated 99 s exceeds budget_s 60"
         return c
@@ -125,6 +127,7 @@ def broken_copies(base):
         return lambda d: next(c for c in d["cases"] if c["status"] == status)
 
     ok, skipped, failed = first("ok"), first("skipped"), first("failed")
+    gpu = lambda d: next(c for c in d["cases"] if c["device"] == "cuda")  # noqa: E731
 
     def delete(get, key):
         return lambda d: get(d).pop(key)
@@ -170,6 +173,7 @@ def broken_copies(base):
                                                                  "stddev": 0})),
         ("failed case without reason", delete(failed, "reason")),
         ("timed case missing gflops", delete(failed, "gflops")),
+        ("GPU case with l2 cold", setv(gpu, "l2", "cold")),
     ]
 
 
@@ -253,7 +257,10 @@ def main():
         return finish(tmp)
     suite = write(os.path.join(tmp, "tiny.json"), {
         "name": "tiny", "methods": ["vanilla", "flash", "dist-ring"], "patterns": [{"kind": "full"}],
-        "B": 1, "H": 2, "N": [128, 256], "d": 16, "iterations": 3, "pass": ["forward", "forward+backward"]})
+        "B": 1, "H": 2, "N": [128, 256], "d": 16, "iterations": 3, "pass": ["forward", "forward+backward"],
+        # GPU cases, recorded (skipped here without a GPU) with their l2 setting
+        "cases": [{"methods": ["flash", "dist-ring"], "device": "cuda", "dtype": "bf16", "d": 64, "N": 128,
+                   "pass": "forward", "l2": "warm"}]})
     res = os.path.join(tmp, "tiny-results.json")
     r = subprocess.run([EXE, "run", suite, "--out", res, "--quiet"], capture_output=True, text=True, timeout=300,
                        env=ENV)
@@ -277,8 +284,11 @@ def main():
               eff.get("single_device_case") == flash["name"] and
               abs(eff.get("pct", -1) - 100 * ring["gflops"] / (ring["world"] * flash["gflops"])) < 1e-9 * eff.get("pct", 1)
               and not any("efficiency" in c for c in data["cases"] if c["layout"] == "single"), json.dumps(eff))
+        gpu = [c for c in data["cases"] if c["device"] == "cuda"]
+        check("longattn run: GPU cases carry their l2 setting", len(gpu) == 2 and all(c.get("l2") == "warm" for c in gpu),
+              json.dumps([(c["name"], c.get("l2")) for c in gpu]))
         # backward.md: each forward+backward case's rate as a share of its forward's (3.5 forwards).
-        med = {(c["method"], c["N"], c.get("pass")): c["time_ms"]["median"] for c in data["cases"]}
+        med = {(c["method"], c["N"], c.get("pass")): c["time_ms"]["median"] for c in data["cases"] if "time_ms" in c}
         want = 100 * 3.5 * med[("flash", 256, "forward")] / med[("flash", 256, "forward+backward")]
         table = open(os.path.join(out3, "backward.md")).read() if os.path.isfile(os.path.join(out3, "backward.md")) else ""
         row = next((line for line in table.splitlines() if "| 256 | flash |" in line), "")
