@@ -20,6 +20,9 @@ struct CommCounters {
   double seconds = 0;  // wall time spent inside communicator calls (waits included)
   uint64_t total_received() const;
   uint64_t total_sent() const;
+  void add(CommOp op, uint64_t received, uint64_t sent);
+  // A variable all-to-all: what every rank but `self` sends this one (recv_counts) and gets from it.
+  void add_all_to_all_v(const std::vector<size_t>& send_counts, const std::vector<size_t>& recv_counts, int self);
 };
 
 // A send/receive pair in flight; wait() completes both.

@@ -26,4 +26,16 @@ uint64_t CommCounters::total_sent() const {
   return t;
 }
 
+void CommCounters::add(CommOp op, uint64_t received, uint64_t sent) {
+  bytes_received[static_cast<int>(op)] += received;
+  bytes_sent[static_cast<int>(op)] += sent;
+}
+
+void CommCounters::add_all_to_all_v(const std::vector<size_t>& sc, const std::vector<size_t>& rc, int self) {
+  uint64_t in = 0, out = 0;
+  for (int r = 0; r < static_cast<int>(rc.size()); ++r)
+    if (r != self) in += rc[r], out += sc[r];
+  add(CommOp::all_to_all, in, out);
+}
+
 }  // namespace longattn

@@ -120,7 +120,7 @@ class MpiCommunicator : public Communicator {
   void all_gather(const void* send, size_t bytes, void* recv) override {
     Timer t(this);
     MPI_Allgather(send, as_int(bytes), MPI_BYTE, recv, as_int(bytes), MPI_BYTE, MPI_COMM_WORLD);
-    count(CommOp::all_gather, bytes * (size_ - 1), bytes * (size_ - 1));
+    counters.add(CommOp::all_gather, bytes * (size_ - 1), bytes * (size_ - 1));
   }
   void all_gather_v(const void* send, const std::vector<size_t>& counts, void* recv) override {
     Timer t(this);
@@ -129,22 +129,19 @@ class MpiCommunicator : public Communicator {
     for (int r = 0; r < size_; ++r) displs[r] = total, total += counts[r];
     MPI_Allgatherv(send, as_int(counts[rank_]), MPI_BYTE, recv, as_ints(counts).data(), as_ints(displs).data(),
                    MPI_BYTE, MPI_COMM_WORLD);
-    count(CommOp::all_gather, total - counts[rank_], counts[rank_] * (size_ - 1));
+    counters.add(CommOp::all_gather, total - counts[rank_], counts[rank_] * (size_ - 1));
   }
   void all_to_all(const void* send, size_t bytes, void* recv) override {
     Timer t(this);
     MPI_Alltoall(send, as_int(bytes), MPI_BYTE, recv, as_int(bytes), MPI_BYTE, MPI_COMM_WORLD);
-    count(CommOp::all_to_all, bytes * (size_ - 1), bytes * (size_ - 1));
+    counters.add(CommOp::all_to_all, bytes * (size_ - 1), bytes * (size_ - 1));
   }
   void all_to_all_v(const void* send, const std::vector<size_t>& sc, const std::vector<size_t>& so, void* recv,
                     const std::vector<size_t>& rc, const std::vector<size_t>& ro) override {
     Timer t(this);
     MPI_Alltoallv(send, as_ints(sc).data(), as_ints(so).data(), MPI_BYTE, recv, as_ints(rc).data(),
                   as_ints(ro).data(), MPI_BYTE, MPI_COMM_WORLD);
-    size_t in = 0, out = 0;
-    for (int r = 0; r < size_; ++r)
-      if (r != rank_) in += rc[r], out += sc[r];
-    count(CommOp::all_to_all, in, out);
+    counters.add_all_to_all_v(sc, rc, rank_);
   }
   std::unique_ptr<PendingExchange> start_send_recv(const void* send, size_t send_bytes, int dest, void* recv,
                                                    size_t recv_bytes, int src) override {
@@ -152,14 +149,14 @@ class MpiCommunicator : public Communicator {
     ex->counters = &counters;
     MPI_Irecv(recv, as_int(recv_bytes), MPI_BYTE, src, 17, MPI_COMM_WORLD, &ex->req[0]);
     MPI_Isend(send, as_int(send_bytes), MPI_BYTE, dest, 17, MPI_COMM_WORLD, &ex->req[1]);
-    count(CommOp::send_recv, src == rank_ ? 0 : recv_bytes, dest == rank_ ? 0 : send_bytes);
+    counters.add(CommOp::send_recv, src == rank_ ? 0 : recv_bytes, dest == rank_ ? 0 : send_bytes);
     if (std::max(send_bytes, recv_bytes) >= kProgressBytes && progress_thread_wanted()) ex->start_progress();
     return ex;
   }
   void broadcast(void* buf, size_t bytes, int root) override {
     Timer t(this);
     MPI_Bcast(buf, as_int(bytes), MPI_BYTE, root, MPI_COMM_WORLD);
-    count(CommOp::broadcast, rank_ == root ? 0 : bytes, rank_ == root ? bytes * (size_ - 1) : 0);
+    counters.add(CommOp::broadcast, rank_ == root ? 0 : bytes, rank_ == root ? bytes * (size_ - 1) : 0);
   }
   void max(double* values, size_t n) override {
     MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(n), MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -181,10 +178,6 @@ class MpiCommunicator : public Communicator {
     explicit Timer(MpiCommunicator* c) : c(c) {}
     ~Timer() { c->counters.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
   };
-  void count(CommOp op, size_t in, size_t out) {
-    counters.bytes_received[static_cast<int>(op)] += in;
-    counters.bytes_sent[static_cast<int>(op)] += out;
-  }
   int rank_ = 0, size_ = 1;
 };
 

@@ -126,7 +126,7 @@ class NcclCommunicator : public Communicator {
     after_compute();
     call(ncclAllGather(send, recv, bytes, ncclUint8, comm_, stream_), "ncclAllGather");
     finish("all_gather");
-    count(CommOp::all_gather, bytes * (size_ - 1), bytes * (size_ - 1));
+    counters.add(CommOp::all_gather, bytes * (size_ - 1), bytes * (size_ - 1));
   }
 
   void all_gather_v(const void* send, const std::vector<size_t>& counts, void* recv) override {
@@ -140,7 +140,7 @@ class NcclCommunicator : public Communicator {
     }
     call(ncclGroupEnd(), "ncclGroupEnd");
     finish("all_gather_v");
-    count(CommOp::all_gather, total - counts[rank_], counts[rank_] * (size_ - 1));
+    counters.add(CommOp::all_gather, total - counts[rank_], counts[rank_] * (size_ - 1));
   }
 
   void all_to_all(const void* send, size_t bytes, void* recv) override {
@@ -151,7 +151,7 @@ class NcclCommunicator : public Communicator {
     after_compute();
     exchange(send, sizes, offsets, recv, sizes, offsets);
     finish("all_to_all");
-    count(CommOp::all_to_all, bytes * (size_ - 1), bytes * (size_ - 1));
+    counters.add(CommOp::all_to_all, bytes * (size_ - 1), bytes * (size_ - 1));
   }
 
   void all_to_all_v(const void* send, const std::vector<size_t>& sc, const std::vector<size_t>& so, void* recv,
@@ -160,10 +160,7 @@ class NcclCommunicator : public Communicator {
     after_compute();
     exchange(send, sc, so, recv, rc, ro);
     finish("all_to_all_v");
-    size_t in = 0, out = 0;
-    for (int r = 0; r < size_; ++r)
-      if (r != rank_) in += rc[r], out += sc[r];
-    count(CommOp::all_to_all, in, out);
+    counters.add_all_to_all_v(sc, rc, rank_);
   }
 
   // Returns once the exchange is queued behind compute's work; wait() orders compute after it.
@@ -180,7 +177,7 @@ class NcclCommunicator : public Communicator {
       call(ncclGroupEnd(), "ncclGroupEnd");
     }
     check(cudaEventRecord(ex->done, stream_), "cudaEventRecord (send/recv)");
-    count(CommOp::send_recv, src == rank_ ? 0 : recv_bytes, dest == rank_ ? 0 : send_bytes);
+    counters.add(CommOp::send_recv, src == rank_ ? 0 : recv_bytes, dest == rank_ ? 0 : send_bytes);
     return ex;
   }
 
@@ -189,7 +186,7 @@ class NcclCommunicator : public Communicator {
     after_compute();
     call(ncclBroadcast(buf, buf, bytes, ncclUint8, root, comm_, stream_), "ncclBroadcast");
     finish("broadcast");
-    count(CommOp::broadcast, rank_ == root ? 0 : bytes, rank_ == root ? bytes * (size_ - 1) : 0);
+    counters.add(CommOp::broadcast, rank_ == root ? 0 : bytes, rank_ == root ? bytes * (size_ - 1) : 0);
   }
 
   void max(double* values, size_t n) override {
@@ -323,10 +320,6 @@ class NcclCommunicator : public Communicator {
       check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync (to self)");
   }
 
-  void count(CommOp op, size_t in, size_t out) {
-    counters.bytes_received[static_cast<int>(op)] += in;
-    counters.bytes_sent[static_cast<int>(op)] += out;
-  }
 
   int rank_ = 0, size_ = 1;
   ncclComm_t comm_ = nullptr;
