@@ -58,7 +58,7 @@ std::string attention_step_unsupported(Device device, DType dtype, int64_t d) {
 void attention_by_steps(const AttentionArgs& a, const AttentionStep& like) {
   const Shape s = a.shape;
   const int64_t row = s.H * s.d, kv_row = s.kv_heads() * s.d, G = s.group();
-  const Place at{like.device, like.stream};
+  const Place at{like.device, like.stream, like.threads};
   fill_floats(at, a.o, size_t(s.numel()), 0.0f);
   fill_floats(at, a.lse, size_t(s.B * s.H * s.N), -std::numeric_limits<float>::infinity());
   AttentionStep step = like;
@@ -82,7 +82,7 @@ void attention_by_steps(const AttentionArgs& a, const AttentionStep& like) {
     for (int64_t b = 0; b < s.B; ++b)
       for (int64_t h = 0; h < s.H; ++h)
         for (const DilatedSegment& seg : dilated_segments(lv, a.head0 + h, 0, s.N, s.N))
-          if (seg.count > 0) step.blocks.push_back(block(b, h, seg.first, lv.r, seg.count));
+          step.blocks.push_back(block(b, h, seg.first, lv.r, seg.count));
     attention_step(step);
   }
 }

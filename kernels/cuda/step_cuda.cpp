@@ -42,7 +42,7 @@ void attention_step_cuda(const AttentionStep& step) {
   p.scale = step.scale;
   p.merge = true;
   launch_tile_step(p, step.d, step.dtype, stream);
-  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));  // the tables and `jobs` are reused by the next step
+  LONGATTN_CUDA_CHECK(cudaStreamSynchronize(stream));  // the next step rewrites the tables; `jobs` ends here
 }
 
 }  // namespace longattn::cuda
